@@ -1,0 +1,45 @@
+import type { Readable } from 'node:stream'
+import type { MediaType } from '../../schemas/media.js'
+import type { MediaSourceRecord } from '../../schemas/run.js'
+
+/** What a pipeline asks a generator backend for. */
+export interface GenerationRequest {
+  /** the run the media is for; backends may use it in filename prefixes, never to write files */
+  run_id: string
+  prompt: string
+  negative_prompt?: string
+  /** per-request seed, never shared between requests */
+  seed: number
+  width: number
+  height: number
+  /** the output config's own parameters (workflow, model, quality, …) */
+  params: Record<string, unknown>
+  signal?: AbortSignal
+}
+
+/**
+ * One piece of generated media. The storage service stores it and decides its
+ * type from the bytes; `media_type` is what the backend expects, checked
+ * against the bytes.
+ */
+export interface MediaItem {
+  body: Buffer | Readable
+  media_type?: MediaType
+  source: MediaSourceRecord
+}
+
+/**
+ * A generator backend yields its media one item at a time; the consumer stores
+ * each item before asking for the next, so streams are consumed in order. A
+ * backend that fails after some items throws after yielding them: what was
+ * yielded is kept, the error is recorded.
+ */
+export interface GeneratorBackend {
+  readonly name: string
+  /** null when usable, else why not (e.g. "COMFYUI_URL is not set") */
+  unavailableReason (): string | null
+  generate (request: GenerationRequest): AsyncIterable<MediaItem>
+  /** a cheap check that the upstream answers */
+  health? (): Promise<{ ok: boolean, details?: unknown }>
+  close? (): Promise<void>
+}

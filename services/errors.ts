@@ -1,0 +1,38 @@
+import createError from '@fastify/error'
+
+// Every failure a client can see has a stable code and an HTTP status, so the
+// error handler only translates and never guesses. Services throw these; they
+// never return null for "it went wrong".
+
+export const InvalidRunIdError = createError<[string]>('INVALID_RUN_ID', 'run id %s is not a UUID', 400)
+export const RunNotFoundError = createError<[string]>('RUN_NOT_FOUND', 'run %s not found', 404)
+export const FileNotFoundError = createError<[string, string]>('FILE_NOT_FOUND', 'run %s has no file named %s', 404)
+export const MediaNotReadyError = createError<[string, string]>('MEDIA_NOT_READY', 'run %s has no %s output yet; it is still running', 404)
+export const MediaNotFoundError = createError<[string, string]>('MEDIA_NOT_FOUND', 'run %s has no such %s output', 404)
+export const UnsupportedMediaError = createError<[string]>('UNSUPPORTED_MEDIA_TYPE', 'unsupported media: %s', 415)
+export const MediaTypeMismatchError = createError<[string, string]>('MEDIA_TYPE_MISMATCH', 'declared media_type %s but the bytes are %s', 415)
+export const MediaTooLargeError = createError<[number]>('MEDIA_TOO_LARGE', 'media is larger than the limit of %s bytes', 413)
+export const InvalidDataError = createError<[string]>('INVALID_DATA', 'invalid data: %s', 400)
+export const InvalidSourceError = createError<[string]>('INVALID_SOURCE', 'invalid media source: %s', 400)
+export const IncompleteUploadError = createError<[string]>('INCOMPLETE_UPLOAD', 'upload incomplete: %s', 400)
+export const SourceFailedError = createError<[string]>('SOURCE_FAILED', 'media source failed: %s', 502)
+export const SourceTimeoutError = createError<[string]>('SOURCE_TIMEOUT', 'media source timed out: %s', 504)
+export const FetchForbiddenError = createError<[string]>('FETCH_FORBIDDEN', 'fetching %s is not allowed', 400)
+export const InvalidStatusTransitionError = createError<[string, string]>('INVALID_STATUS', 'a run cannot go from %s to %s', 409)
+
+// Generator backends and pipeline stages.
+export const BackendUnavailableError = createError<[string, string]>('BACKEND_UNAVAILABLE', 'backend %s is not available: %s', 503)
+export const BackendFailedError = createError<[string, string]>('BACKEND_FAILED', 'backend %s failed: %s', 502)
+export const BackendTimeoutError = createError<[string, string]>('BACKEND_TIMEOUT', 'backend %s timed out: %s', 504)
+export const GenerationBlockedError = createError<[string, string]>('GENERATION_BLOCKED', 'backend %s refused the prompt: %s', 403)
+
+export interface CodedError extends Error {
+  code: string
+  statusCode: number
+}
+
+export function isCodedError (err: unknown): err is CodedError {
+  return err instanceof Error &&
+    typeof (err as Partial<CodedError>).code === 'string' &&
+    typeof (err as Partial<CodedError>).statusCode === 'number'
+}
