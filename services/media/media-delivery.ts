@@ -1,0 +1,172 @@
+import { createReadStream } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import type { Readable } from 'node:stream'
+import { LruCache } from '../cache/lru.js'
+import type { MediaOutput } from '../../schemas/run.js'
+
+export interface DeliveryRequest {
+  range?: string
+  ifNoneMatch?: string
+  ifModifiedSince?: string
+  ifRange?: string
+  download?: boolean
+}
+
+export interface Delivery {
+  statusCode: 200 | 206 | 304 | 416
+  headers: Record<string, string | number>
+  body: Buffer | Readable | null
+}
+
+export interface MediaDeliveryOptions {
+  /** total bytes of media kept in memory; 0 turns the cache off */
+  cacheBytes: number
+  /** files larger than this always stream from disk */
+  maxCachedFileBytes: number
+}
+
+interface CachedFile {
+  bytes: Buffer
+}
+
+/**
+ * Answers media requests for stored outputs. Stored files never change, so
+ * their bytes and headers can be kept in memory and their ETag is their
+ * content hash; only large files and partial requests go to the disk.
+ */
+export class MediaDelivery {
+  readonly #files: LruCache<string, CachedFile>
+  readonly #loading = new Map<string, Promise<Buffer>>()
+  readonly #headers = new WeakMap<MediaOutput, { inline: Record<string, string | number>, attachment: Record<string, string | number> }>()
+  readonly #maxCachedFileBytes: number
+
+  constructor (options: MediaDeliveryOptions) {
+    this.#files = new LruCache(options.cacheBytes, (f) => f.bytes.length)
+    this.#maxCachedFileBytes = Math.min(options.maxCachedFileBytes, options.cacheBytes)
+  }
+
+  get cachedBytes (): number {
+    return this.#files.weight
+  }
+
+  /** Forgets a deleted run's files. */
+  evictRun (runId: string): void {
+    this.#files.deleteWhere((key) => key.startsWith(`${runId}/`))
+  }
+
+  async deliver (runId: string, output: MediaOutput, path: string, request: DeliveryRequest): Promise<Delivery> {
+    const headers = { ...this.#baseHeaders(output, request.download === true) }
+    const size = output.file_size_bytes
+
+    if (notModified(output, headers.ETag as string, request)) {
+      delete headers['Content-Length']
+      delete headers['Content-Disposition']
+      return { statusCode: 304, headers, body: null }
+    }
+
+    const range = request.range !== undefined && rangeApplies(request.ifRange, headers)
+      ? parseRange(request.range, size)
+      : null
+    if (range === 'unsatisfiable') {
+      headers['Content-Range'] = `bytes */${size}`
+      headers['Content-Length'] = 0
+      return { statusCode: 416, headers, body: null }
+    }
+    if (range !== null) {
+      headers['Content-Range'] = `bytes ${range.start}-${range.end}/${size}`
+      headers['Content-Length'] = range.end - range.start + 1
+      const cached = this.#files.get(`${runId}/${output.filename}`)
+      const body = cached !== undefined
+        ? cached.bytes.subarray(range.start, range.end + 1)
+        : createReadStream(path, { start: range.start, end: range.end })
+      return { statusCode: 206, headers, body }
+    }
+
+    if (size > this.#maxCachedFileBytes) return { statusCode: 200, headers, body: createReadStream(path) }
+    return { statusCode: 200, headers, body: await this.#load(`${runId}/${output.filename}`, path) }
+  }
+
+  async #load (key: string, path: string): Promise<Buffer> {
+    const cached = this.#files.get(key)
+    if (cached !== undefined) return cached.bytes
+    // Concurrent first requests for one file read it once.
+    let loading = this.#loading.get(key)
+    if (loading === undefined) {
+      loading = readFile(path).then((bytes) => {
+        this.#files.set(key, { bytes })
+        return bytes
+      }).finally(() => this.#loading.delete(key))
+      this.#loading.set(key, loading)
+    }
+    return await loading
+  }
+
+  #baseHeaders (output: MediaOutput, download: boolean): Record<string, string | number> {
+    let headers = this.#headers.get(output)
+    if (headers === undefined) {
+      const common = {
+        'Content-Type': output.mime_type,
+        'Content-Length': output.file_size_bytes,
+        'Accept-Ranges': 'bytes',
+        ETag: `"${output.sha256}"`,
+        'Last-Modified': new Date(output.created_at).toUTCString(),
+        'Cache-Control': 'public, max-age=31536000, immutable',
+        'X-Content-Type-Options': 'nosniff'
+      }
+      headers = {
+        inline: { ...common, 'Content-Disposition': `inline; filename="${output.filename}"` },
+        attachment: { ...common, 'Content-Disposition': `attachment; filename="${output.filename}"` }
+      }
+      this.#headers.set(output, headers)
+    }
+    return download ? headers.attachment : headers.inline
+  }
+}
+
+function notModified (output: MediaOutput, etag: string, request: DeliveryRequest): boolean {
+  if (request.ifNoneMatch !== undefined) {
+    // If-None-Match uses the weak comparison: W/"x" matches "x".
+    return request.ifNoneMatch.split(',').some((tag) => {
+      const t = tag.trim()
+      return t === '*' || t === etag || t === `W/${etag}`
+    })
+  }
+  if (request.ifModifiedSince !== undefined) {
+    const since = Date.parse(request.ifModifiedSince)
+    // Last-Modified has whole seconds; compare at that precision.
+    return Number.isFinite(since) && Math.floor(Date.parse(output.created_at) / 1000) * 1000 <= since
+  }
+  return false
+}
+
+function rangeApplies (ifRange: string | undefined, headers: Record<string, string | number>): boolean {
+  if (ifRange === undefined) return true
+  return ifRange.trim() === headers.ETag || ifRange.trim() === headers['Last-Modified']
+}
+
+/**
+ * One byte range of `bytes=a-b`, `bytes=a-` or `bytes=-n`. Several ranges are
+ * answered with the whole file, which RFC 9110 allows; anything malformed or
+ * outside the file is unsatisfiable.
+ */
+export function parseRange (header: string, size: number): { start: number, end: number } | 'unsatisfiable' | null {
+  const match = /^bytes=(.+)$/.exec(header.trim())
+  if (match === null) return 'unsatisfiable'
+  const specs = match[1]!.split(',')
+  if (specs.length > 1) return null
+  const spec = /^\s*(\d*)-(\d*)\s*$/.exec(specs[0]!)
+  if (spec === null || (spec[1] === '' && spec[2] === '')) return 'unsatisfiable'
+  let start: number
+  let end: number
+  if (spec[1] === '') {
+    const suffix = Number(spec[2])
+    if (suffix === 0 || size === 0) return 'unsatisfiable'
+    start = Math.max(0, size - suffix)
+    end = size - 1
+  } else {
+    start = Number(spec[1])
+    end = spec[2] === '' ? size - 1 : Math.min(Number(spec[2]), size - 1)
+    if (start >= size || start > end) return 'unsatisfiable'
+  }
+  return { start, end }
+}

@@ -1,0 +1,388 @@
+import { access, constants, mkdir, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { FileNotFoundError, InvalidStatusTransitionError, MediaNotFoundError, MediaNotReadyError, MediaTypeMismatchError, RunNotFoundError } from '../errors.js'
+import { LruCache } from '../cache/lru.js'
+import type { MediaType } from '../../schemas/media.js'
+import type { ErrorRecord, MediaOutput, MediaSourceRecord, RunMetadata, RunStatus, StageRecord } from '../../schemas/run.js'
+import { TEMP_PREFIX, fsyncPath, publishWithoutOverwrite, tempName, writeFileDurably } from './durable-fs.js'
+import type { MediaIngester, MediaInput, StagedFile } from './ingest.js'
+import { KeyedLock } from './keyed-lock.js'
+import { probeMediaFile, type MediaProbe } from './probe.js'
+import { assertRunId, isRunId, uuidv7 } from './run-id.js'
+
+export const METADATA_FILE = 'metadata.json'
+export const INPUT_TEXT_FILE = 'input_text.txt'
+export const TRANSFORMED_TEXT_FILE = 'transformed_text.txt'
+
+export interface CreateRunInput {
+  schema: string
+  execution_mode: string
+  input_text: string
+  user_id?: string | null
+  safety_level?: string | null
+  seed?: number | null
+}
+
+export interface AddMediaOptions {
+  config: string
+  backend: string
+  /** what the caller expects; contradicting bytes are refused */
+  media_type?: MediaType
+  /** provenance to record, merged over what the storage knows of the input */
+  source?: Partial<MediaSourceRecord> & { kind?: string }
+}
+
+/** Bytes accepted into a run folder under a temporary name, probed, not yet listed. */
+export interface StagedMedia {
+  runId: string
+  file: StagedFile
+  probe: MediaProbe
+}
+
+export interface ResolvedFile {
+  metadata: RunMetadata
+  path: string
+  filename: string
+  /** set when the file is one of the run's media outputs */
+  output: MediaOutput | null
+}
+
+export interface RunStorageOptions {
+  runsDir: string
+  ingester: MediaIngester
+  metadataCacheEntries?: number
+}
+
+const TERMINAL: ReadonlySet<RunStatus> = new Set(['completed', 'failed', 'blocked'])
+
+/**
+ * One folder per run, written so that a reader or a crash never sees half of
+ * anything: folders appear by rename, files by temp + fsync + rename, and all
+ * writes to one run are serialised. Reading never creates anything.
+ */
+export class RunStorage {
+  readonly runsDir: string
+  readonly #ingester: MediaIngester
+  readonly #lock = new KeyedLock()
+  readonly #metadata: LruCache<string, RunMetadata>
+
+  constructor (options: RunStorageOptions) {
+    this.runsDir = options.runsDir
+    this.#ingester = options.ingester
+    this.#metadata = new LruCache(options.metadataCacheEntries ?? 10000)
+  }
+
+  get maxMediaBytes (): number {
+    return this.#ingester.maxBytes
+  }
+
+  /** Creates the storage root if needed and removes what a crash left half-made. */
+  async init (): Promise<{ removed: string[] }> {
+    await mkdir(this.runsDir, { recursive: true })
+    const removed: string[] = []
+    for (const entry of await readdir(this.runsDir, { withFileTypes: true })) {
+      if (entry.name.startsWith(TEMP_PREFIX)) {
+        await rm(join(this.runsDir, entry.name), { recursive: true, force: true })
+        removed.push(entry.name)
+      } else if (entry.isDirectory() && isRunId(entry.name)) {
+        for (const name of await readdir(join(this.runsDir, entry.name))) {
+          if (!name.startsWith(TEMP_PREFIX)) continue
+          await rm(join(this.runsDir, entry.name, name), { recursive: true, force: true })
+          removed.push(`${entry.name}/${name}`)
+        }
+      }
+    }
+    return { removed }
+  }
+
+  async isWritable (): Promise<boolean> {
+    try {
+      await access(this.runsDir, constants.W_OK)
+      const probe = join(this.runsDir, tempName())
+      await writeFile(probe, '')
+      await unlink(probe)
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  async createRun (input: CreateRunInput): Promise<RunMetadata> {
+    const runId = uuidv7()
+    const now = new Date().toISOString()
+    const metadata: RunMetadata = {
+      metadata_version: 1,
+      run_id: runId,
+      user_id: input.user_id ?? null,
+      timestamp: now,
+      updated_at: now,
+      status: 'created',
+      schema: input.schema,
+      execution_mode: input.execution_mode,
+      safety_level: input.safety_level ?? null,
+      input_text: input.input_text,
+      transformed_text: null,
+      ...(input.seed === undefined ? {} : { seed: input.seed }),
+      stages: [],
+      outputs: [],
+      errors: []
+    }
+    // Built under a temporary name and renamed, so a run folder is whole or absent.
+    const building = join(this.runsDir, tempName())
+    await mkdir(building)
+    try {
+      await writeFileDurably(join(building, INPUT_TEXT_FILE), input.input_text)
+      await writeFileDurably(join(building, METADATA_FILE), serialise(metadata))
+      await rename(building, this.#runDir(runId))
+      await fsyncPath(this.runsDir)
+    } catch (err) {
+      await rm(building, { recursive: true, force: true })
+      throw err
+    }
+    this.#metadata.set(runId, metadata)
+    return metadata
+  }
+
+  /** The run's metadata; the returned object is shared and must not be mutated. */
+  async getMetadata (runId: string): Promise<RunMetadata> {
+    const id = assertRunId(runId)
+    return this.#metadata.get(id) ?? await this.#readMetadata(id)
+  }
+
+  async runExists (runId: string): Promise<boolean> {
+    try {
+      await this.getMetadata(runId)
+      return true
+    } catch (err) {
+      if (err instanceof RunNotFoundError) return false
+      throw err
+    }
+  }
+
+  async setTransformedText (runId: string, text: string): Promise<RunMetadata> {
+    return await this.#update(runId, async (metadata, dir) => {
+      await writeFileDurably(join(dir, TRANSFORMED_TEXT_FILE), text)
+      metadata.transformed_text = text
+    })
+  }
+
+  async setStatus (runId: string, status: RunStatus): Promise<RunMetadata> {
+    return await this.#update(runId, (metadata) => {
+      if (metadata.status === status) return
+      if (TERMINAL.has(metadata.status)) throw new InvalidStatusTransitionError(metadata.status, status)
+      if (status === 'created') throw new InvalidStatusTransitionError(metadata.status, status)
+      metadata.status = status
+    })
+  }
+
+  async recordStage (runId: string, stage: StageRecord): Promise<RunMetadata> {
+    return await this.#update(runId, (metadata) => { metadata.stages.push(stripInternal(stage)) })
+  }
+
+  async recordError (runId: string, error: Omit<ErrorRecord, 'at'> & { at?: string }): Promise<RunMetadata> {
+    return await this.#update(runId, (metadata) => {
+      metadata.errors.push(stripInternal({ ...error, at: error.at ?? new Date().toISOString() }))
+    })
+  }
+
+  /** Generic update for fields without a method of their own (e.g. the seed). */
+  async patch (runId: string, fields: Partial<Pick<RunMetadata, 'seed' | 'safety_level'>>): Promise<RunMetadata> {
+    return await this.#update(runId, (metadata) => { Object.assign(metadata, fields) })
+  }
+
+  async addMedia (runId: string, input: MediaInput, options: AddMediaOptions): Promise<MediaOutput> {
+    return await this.commitMedia(await this.stageMedia(runId, input), options)
+  }
+
+  /**
+   * Takes bytes into the run folder under a temporary name and probes them,
+   * outside the run's lock so that many uploads into one run stream in
+   * parallel. Fails (and leaves nothing) when the bytes are not supported media.
+   */
+  async stageMedia (runId: string, input: MediaInput): Promise<StagedMedia> {
+    const id = assertRunId(runId)
+    await this.getMetadata(id)
+    const file = await this.#ingester.stage(input, this.#runDir(id))
+    try {
+      return { runId: id, file, probe: await probeMediaFile(file.path, file.head) }
+    } catch (err) {
+      await unlink(file.path).catch(() => {})
+      throw err
+    }
+  }
+
+  async discardStaged (staged: StagedMedia): Promise<void> {
+    await unlink(staged.file.path).catch(() => {})
+  }
+
+  /** Gives staged bytes their final name and lists them in metadata.json, or removes them. */
+  async commitMedia (staged: StagedMedia, options: AddMediaOptions): Promise<MediaOutput> {
+    const { runId, file, probe } = staged
+    if (options.media_type !== undefined && options.media_type !== probe.media_type) {
+      await this.discardStaged(staged)
+      throw new MediaTypeMismatchError(options.media_type, `${probe.media_type} (${probe.format})`)
+    }
+    let output: MediaOutput | undefined
+    try {
+      await this.#update(runId, async (metadata, dir) => {
+        const sameType = metadata.outputs.filter((o) => o.type === probe.media_type).length
+        let ordinal = sameType + 1
+        let filename = outputFilename(probe.media_type, ordinal, probe.extension)
+        // A stray file of that name (copied in by hand) is never replaced: take the next number.
+        for (;;) {
+          try {
+            await publishWithoutOverwrite(file.path, join(dir, filename))
+            break
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+            filename = outputFilename(probe.media_type, ++ordinal, probe.extension)
+          }
+        }
+        output = {
+          index: metadata.outputs.length,
+          type: probe.media_type,
+          filename,
+          backend: options.backend,
+          config: options.config,
+          file_size_bytes: file.size,
+          format: probe.format,
+          mime_type: probe.mime_type,
+          width: probe.width,
+          height: probe.height,
+          duration_seconds: probe.duration_seconds,
+          sha256: file.sha256,
+          created_at: new Date().toISOString(),
+          source: stripInternal({ ...file.source, ...options.source, kind: options.source?.kind ?? file.source.kind })
+        }
+        metadata.outputs.push(output)
+      }, async (dir) => {
+        // metadata.json could not be written: the file must not outlive its entry
+        if (output !== undefined) await unlink(join(dir, output.filename)).catch(() => {})
+      })
+    } finally {
+      await unlink(file.path).catch(() => {})
+    }
+    return output!
+  }
+
+  /**
+   * The index-th output of a type (0-based among that type), or the newest.
+   * Distinguishes "not yet" (the run is still going) from "never".
+   */
+  async getOutput (runId: string, type: MediaType, index?: number): Promise<{ metadata: RunMetadata, output: MediaOutput, path: string }> {
+    const metadata = await this.getMetadata(runId)
+    const ofType = metadata.outputs.filter((o) => o.type === type)
+    const output = index === undefined ? ofType.at(-1) : ofType[index]
+    if (output === undefined) {
+      if (TERMINAL.has(metadata.status)) throw new MediaNotFoundError(metadata.run_id, type)
+      throw new MediaNotReadyError(metadata.run_id, type)
+    }
+    return { metadata, output, path: join(this.#runDir(metadata.run_id), output.filename) }
+  }
+
+  /** A file of the run folder, by a name the metadata lists; no other name reaches the file system. */
+  async resolveFile (runId: string, filename: string): Promise<ResolvedFile> {
+    const metadata = await this.getMetadata(runId)
+    const output = metadata.outputs.find((o) => o.filename === filename) ?? null
+    const listed = output !== null || filename === METADATA_FILE || filename === INPUT_TEXT_FILE ||
+      (filename === TRANSFORMED_TEXT_FILE && metadata.transformed_text !== null)
+    if (!listed) throw new FileNotFoundError(metadata.run_id, filename.slice(0, 120))
+    return { metadata, path: join(this.#runDir(metadata.run_id), filename), filename, output }
+  }
+
+  /** The bytes of a text file of the run (metadata.json, input_text.txt, transformed_text.txt). */
+  async readRunFile (file: ResolvedFile): Promise<Buffer> {
+    return await readFile(file.path)
+  }
+
+  /** Names of the files that make up a run, as listed by its metadata. */
+  listFiles (metadata: RunMetadata): string[] {
+    return [
+      METADATA_FILE,
+      INPUT_TEXT_FILE,
+      ...(metadata.transformed_text !== null ? [TRANSFORMED_TEXT_FILE] : []),
+      ...metadata.outputs.map((o) => o.filename)
+    ]
+  }
+
+  async deleteRun (runId: string): Promise<void> {
+    const id = assertRunId(runId)
+    await this.#lock.run(id, async () => {
+      await this.getMetadata(id)
+      // Renamed first, so the run disappears at once and a crash mid-delete leaves only a temp folder.
+      const doomed = join(this.runsDir, tempName())
+      await rename(this.#runDir(id), doomed)
+      this.#metadata.delete(id)
+      await rm(doomed, { recursive: true, force: true })
+    })
+  }
+
+  /** Run ids on disk, newest first (UUIDv7 sorts by time). */
+  async listRunIds (): Promise<string[]> {
+    const entries = await readdir(this.runsDir, { withFileTypes: true })
+    return entries.filter((e) => e.isDirectory() && isRunId(e.name)).map((e) => e.name).sort().reverse()
+  }
+
+  runDir (runId: string): string {
+    return this.#runDir(assertRunId(runId))
+  }
+
+  #runDir (id: string): string {
+    return join(this.runsDir, id)
+  }
+
+  async #readMetadata (id: string): Promise<RunMetadata> {
+    let text: string
+    try {
+      text = await readFile(join(this.#runDir(id), METADATA_FILE), 'utf8')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') throw new RunNotFoundError(id)
+      throw err
+    }
+    const metadata = JSON.parse(text) as RunMetadata
+    this.#metadata.set(id, metadata)
+    return metadata
+  }
+
+  async #update (
+    runId: string,
+    mutate: (metadata: RunMetadata, dir: string) => void | Promise<void>,
+    rollback?: (dir: string) => Promise<void>
+  ): Promise<RunMetadata> {
+    const id = assertRunId(runId)
+    return await this.#lock.run(id, async () => {
+      const current = await this.getMetadata(id)
+      const next = structuredClone(current)
+      const dir = this.#runDir(id)
+      await mutate(next, dir)
+      next.updated_at = new Date().toISOString()
+      try {
+        await writeFileDurably(join(dir, METADATA_FILE), serialise(next))
+      } catch (err) {
+        if (rollback !== undefined) await rollback(dir)
+        throw err
+      }
+      this.#metadata.set(id, next)
+      return next
+    })
+  }
+}
+
+export function outputFilename (type: MediaType, ordinal: number, extension: string): string {
+  return ordinal <= 1 ? `output_${type}.${extension}` : `output_${type}_${ordinal}.${extension}`
+}
+
+/** Internal fields (names starting with `_`) never reach metadata.json, at any depth. */
+function stripInternal<T> (value: T): T {
+  if (Array.isArray(value)) return value.map(stripInternal) as T
+  if (value === null || typeof value !== 'object' || Buffer.isBuffer(value)) return value
+  const clean: Record<string, unknown> = {}
+  for (const [key, inner] of Object.entries(value)) {
+    if (!key.startsWith('_') && inner !== undefined) clean[key] = stripInternal(inner)
+  }
+  return clean as T
+}
+
+function serialise (metadata: RunMetadata): string {
+  return JSON.stringify(stripInternal(metadata), null, 2) + '\n'
+}

@@ -1,0 +1,128 @@
+import t from 'tap'
+import { mkdir, readdir, readFile, writeFile, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { TEMP_PREFIX, tempName, fsyncPath, writeFileDurably, publishWithoutOverwrite } from '../../../services/storage/durable-fs.js'
+import { tempRunsDir } from '../../helper.js'
+
+t.test('tempName carries the sweep prefix and is different every time', async (t) => {
+  const names = Array.from({ length: 100 }, tempName)
+  t.ok(names.every((n) => n.startsWith(TEMP_PREFIX)), 'all start with the prefix')
+  t.equal(new Set(names).size, 100)
+  t.ok(names.every((n) => /^\.tmp-[0-9a-f]{16}$/.test(n)), 'no path separators or odd characters')
+})
+
+t.test('writeFileDurably creates a file with exactly the given content', async (t) => {
+  const dir = await tempRunsDir(t)
+  const path = join(dir, 'metadata.json')
+  await writeFileDurably(path, '{"a":1}')
+  t.equal(await readFile(path, 'utf8'), '{"a":1}')
+  t.same(await readdir(dir), ['metadata.json'], 'no temp file left')
+})
+
+t.test('writeFileDurably replaces the whole content, longer or shorter', async (t) => {
+  const dir = await tempRunsDir(t)
+  const path = join(dir, 'metadata.json')
+  await writeFile(path, 'x'.repeat(10_000))
+  await writeFileDurably(path, 'short')
+  t.equal(await readFile(path, 'utf8'), 'short', 'no tail of the old content')
+
+  const bytes = Buffer.from(Array.from({ length: 70_000 }, (_, i) => (i * 31) % 256))
+  await writeFileDurably(path, bytes)
+  t.same(await readFile(path), bytes, 'Buffers are written byte for byte')
+
+  await writeFileDurably(path, '')
+  t.equal((await stat(path)).size, 0, 'an empty file is a valid content')
+
+  await writeFileDurably(path, 'Blume ✿ über')
+  t.equal(await readFile(path, 'utf8'), 'Blume ✿ über', 'strings are UTF-8')
+  t.same(await readdir(dir), ['metadata.json'], 'no temp file left after several writes')
+})
+
+t.test('concurrent writes to one file leave one whole version and no temp files', async (t) => {
+  const dir = await tempRunsDir(t)
+  const path = join(dir, 'metadata.json')
+  const versions = Array.from({ length: 20 }, (_, i) => String(i).repeat(1000 + i))
+  await Promise.all(versions.map(async (v) => { await writeFileDurably(path, v) }))
+  t.ok(versions.includes(await readFile(path, 'utf8')), 'content is one of the versions, never a mix')
+  t.same(await readdir(dir), ['metadata.json'])
+})
+
+t.test('writeFileDurably into a missing folder fails and creates nothing', async (t) => {
+  const dir = await tempRunsDir(t)
+  await t.rejects(writeFileDurably(join(dir, 'nope', 'metadata.json'), 'x'), { code: 'ENOENT' })
+  t.same(await readdir(dir), [])
+})
+
+t.test('when the file cannot be replaced, the error reaches the caller and the temp file is removed', async (t) => {
+  const dir = await tempRunsDir(t)
+  // A folder with content where the file should go: rename() refuses.
+  const target = join(dir, 'metadata.json')
+  await mkdir(target)
+  await writeFile(join(target, 'inside'), 'keep')
+  await t.rejects(writeFileDurably(target, 'new'), { code: /^(EISDIR|ENOTEMPTY|EEXIST)$/ })
+  t.same(await readdir(dir), ['metadata.json'], 'only the folder, no temp file')
+  t.equal(await readFile(join(target, 'inside'), 'utf8'), 'keep')
+})
+
+t.test('when writing the data fails, the temp file is removed and the old file kept', async (t) => {
+  const dir = await tempRunsDir(t)
+  const path = join(dir, 'metadata.json')
+  await writeFile(path, 'old')
+  // Not a string or Buffer: the write itself throws after the temp file exists.
+  await t.rejects(writeFileDurably(path, 12345 as unknown as string), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.equal(await readFile(path, 'utf8'), 'old')
+  t.same(await readdir(dir), ['metadata.json'])
+})
+
+t.test('fsyncPath syncs files and folders and reports a missing path', async (t) => {
+  const dir = await tempRunsDir(t)
+  const file = join(dir, 'f')
+  await writeFile(file, 'x')
+  await t.resolves(fsyncPath(file))
+  await t.resolves(fsyncPath(dir))
+  await t.rejects(fsyncPath(join(dir, 'missing')), { code: 'ENOENT' })
+})
+
+t.test('publishWithoutOverwrite moves the temp file when the name is free', async (t) => {
+  const dir = await tempRunsDir(t)
+  const temp = join(dir, `${tempName()}-output_image.png`)
+  const bytes = Buffer.from('\x89PNG fake but exact bytes')
+  await writeFile(temp, bytes)
+  await publishWithoutOverwrite(temp, join(dir, 'output_image.png'))
+  t.same(await readFile(join(dir, 'output_image.png')), bytes)
+  t.same(await readdir(dir), ['output_image.png'], 'the temp name is gone')
+})
+
+t.test('publishWithoutOverwrite never replaces an existing file', async (t) => {
+  const dir = await tempRunsDir(t)
+  const final = join(dir, 'output_image.png')
+  const stored = Buffer.from('the stored image')
+  await writeFile(final, stored)
+  const temp = join(dir, `${tempName()}-output_image.png`)
+  await writeFile(temp, 'an intruder, longer than the stored image')
+  await t.rejects(publishWithoutOverwrite(temp, final), { code: 'EEXIST' })
+  t.same(await readFile(final), stored, 'stored bytes unchanged')
+  // The caller still owns the temp file (and the startup sweep finds it by prefix).
+  t.same((await readdir(dir)).sort(), [temp.slice(dir.length + 1), 'output_image.png'].sort())
+})
+
+t.test('two publishes racing for one name: exactly one wins', async (t) => {
+  const dir = await tempRunsDir(t)
+  const final = join(dir, 'output_audio.mp3')
+  const temps = await Promise.all(['one', 'two', 'three'].map(async (content) => {
+    const temp = join(dir, `${tempName()}-${content}`)
+    await writeFile(temp, content)
+    return { temp, content }
+  }))
+  const results = await Promise.allSettled(temps.map(async ({ temp }) => { await publishWithoutOverwrite(temp, final) }))
+  const won = results.flatMap((r, i) => r.status === 'fulfilled' ? [temps[i]!.content] : [])
+  t.equal(won.length, 1)
+  t.ok(results.every((r) => r.status === 'fulfilled' || (r.reason as NodeJS.ErrnoException).code === 'EEXIST'))
+  t.equal(await readFile(final, 'utf8'), won[0], 'the file holds the winner\'s bytes')
+})
+
+t.test('publishWithoutOverwrite with a missing temp file creates nothing', async (t) => {
+  const dir = await tempRunsDir(t)
+  await t.rejects(publishWithoutOverwrite(join(dir, '.tmp-missing'), join(dir, 'output_image.png')), { code: 'ENOENT' })
+  t.same(await readdir(dir), [])
+})
