@@ -36,3 +36,11 @@ export function isCodedError (err: unknown): err is CodedError {
     typeof (err as Partial<CodedError>).code === 'string' &&
     typeof (err as Partial<CodedError>).statusCode === 'number'
 }
+
+// ComfyUI backend.
+export const ComfyuiPromptNotFoundError = createError<[string]>('COMFYUI_PROMPT_NOT_FOUND', 'ComfyUI has no prompt %s: it is not queued, not running and not in its history (wrong id, deleted, or ComfyUI restarted)', 404)
+export const ComfyuiFileMissingError = createError<[string]>('COMFYUI_FILE_MISSING', 'ComfyUI no longer has the file %s', 502)
+export const InvalidWorkflowError = createError<[string]>('INVALID_WORKFLOW', 'invalid ComfyUI workflow: %s', 500)
+
+// Pipeline definition files (configs/pipelines/*.json): a broken file stops startup with its name and field.
+export const PipelineDefinitionError = createError<[string, string]>('INVALID_PIPELINE_DEFINITION', 'pipeline file %s is invalid: %s', 500)

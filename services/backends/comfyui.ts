@@ -1,0 +1,609 @@
+import { randomBytes, randomUUID } from 'node:crypto'
+import type { Readable } from 'node:stream'
+import got, { RequestError, TimeoutError, type Request } from 'got'
+import WebSocket from 'ws'
+import {
+  BackendFailedError, BackendTimeoutError, BackendUnavailableError, ComfyuiFileMissingError,
+  ComfyuiPromptNotFoundError, InvalidWorkflowError
+} from '../errors.js'
+import type { MediaSourceRecord } from '../../schemas/run.js'
+import type { GenerationRequest, GeneratorBackend, MediaItem } from './types.js'
+
+const BACKEND = 'comfyui'
+const LOWERCASE_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+/** An API-format workflow: node id → node. */
+export type ComfyuiWorkflow = Record<string, { class_type: string, inputs?: Record<string, unknown>, [key: string]: unknown }>
+
+export interface ComfyuiClientOptions {
+  /** e.g. http://127.0.0.1:8188 or https://lab.example/comfy/ */
+  baseUrl: string
+  timeouts?: {
+    /** one HTTP request (and the time to the first byte of a download) */
+    request?: number
+    /** from the start of waiting until the prompt's history exists */
+    overall?: number
+  }
+  /** how often /history is asked while waiting; the WebSocket only makes the answer come sooner */
+  pollIntervalMs?: number
+  /** listen on /ws for the end of the prompt (default true); polling works without it */
+  useWebSocket?: boolean
+  /** resubmissions of the same prompt_id after a network error (default 2) */
+  submitRetries?: number
+  /** consecutive failed polls tolerated before giving up (default 5) */
+  maxPollFailures?: number
+}
+
+export interface SubmitResult {
+  prompt_id: string
+  /** queue number; null when the server already had our prompt_id (409 on a resubmission) */
+  number: number | null
+}
+
+export interface ComfyuiHistoryEntry {
+  prompt?: unknown[]
+  outputs: Record<string, Record<string, unknown>>
+  status?: {
+    status_str?: string
+    completed?: boolean
+    messages?: Array<[string, Record<string, unknown>]>
+  }
+  meta?: Record<string, unknown>
+}
+
+export interface ComfyuiFileRef {
+  node_id: string
+  /** the output key that listed the file: images, audio, gifs, 3d, … (says nothing reliable about the media type) */
+  key: string
+  filename: string
+  subfolder: string
+  type: 'output' | 'temp'
+}
+
+export type QueuePlace = 'running' | 'pending' | null
+
+// Keys whose lists hold file references that are not media.
+const NON_MEDIA_FILE_KEYS = new Set(['latents'])
+
+/**
+ * Every file a finished prompt produced, in node order, then in list order:
+ * any output key whose value is a list of file objects counts, because the key
+ * depends on the node (SaveImage → images, SaveAudio → audio, VHS → gifs, …).
+ */
+export function listOutputFiles (entry: ComfyuiHistoryEntry): ComfyuiFileRef[] {
+  const files: ComfyuiFileRef[] = []
+  for (const [nodeId, nodeOutput] of Object.entries(entry.outputs ?? {})) {
+    if (!isRecord(nodeOutput)) continue
+    for (const [key, value] of Object.entries(nodeOutput)) {
+      if (!Array.isArray(value) || NON_MEDIA_FILE_KEYS.has(key)) continue
+      for (const item of value) {
+        if (!isRecord(item) || typeof item.filename !== 'string' || item.filename === '') continue
+        const type = item.type ?? 'output'
+        if (type !== 'output' && type !== 'temp') continue
+        files.push({
+          node_id: nodeId,
+          key,
+          filename: item.filename,
+          subfolder: typeof item.subfolder === 'string' ? item.subfolder : '',
+          type
+        })
+      }
+    }
+  }
+  return files
+}
+
+/** Why a finished prompt failed, or null when it succeeded. */
+export function describeExecutionFailure (entry: ComfyuiHistoryEntry): string | null {
+  if (entry.status?.status_str !== 'error') return null
+  for (const message of entry.status.messages ?? []) {
+    if (!Array.isArray(message) || !isRecord(message[1])) continue
+    const [type, data] = message
+    if (type === 'execution_error') {
+      const exception = [data.exception_type, String(data.exception_message ?? '').trim()].filter((s) => s !== undefined && s !== '').join(': ')
+      return `node ${nodeName(data.node_id, data.node_type)} failed: ${exception || 'no exception message'}`
+    }
+    if (type === 'execution_interrupted') {
+      return `execution was interrupted at node ${nodeName(data.node_id, data.node_type)}`
+    }
+  }
+  return 'ComfyUI reported an error without details'
+}
+
+/**
+ * A small ComfyUI client. It sends its own prompt_id so that a POST that timed
+ * out can be resent safely, never sends an Origin header (ComfyUI answers 403
+ * when it does not match Host), and treats the WebSocket only as a hint: the
+ * history, polled, is the truth.
+ */
+export class ComfyuiClient {
+  readonly baseUrl: string
+  readonly #base: URL
+  readonly #requestMs: number
+  readonly #overallMs: number
+  readonly #pollIntervalMs: number
+  readonly #useWebSocket: boolean
+  readonly #submitRetries: number
+  readonly #maxPollFailures: number
+
+  constructor (options: ComfyuiClientOptions) {
+    this.#base = new URL(options.baseUrl.endsWith('/') ? options.baseUrl : options.baseUrl + '/')
+    if (this.#base.protocol !== 'http:' && this.#base.protocol !== 'https:') {
+      throw new TypeError(`ComfyUI base URL must be http(s), got ${options.baseUrl}`)
+    }
+    this.baseUrl = this.#base.href
+    this.#requestMs = options.timeouts?.request ?? 30_000
+    this.#overallMs = options.timeouts?.overall ?? 10 * 60_000
+    this.#pollIntervalMs = options.pollIntervalMs ?? 1000
+    this.#useWebSocket = options.useWebSocket ?? true
+    this.#submitRetries = options.submitRetries ?? 2
+    this.#maxPollFailures = options.maxPollFailures ?? 5
+  }
+
+  /** Queues an API-format workflow under our own prompt_id. */
+  async submit (workflow: ComfyuiWorkflow, ids: { promptId: string, clientId: string }): Promise<SubmitResult> {
+    const promptId = ids.promptId.toLowerCase()
+    if (!LOWERCASE_UUID.test(promptId)) throw new TypeError(`prompt_id must be a UUID, got ${ids.promptId}`)
+    const body = { prompt: workflow, client_id: ids.clientId, prompt_id: promptId }
+    for (let attempt = 0; ; attempt++) {
+      let response
+      try {
+        response = await this.#request('POST', 'prompt', { json: body })
+      } catch (err) {
+        // The server may have queued it before the connection broke: resending
+        // the same prompt_id either queues it or answers 409.
+        if (attempt < this.#submitRetries && err instanceof RequestError) continue
+        throw this.#requestFailure(err, 'POST /prompt')
+      }
+      const { statusCode, body: text } = response
+      if (statusCode === 409) return { prompt_id: promptId, number: null }
+      const answer = parseJson(text)
+      if (statusCode === 400 && isRecord(answer)) {
+        throw new BackendFailedError(BACKEND, `ComfyUI rejected the workflow: ${describeRejection(answer)}`)
+      }
+      if (statusCode !== 200 || !isRecord(answer)) {
+        throw new BackendFailedError(BACKEND, `POST /prompt answered ${statusCode}: ${snippet(text)}`)
+      }
+      // Old servers ignore our prompt_id and choose their own.
+      const queuedId = typeof answer.prompt_id === 'string' ? answer.prompt_id : promptId
+      const dropped = describeNodeErrors(answer.node_errors)
+      if (dropped.length > 0) {
+        // The rest of the graph would still run; nobody would collect it.
+        await this.cancel(queuedId).catch(() => {})
+        throw new BackendFailedError(BACKEND, `ComfyUI dropped outputs that failed validation: ${dropped.join('; ')}`)
+      }
+      return { prompt_id: queuedId, number: typeof answer.number === 'number' ? answer.number : null }
+    }
+  }
+
+  /**
+   * Waits until the prompt's history entry exists and returns it, also when
+   * the execution failed (its outputs so far are listed there). The WebSocket
+   * event `executing` with `node: null` wakes the wait early; `execution_success`
+   * does not, because ComfyUI sends it before it writes the history.
+   */
+  async waitForCompletion (promptId: string, clientId: string, signal?: AbortSignal): Promise<ComfyuiHistoryEntry> {
+    return await this.#waitFor(promptId, this.#useWebSocket ? clientId : null, signal)
+  }
+
+  /** The history entry of a prompt someone else submitted, waiting for it if it is still queued or running. */
+  async collectOutputs (promptId: string, signal?: AbortSignal): Promise<ComfyuiHistoryEntry> {
+    const state = await this.#check(promptId, this.#requestMs)
+    if (state.kind === 'done') return state.entry
+    if (state.kind === 'lost') throw new ComfyuiPromptNotFoundError(promptId)
+    // Its events go to the submitter's socket, not ours: poll only.
+    return await this.#waitFor(promptId, null, signal)
+  }
+
+  /** The finished entry, or null while queued, running or unknown (ComfyUI answers {} for all three). */
+  async history (promptId: string, timeoutMs = this.#requestMs): Promise<ComfyuiHistoryEntry | null> {
+    const answer = await this.#getJson(`history/${encodeURIComponent(promptId)}`, timeoutMs)
+    const entry = answer[promptId]
+    if (!isRecord(entry)) return null
+    return { ...entry, outputs: isRecord(entry.outputs) ? entry.outputs as ComfyuiHistoryEntry['outputs'] : {} }
+  }
+
+  async queuePlace (promptId: string, timeoutMs = this.#requestMs): Promise<QueuePlace> {
+    const queue = await this.#getJson('queue', timeoutMs)
+    const holds = (list: unknown): boolean => Array.isArray(list) && list.some((item) => Array.isArray(item) && item[1] === promptId)
+    if (holds(queue.queue_running)) return 'running'
+    if (holds(queue.queue_pending)) return 'pending'
+    return null
+  }
+
+  /** Removes the prompt from the queue, or interrupts it if it is the one running. */
+  async cancel (promptId: string): Promise<void> {
+    await this.#checked(await this.#request('POST', 'queue', { json: { delete: [promptId] } }), 'POST /queue')
+    if (await this.queuePlace(promptId) === 'running') {
+      // Servers that predate the prompt_id field interrupt whatever runs; we just saw it is ours.
+      await this.#checked(await this.#request('POST', 'interrupt', { json: { prompt_id: promptId } }), 'POST /interrupt')
+    }
+  }
+
+  /** The file's original bytes as a stream (no `preview`, which re-encodes). */
+  async download (file: Pick<ComfyuiFileRef, 'filename' | 'subfolder' | 'type'>, signal?: AbortSignal): Promise<Readable> {
+    const url = this.#url('view')
+    url.searchParams.set('filename', file.filename)
+    url.searchParams.set('subfolder', file.subfolder)
+    url.searchParams.set('type', file.type)
+    const stream: Request = got.stream(url, {
+      throwHttpErrors: false,
+      retry: { limit: 0 },
+      timeout: { connect: this.#requestMs, response: this.#requestMs, socket: this.#requestMs },
+      ...(signal ? { signal } : {})
+    })
+    let statusCode: number
+    try {
+      statusCode = await new Promise<number>((resolve, reject) => {
+        stream.once('response', (response: { statusCode: number }) => resolve(response.statusCode))
+        stream.once('error', reject)
+      })
+    } catch (err) {
+      stream.destroy()
+      if (signal?.aborted) throw signal.reason
+      throw this.#requestFailure(err, `GET /view ${describeFile(file)}`)
+    }
+    if (statusCode === 200) return stream
+    stream.destroy()
+    if (statusCode === 404) throw new ComfyuiFileMissingError(describeFile(file))
+    throw new BackendFailedError(BACKEND, `GET /view ${describeFile(file)} answered ${statusCode}`)
+  }
+
+  /** GET /system_stats: version, OS, devices. */
+  async systemStats (): Promise<Record<string, unknown>> {
+    return await this.#getJson('system_stats', this.#requestMs)
+  }
+
+  async #waitFor (promptId: string, clientId: string | null, signal?: AbortSignal): Promise<ComfyuiHistoryEntry> {
+    const deadline = Date.now() + this.#overallMs
+    const alarm = new Alarm()
+    const socket = clientId === null ? null : this.#listen(clientId, promptId, alarm)
+    let failures = 0
+    try {
+      for (;;) {
+        signal?.throwIfAborted()
+        const remaining = deadline - Date.now()
+        if (remaining <= 0) break
+        try {
+          const state = await this.#check(promptId, Math.min(this.#requestMs, remaining))
+          if (state.kind === 'done') return state.entry
+          if (state.kind === 'lost') {
+            throw new BackendFailedError(BACKEND, `prompt ${promptId} left the queue without a history entry (deleted, or ComfyUI restarted)`)
+          }
+          failures = 0
+        } catch (err) {
+          if (!isTransient(err) || ++failures >= this.#maxPollFailures) throw err
+        }
+        await alarm.wait(Math.min(this.#pollIntervalMs, Math.max(0, deadline - Date.now())), signal)
+      }
+    } finally {
+      socket?.terminate()
+    }
+    throw new BackendTimeoutError(BACKEND, `prompt ${promptId} did not finish within ${this.#overallMs} ms`)
+  }
+
+  async #check (promptId: string, timeoutMs: number): Promise<{ kind: 'done', entry: ComfyuiHistoryEntry } | { kind: 'waiting' | 'lost' }> {
+    const entry = await this.history(promptId, timeoutMs)
+    if (entry) return { kind: 'done', entry }
+    if (await this.queuePlace(promptId, timeoutMs) !== null) return { kind: 'waiting' }
+    // ComfyUI writes the history and takes the prompt off the queue in one
+    // step, so a prompt that finished between our two requests is there now.
+    const late = await this.history(promptId, timeoutMs)
+    return late ? { kind: 'done', entry: late } : { kind: 'lost' }
+  }
+
+  #listen (clientId: string, promptId: string, alarm: Alarm): WebSocket {
+    const url = this.#url('ws')
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:'
+    url.searchParams.set('clientId', clientId)
+    const socket = new WebSocket(url, { handshakeTimeout: this.#requestMs })
+    // A socket that fails, is refused (404) or drops only costs latency: polling goes on.
+    socket.on('error', () => {})
+    // The prompt may have ended between the first poll and the connection.
+    socket.on('open', () => alarm.ring())
+    socket.on('message', (data, isBinary) => {
+      if (isBinary) return
+      const message = parseJson(data.toString())
+      if (!isRecord(message) || message.type !== 'executing' || !isRecord(message.data)) return
+      const { node, prompt_id: id } = message.data
+      if (node === null && (id === undefined || id === promptId)) alarm.ring()
+    })
+    return socket
+  }
+
+  #url (path: string): URL {
+    return new URL(path, this.#base)
+  }
+
+  async #request (method: 'GET' | 'POST', path: string, options: { json?: unknown, timeoutMs?: number } = {}): Promise<{ statusCode: number, body: string }> {
+    const response = await got(this.#url(path), {
+      method,
+      ...(options.json === undefined ? {} : { json: options.json }),
+      responseType: 'text',
+      throwHttpErrors: false,
+      retry: { limit: 0 },
+      timeout: { request: options.timeoutMs ?? this.#requestMs }
+    })
+    return { statusCode: response.statusCode, body: response.body }
+  }
+
+  async #getJson (path: string, timeoutMs: number): Promise<Record<string, unknown>> {
+    let response
+    try {
+      response = await this.#request('GET', path, { timeoutMs })
+    } catch (err) {
+      throw this.#requestFailure(err, `GET /${path}`)
+    }
+    this.#checked(response, `GET /${path}`)
+    const answer = parseJson(response.body)
+    if (!isRecord(answer)) throw transient(new BackendFailedError(BACKEND, `GET /${path} answered ${snippet(response.body)}, not a JSON object`))
+    return answer
+  }
+
+  #checked (response: { statusCode: number, body: string }, what: string): void {
+    if (response.statusCode >= 200 && response.statusCode < 300) return
+    const err = new BackendFailedError(BACKEND, `${what} answered ${response.statusCode}: ${snippet(response.body)}`)
+    throw response.statusCode >= 500 ? transient(err) : err
+  }
+
+  #requestFailure (err: unknown, what: string): Error {
+    if (err instanceof TimeoutError) return transient(new BackendTimeoutError(BACKEND, `${what} at ${this.baseUrl}: ${err.message}`))
+    if (err instanceof RequestError) return transient(new BackendFailedError(BACKEND, `${what} at ${this.baseUrl}: ${err.message}`))
+    return err instanceof Error ? err : new Error(String(err))
+  }
+}
+
+export interface ComfyuiBackendOptions extends Omit<ComfyuiClientOptions, 'baseUrl'> {
+  /** COMFYUI_URL; without it the backend is unavailable */
+  baseUrl?: string | undefined
+  /** first part of every filename_prefix: files land in ComfyUI's output/<root>/ (default runstore) */
+  filenamePrefixRoot?: string
+}
+
+/**
+ * Runs an output config's API-format workflow on ComfyUI and yields every file
+ * it produced, as streams of the original bytes.
+ */
+export class ComfyuiBackend implements GeneratorBackend {
+  readonly name = BACKEND
+  readonly client: ComfyuiClient | null
+  readonly #prefixRoot: string
+
+  constructor (options: ComfyuiBackendOptions) {
+    const { baseUrl, filenamePrefixRoot, ...clientOptions } = options
+    this.client = baseUrl ? new ComfyuiClient({ ...clientOptions, baseUrl }) : null
+    this.#prefixRoot = filenamePrefixRoot ?? 'runstore'
+  }
+
+  unavailableReason (): string | null {
+    return this.client ? null : 'COMFYUI_URL is not set'
+  }
+
+  async * generate (request: GenerationRequest): AsyncIterable<MediaItem> {
+    const client = this.#requireClient()
+    // A prefix nobody used before: ComfyUI answers an identical prompt from
+    // its cache, pointing at the old files instead of writing new ones.
+    const filenamePrefix = `${this.#prefixRoot}/${request.run_id}_${randomBytes(4).toString('hex')}`
+    const workflow = fillWorkflow(readApiWorkflow(request.params.workflow), {
+      prompt: request.prompt,
+      negative_prompt: request.negative_prompt ?? '',
+      seed: request.seed,
+      width: request.width,
+      height: request.height,
+      filename_prefix: filenamePrefix
+    })
+    const clientId = randomUUID()
+    const { prompt_id: promptId } = await client.submit(workflow, { promptId: randomUUID(), clientId })
+    let entry: ComfyuiHistoryEntry
+    try {
+      entry = await client.waitForCompletion(promptId, clientId, request.signal)
+    } catch (err) {
+      // Don't leave the GPU busy with work nobody will collect.
+      await client.cancel(promptId).catch(() => {})
+      throw err
+    }
+    yield * this.#media(client, promptId, entry, request.signal)
+  }
+
+  /** Every output of a prompt submitted elsewhere (e.g. by the ComfyUI web UI). */
+  async * collect (promptId: string, signal?: AbortSignal): AsyncIterable<MediaItem> {
+    const client = this.#requireClient()
+    yield * this.#media(client, promptId, await client.collectOutputs(promptId, signal), signal)
+  }
+
+  async health (): Promise<{ ok: boolean, details?: unknown }> {
+    if (!this.client) return { ok: false, details: { error: this.unavailableReason() } }
+    try {
+      const stats = await this.client.systemStats()
+      const system = isRecord(stats.system) ? stats.system : {}
+      const devices = Array.isArray(stats.devices) ? stats.devices.filter(isRecord).map((d) => d.name) : []
+      return { ok: true, details: { comfyui_version: system.comfyui_version, devices } }
+    } catch (err) {
+      return { ok: false, details: { error: (err as Error).message } }
+    }
+  }
+
+  #requireClient (): ComfyuiClient {
+    if (!this.client) throw new BackendUnavailableError(BACKEND, 'COMFYUI_URL is not set')
+    return this.client
+  }
+
+  async * #media (client: ComfyuiClient, promptId: string, entry: ComfyuiHistoryEntry, signal?: AbortSignal): AsyncIterable<MediaItem> {
+    const files = listOutputFiles(entry)
+    const missing: string[] = []
+    for (const file of files) {
+      let body: Readable
+      try {
+        body = await client.download(file, signal)
+      } catch (err) {
+        // A vanished temp file must not cost the user the other outputs.
+        if (err instanceof ComfyuiFileMissingError) {
+          missing.push(describeFile(file))
+          continue
+        }
+        throw err
+      }
+      // `type` (output or temp) is provenance beyond the shared schema's named fields.
+      const source: MediaSourceRecord & { type: ComfyuiFileRef['type'] } = {
+        kind: BACKEND, prompt_id: promptId, node_id: file.node_id, original_filename: file.filename, subfolder: file.subfolder, type: file.type
+      }
+      yield { body, source }
+    }
+    const problems: string[] = []
+    const failure = describeExecutionFailure(entry)
+    if (failure) problems.push(failure)
+    if (missing.length > 0) problems.push(`ComfyUI no longer has ${missing.join(', ')}`)
+    if (problems.length === 0 && files.length === 0) problems.push('it finished without any output file')
+    if (problems.length > 0) throw new BackendFailedError(BACKEND, `prompt ${promptId}: ${problems.join('; ')}`)
+  }
+}
+
+/** Checks that an output config's workflow is in API format (exported with "Save (API)"). */
+export function readApiWorkflow (value: unknown): ComfyuiWorkflow {
+  if (!isRecord(value)) throw new InvalidWorkflowError('params.workflow must be an API-format workflow object')
+  if (Array.isArray(value.nodes) || Array.isArray(value.links)) {
+    throw new InvalidWorkflowError('params.workflow is a UI-format workflow (it has nodes/links); export it from ComfyUI with "Export (API)"')
+  }
+  const ids = Object.keys(value)
+  if (ids.length === 0) throw new InvalidWorkflowError('params.workflow has no nodes')
+  for (const id of ids) {
+    const node = value[id]
+    if (!isRecord(node) || typeof node.class_type !== 'string') {
+      throw new InvalidWorkflowError(`node ${id} has no class_type`)
+    }
+    if (node.inputs !== undefined && !isRecord(node.inputs)) throw new InvalidWorkflowError(`node ${id} has inputs that are not an object`)
+  }
+  return value as ComfyuiWorkflow
+}
+
+export interface WorkflowValues {
+  prompt: string
+  negative_prompt: string
+  seed: number
+  width: number
+  height: number
+  filename_prefix: string
+}
+
+/**
+ * A copy of the workflow in which every string value that is exactly a
+ * placeholder ("{{seed}}") is replaced; seed, width and height become numbers.
+ * An unknown placeholder is an error rather than text sent to a model.
+ */
+export function fillWorkflow (workflow: ComfyuiWorkflow, values: WorkflowValues): ComfyuiWorkflow {
+  const fill = (value: unknown): unknown => {
+    if (typeof value === 'string') {
+      const match = /^\{\{\s*([a-z_]+)\s*\}\}$/.exec(value)
+      if (!match) return value
+      const name = match[1] as string
+      if (!Object.hasOwn(values, name)) throw new InvalidWorkflowError(`unknown placeholder ${value}`)
+      return values[name as keyof WorkflowValues]
+    }
+    if (Array.isArray(value)) return value.map(fill)
+    if (isRecord(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, fill(v)]))
+    return value
+  }
+  return fill(workflow) as ComfyuiWorkflow
+}
+
+// Polls that fail for a reason that may pass (network, 5xx, a proxy's HTML page).
+const transientErrors = new WeakSet<Error>()
+
+function transient<E extends Error> (err: E): E {
+  transientErrors.add(err)
+  return err
+}
+
+function isTransient (err: unknown): boolean {
+  return err instanceof Error && transientErrors.has(err)
+}
+
+/** A sleep that a WebSocket event can cut short; a ring while nobody waits is kept for the next wait. */
+class Alarm {
+  #rung = false
+  #wake: (() => void) | null = null
+
+  ring (): void {
+    this.#rung = true
+    this.#wake?.()
+  }
+
+  async wait (ms: number, signal?: AbortSignal): Promise<void> {
+    if (!this.#rung) {
+      await new Promise<void>((resolve, reject) => {
+        const settle = (): void => {
+          clearTimeout(timer)
+          signal?.removeEventListener('abort', onAbort)
+          this.#wake = null
+        }
+        const done = (): void => {
+          settle()
+          resolve()
+        }
+        const onAbort = (): void => {
+          settle()
+          reject(signal?.reason)
+        }
+        const timer = setTimeout(done, ms)
+        this.#wake = done
+        signal?.addEventListener('abort', onAbort, { once: true })
+      })
+    }
+    this.#rung = false
+  }
+}
+
+function describeRejection (answer: Record<string, unknown>): string {
+  const error = answer.error
+  let summary: string
+  if (isRecord(error)) {
+    const message = typeof error.message === 'string' ? error.message : 'invalid prompt'
+    const details = typeof error.details === 'string' && error.details !== '' && error.details !== message ? ` (${error.details})` : ''
+    summary = `${typeof error.type === 'string' ? error.type + ': ' : ''}${message}${details}`
+  } else {
+    summary = String(error ?? 'invalid prompt')
+  }
+  const nodes = describeNodeErrors(answer.node_errors)
+  return nodes.length > 0 ? `${summary}; ${nodes.join('; ')}` : summary
+}
+
+// node_errors is a dict keyed by node id; old servers send [] for "none".
+function describeNodeErrors (nodeErrors: unknown): string[] {
+  if (!isRecord(nodeErrors)) return []
+  return Object.entries(nodeErrors).map(([id, value]) => {
+    const info = isRecord(value) ? value : {}
+    const errors = Array.isArray(info.errors)
+      ? info.errors.filter(isRecord).map((e) => [e.message, e.details].filter((s) => typeof s === 'string' && s !== '').join(': '))
+      : []
+    const outputs = Array.isArray(info.dependent_outputs) && info.dependent_outputs.length > 0
+      ? ` (drops output node ${info.dependent_outputs.join(', ')})`
+      : ''
+    return `node ${nodeName(id, info.class_type)}: ${errors.join('; ') || 'invalid'}${outputs}`
+  })
+}
+
+function nodeName (id: unknown, classType: unknown): string {
+  return typeof classType === 'string' && classType !== '' ? `${String(id)} (${classType})` : String(id)
+}
+
+function describeFile (file: Pick<ComfyuiFileRef, 'filename' | 'subfolder' | 'type'>): string {
+  return `${file.type}/${file.subfolder ? file.subfolder + '/' : ''}${file.filename}`
+}
+
+function parseJson (text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
+
+function snippet (text: string): string {
+  const flat = text.replace(/\s+/g, ' ').trim()
+  if (flat === '') return '(empty body)'
+  return flat.length > 200 ? flat.slice(0, 200) + '…' : flat
+}
+
+function isRecord (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
