@@ -2,7 +2,6 @@ import { Type, type Static } from '@sinclair/typebox'
 
 export const MEDIA_TYPES = ['image', 'audio', 'video', 'model3d'] as const
 export const MediaType = Type.Union(MEDIA_TYPES.map((t) => Type.Literal(t)), {
-  $id: 'MediaType',
   description: 'kind of media, decided from the bytes'
 })
 export type MediaType = Static<typeof MediaType>

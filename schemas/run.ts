@@ -89,5 +89,5 @@ export const RunMetadata = Type.Object({
   stages: Type.Array(StageRecord),
   outputs: Type.Array(MediaOutput),
   errors: Type.Array(ErrorRecord)
-}, { $id: 'RunMetadata', description: 'the document stored as metadata.json' })
+}, { description: 'the document stored as metadata.json' })
 export type RunMetadata = Static<typeof RunMetadata>

@@ -1,0 +1,31 @@
+# Build stage: the same steps as .ci/run (clean install, compile).
+FROM node:24-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY *.ts ./
+COPY plugins ./plugins
+COPY routes ./routes
+COPY services ./services
+COPY schemas ./schemas
+COPY bench ./bench
+RUN npm run build
+
+# Runtime stage: production dependencies and compiled code only.
+FROM node:24-bookworm-slim
+ENV HOST=0.0.0.0 \
+    PORT=3000 \
+    RUNS_DIR=/data/runs
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY --from=build /app/dist ./dist
+COPY configs ./configs
+RUN mkdir -p /data/runs && chown -R node:node /data
+USER node
+VOLUME ["/data/runs"]
+EXPOSE 3000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+  CMD node -e "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
+CMD ["node", "dist/server.js"]

@@ -1,0 +1,34 @@
+import fp from 'fastify-plugin'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { MediaDelivery } from '../services/media/media-delivery.js'
+import type { MediaOutput } from '../schemas/run.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    mediaDelivery: MediaDelivery
+  }
+  interface FastifyReply {
+    /** Answers with a stored output: conditional, ranged, cached, with its content headers. */
+    sendMedia: (runId: string, output: MediaOutput, path: string, download: boolean) => Promise<FastifyReply>
+  }
+}
+
+export default fp(async function mediaDeliveryPlugin (app) {
+  const delivery = new MediaDelivery({
+    cacheBytes: app.config.MEDIA_CACHE_BYTES,
+    maxCachedFileBytes: app.config.MEDIA_CACHE_MAX_FILE_BYTES
+  })
+  app.decorate('mediaDelivery', delivery)
+  app.decorateReply('sendMedia', async function sendMedia (this: FastifyReply, runId: string, output: MediaOutput, path: string, download: boolean) {
+    const request: FastifyRequest = this.request
+    const { headers } = request
+    const answer = await delivery.deliver(runId, output, path, {
+      range: headers.range,
+      ifNoneMatch: headers['if-none-match'],
+      ifModifiedSince: headers['if-modified-since'],
+      ifRange: headers['if-range'] as string | undefined,
+      download
+    })
+    return await this.code(answer.statusCode).headers(answer.headers).send(answer.body ?? undefined)
+  })
+}, { name: 'media-delivery', dependencies: ['config'] })

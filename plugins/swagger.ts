@@ -1,0 +1,24 @@
+import fp from 'fastify-plugin'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+
+export default fp(async function swaggerPlugin (app) {
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'runstore',
+        description: 'Runs the generation pipeline of an AI art education platform and keeps every run\'s media: one folder per run with metadata.json, input_text.txt, transformed_text.txt and its media files.',
+        version: '0.1.0'
+      },
+      ...(app.config.PUBLIC_BASE_URL !== undefined ? { servers: [{ url: app.config.PUBLIC_BASE_URL }] } : {}),
+      tags: [
+        { name: 'runs', description: 'run folders and their metadata, for clients that drive their own generation' },
+        { name: 'media', description: 'stored media, served with Range, ETag and caching headers' },
+        { name: 'service', description: 'health and readiness' }
+      ]
+    }
+  })
+  await app.register(swaggerUi, { routePrefix: '/docs' })
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+}, { name: 'swagger', dependencies: ['config'] })

@@ -1,0 +1,135 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { errorResponses, RunIdParams } from '../schemas/common.js'
+import { MEDIA_TYPES, MediaType } from '../schemas/media.js'
+import { MediaOutput, RunId, RunMetadata, RunStatus } from '../schemas/run.js'
+import { mediaUrl } from '../services/media/media-url.js'
+
+const DownloadQuery = Type.Object({
+  download: Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('true'), Type.Literal('0'), Type.Literal('false')], {
+    description: '1: Content-Disposition attachment instead of inline'
+  }))
+})
+
+const MediaBytes = (type: string) => ({
+  description: `the ${type} bytes, with their detected MIME type; 206 for a Range`,
+  content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } }
+})
+
+const MediaInfo = Type.Object({
+  run_id: RunId,
+  schema: Type.String(),
+  execution_mode: Type.String(),
+  timestamp: Type.String({ format: 'date-time' }),
+  status: RunStatus,
+  type: Type.Union([MediaType, Type.Null()], { description: 'type of the newest output; null while there is none' }),
+  url: Type.Union([Type.String(), Type.Null()], { description: 'URL of the newest output; null while there is none' }),
+  outputs: Type.Array(Type.Intersect([MediaOutput, Type.Object({ url: Type.String() })]))
+})
+
+const mediaRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { storage } = app
+  const baseUrl = app.config.PUBLIC_BASE_URL ?? ''
+
+  for (const type of MEDIA_TYPES) {
+    const binaryAnswers = {
+      200: MediaBytes(type),
+      206: MediaBytes(type),
+      304: { description: 'not modified (If-None-Match)', type: 'null' },
+      416: { description: 'the Range cannot be satisfied', type: 'null' },
+      ...errorResponses(400, 404)
+    }
+    const description = `Answers 404 MEDIA_NOT_READY while the run is still running and has no such ${type} yet, 404 MEDIA_NOT_FOUND once it has ended.`
+
+    app.get(`/api/media/${type}/:run_id`, {
+      schema: {
+        tags: ['media'],
+        summary: `the newest ${type} output of a run`,
+        description,
+        params: RunIdParams,
+        querystring: DownloadQuery,
+        response: binaryAnswers
+      }
+    }, async (request, reply) => {
+      const { output, path } = await storage.getOutput(request.params.run_id, type)
+      return await reply.sendMedia(request.params.run_id, output, path, isTrue(request.query.download))
+    })
+
+    app.get(`/api/media/${type}/:run_id/:index`, {
+      schema: {
+        tags: ['media'],
+        summary: `the index-th ${type} output of a run (0-based among its ${type} outputs)`,
+        description,
+        params: Type.Object({ run_id: RunId, index: Type.Integer({ minimum: 0, maximum: 100000 }) }),
+        querystring: DownloadQuery,
+        response: binaryAnswers
+      }
+    }, async (request, reply) => {
+      const { output, path } = await storage.getOutput(request.params.run_id, type, request.params.index)
+      return await reply.sendMedia(request.params.run_id, output, path, isTrue(request.query.download))
+    })
+  }
+
+  app.get('/api/media/info/:run_id', {
+    schema: {
+      tags: ['media'],
+      summary: 'what a run has produced so far, and whether it is still running',
+      description: '`type` and `url` name the newest output, so a frontend can choose between <img>, <audio> and <video>.',
+      params: RunIdParams,
+      response: { 200: MediaInfo, ...errorResponses(400, 404) }
+    }
+  }, async (request) => {
+    const metadata = await storage.getMetadata(request.params.run_id)
+    const outputs = metadata.outputs.map((o) => ({ ...o, url: mediaUrl(metadata, o, baseUrl) }))
+    const newest = outputs.at(-1)
+    return {
+      run_id: metadata.run_id,
+      schema: metadata.schema,
+      execution_mode: metadata.execution_mode,
+      timestamp: metadata.timestamp,
+      status: metadata.status,
+      type: newest?.type ?? null,
+      url: newest?.url ?? null,
+      outputs
+    }
+  })
+
+  app.get('/api/media/run/:run_id', {
+    schema: {
+      tags: ['media'],
+      summary: 'the complete run metadata',
+      params: RunIdParams,
+      response: { 200: RunMetadata, ...errorResponses(400, 404) }
+    }
+  }, async (request) => await storage.getMetadata(request.params.run_id))
+
+  app.get('/api/runs/:run_id/files/:filename', {
+    schema: {
+      tags: ['runs'],
+      summary: 'a file of the run folder, by a name its metadata lists',
+      params: Type.Object({ run_id: RunId, filename: Type.String({ maxLength: 255 }) }),
+      querystring: DownloadQuery,
+      response: {
+        200: { description: 'the file', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+        ...errorResponses(400, 404)
+      }
+    }
+  }, async (request, reply) => {
+    const { run_id: runId, filename } = request.params
+    const file = await storage.resolveFile(runId, filename)
+    if (file.output !== null) return await reply.sendMedia(runId, file.output, file.path, isTrue(request.query.download))
+    const disposition = isTrue(request.query.download) ? 'attachment' : 'inline'
+    return await reply
+      .type(filename.endsWith('.json') ? 'application/json; charset=utf-8' : 'text/plain; charset=utf-8')
+      .header('X-Content-Type-Options', 'nosniff')
+      .header('Cache-Control', 'no-cache')
+      .header('Content-Disposition', `${disposition}; filename="${filename}"`)
+      .send(await storage.readRunFile(file))
+  })
+}
+
+function isTrue (flag: string | undefined): boolean {
+  return flag === '1' || flag === 'true'
+}
+
+export default mediaRoutes

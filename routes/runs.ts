@@ -1,0 +1,161 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { MultipartFile } from '@fastify/multipart'
+import { Type, type Static } from '@sinclair/typebox'
+import { errorResponses, RunIdParams } from '../schemas/common.js'
+import { MediaType, isMediaType } from '../schemas/media.js'
+import { ExecutionMode, MediaOutput, RunMetadata, RunStatus, SafetyLevel } from '../schemas/run.js'
+import { InvalidSourceError, UnsupportedMediaError } from '../services/errors.js'
+import type { MediaInput } from '../services/storage/ingest.js'
+import type { StagedMedia } from '../services/storage/run-storage.js'
+
+const Name = Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]*$' })
+
+const CreateRunBody = Type.Object({
+  schema: Type.String({ ...Name, description: 'pipeline name, e.g. dada' }),
+  execution_mode: ExecutionMode,
+  input_text: Type.String({ minLength: 1, maxLength: 20000 }),
+  user_id: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 200 }), Type.Null()])),
+  safety_level: Type.Optional(SafetyLevel)
+})
+
+const PatchRunBody = Type.Object({
+  transformed_text: Type.Optional(Type.String({ maxLength: 100000 })),
+  status: Type.Optional(RunStatus)
+}, { minProperties: 1, additionalProperties: false })
+
+const MediaFields = {
+  config: Type.String({ ...Name, description: 'output config name the media belongs to' }),
+  media_type: Type.Optional(MediaType),
+  backend: Type.Optional(Type.String({ ...Name, description: 'what made the media; defaults to the source kind' }))
+}
+
+const AddMediaJson = Type.Union([
+  Type.Object({ source: Type.Literal('url'), url: Type.String({ format: 'uri', maxLength: 8192 }), ...MediaFields }),
+  Type.Object({ source: Type.Literal('data'), data: Type.String({ minLength: 1, description: 'a data: URI or bare base64' }), ...MediaFields })
+])
+
+// No `type: object` on purpose: the multipart body is streamed by the handler
+// and is not there for the validator; this describes it for OpenAPI.
+const AddMediaMultipart = Type.Unsafe({
+  properties: {
+    file: { type: 'string', format: 'binary', description: 'the media file (one)' },
+    config: { type: 'string' },
+    media_type: { type: 'string', enum: ['image', 'audio', 'video', 'model3d'] },
+    backend: { type: 'string' }
+  },
+  required: ['file', 'config']
+})
+
+const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { storage } = app
+  // base64 is 4/3 of the bytes; the storage enforces the real limit on the decoded media.
+  const jsonBodyLimit = Math.ceil(app.config.MAX_UPLOAD_BYTES * 4 / 3) + 64 * 1024
+
+  app.post('/api/runs', {
+    schema: {
+      tags: ['runs'],
+      summary: 'create a run folder with metadata.json and input_text.txt',
+      body: CreateRunBody,
+      response: { 201: RunMetadata, ...errorResponses(400) }
+    }
+  }, async (request, reply) => {
+    return await reply.code(201).send(await storage.createRun(request.body))
+  })
+
+  app.get('/api/runs/:run_id', {
+    schema: {
+      tags: ['runs'],
+      summary: 'the run\'s metadata (the same document as its metadata.json)',
+      params: RunIdParams,
+      response: { 200: RunMetadata, ...errorResponses(400, 404) }
+    }
+  }, async (request) => await storage.getMetadata(request.params.run_id))
+
+  app.patch('/api/runs/:run_id', {
+    schema: {
+      tags: ['runs'],
+      summary: 'set the transformed text (written to transformed_text.txt) or move the status on',
+      description: 'status moves created → running → completed | failed | blocked; a finished run cannot change status (409)',
+      params: RunIdParams,
+      body: PatchRunBody,
+      response: { 200: RunMetadata, ...errorResponses(400, 404, 409) }
+    }
+  }, async (request) => {
+    const { run_id: runId } = request.params
+    const { transformed_text: text, status } = request.body
+    let metadata = await storage.getMetadata(runId)
+    if (text !== undefined) metadata = await storage.setTransformedText(runId, text)
+    if (status !== undefined) metadata = await storage.setStatus(runId, status)
+    return metadata
+  })
+
+  app.post('/api/runs/:run_id/media', {
+    bodyLimit: jsonBodyLimit,
+    schema: {
+      tags: ['runs'],
+      summary: 'store a media file in the run',
+      description: 'JSON with `source: "url"` (downloaded at once) or `source: "data"` (data URI or bare base64), or multipart/form-data with one `file` and the fields `config`, `media_type?`. The type and format come from the bytes; a `media_type` that contradicts them is refused (415). Nothing is stored when the request fails.',
+      params: RunIdParams,
+      body: { content: { 'application/json': { schema: AddMediaJson }, 'multipart/form-data': { schema: AddMediaMultipart } } },
+      response: { 201: MediaOutput, ...errorResponses(400, 404, 413, 415, 502, 504) }
+    }
+  }, async (request, reply) => {
+    const { run_id: runId } = request.params
+    await storage.getMetadata(runId)
+    if (request.isMultipart()) {
+      return await reply.code(201).send(await addUploadedMedia(runId, request.parts()))
+    }
+    const body = request.body as Static<typeof AddMediaJson>
+    const { config, media_type: mediaType, backend } = body
+    const input: MediaInput = body.source === 'url' ? { kind: 'url', url: body.url } : { kind: 'data', data: body.data }
+    const output = await storage.addMedia(runId, input, {
+      config,
+      backend: backend ?? body.source,
+      ...(mediaType !== undefined ? { media_type: mediaType } : {})
+    })
+    return await reply.code(201).send(output)
+  })
+
+  /**
+   * Fields may come before or after the file in a form, so the file is staged
+   * (streamed into the run folder under a temporary name) as soon as it
+   * arrives and listed only once all fields are known and valid.
+   */
+  async function addUploadedMedia (runId: string, parts: AsyncIterableIterator<MultipartFile | { type: 'field', fieldname: string, value: unknown }>): Promise<MediaOutput> {
+    const fields: Record<string, string> = {}
+    let staged: StagedMedia | undefined
+    let originalFilename: string | undefined
+    try {
+      for await (const part of parts) {
+        if (part.type === 'file') {
+          const file = part as MultipartFile
+          if (file.fieldname !== 'file' || staged !== undefined) {
+            file.file.resume()
+            throw new InvalidSourceError('send exactly one file, in the field "file"')
+          }
+          staged = await storage.stageMedia(runId, file.file)
+          originalFilename = file.filename ? file.filename.slice(0, 255) : undefined
+        } else {
+          fields[part.fieldname] = String(part.value)
+        }
+      }
+      if (staged === undefined) throw new InvalidSourceError('the form has no field "file"')
+      const { config, media_type: mediaType, backend } = fields
+      if (config === undefined || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/.test(config)) throw new InvalidSourceError('the form needs a field "config" (letters, digits, _ . -)')
+      if (mediaType !== undefined && !isMediaType(mediaType)) throw new UnsupportedMediaError(`media_type ${mediaType.slice(0, 40)}`)
+      if (backend !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/.test(backend)) throw new InvalidSourceError('field "backend" must be letters, digits, _ . -')
+      const committing = staged
+      staged = undefined
+      return await storage.commitMedia(committing, {
+        config,
+        backend: backend ?? 'upload',
+        ...(mediaType !== undefined ? { media_type: mediaType } : {}),
+        source: { kind: 'upload', ...(originalFilename !== undefined ? { original_filename: originalFilename } : {}) }
+      })
+    } finally {
+      if (staged !== undefined) await storage.discardStaged(staged)
+    }
+  }
+}
+
+export default runRoutes

@@ -1,0 +1,92 @@
+import t from 'tap'
+import { readFile, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { ConfigSchema, loadConfig } from '../config.js'
+import { build, tempRunsDir } from './helper.js'
+
+const root = new URL('..', import.meta.url)
+
+t.test('health, readiness', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const app = await build(t, { RUNS_DIR: join(runsDir, 'created-at-start') })
+  t.same((await app.inject({ url: '/health' })).json(), { status: 'ok' })
+  const ready = await app.inject({ url: '/ready' })
+  t.equal(ready.statusCode, 200)
+  t.same(ready.json(), { status: 'ready', checks: { storage_writable: true } })
+
+  await rm(join(runsDir, 'created-at-start'), { recursive: true })
+  const notReady = await app.inject({ url: '/ready' })
+  t.equal(notReady.statusCode, 503)
+  t.match(notReady.json(), { statusCode: 503, code: 'NOT_READY' })
+})
+
+t.test('the OpenAPI document describes every route, tagged', async (t) => {
+  const app = await build(t)
+  const res = await app.inject({ url: '/openapi.json' })
+  t.equal(res.statusCode, 200)
+  const doc = res.json()
+  t.equal(doc.openapi, '3.0.3')
+  const expected = [
+    ['post', '/api/runs'], ['get', '/api/runs/{run_id}'], ['patch', '/api/runs/{run_id}'], ['post', '/api/runs/{run_id}/media'],
+    ['get', '/api/runs/{run_id}/files/{filename}'], ['get', '/api/media/image/{run_id}'], ['get', '/api/media/image/{run_id}/{index}'],
+    ['get', '/api/media/audio/{run_id}'], ['get', '/api/media/video/{run_id}/{index}'], ['get', '/api/media/model3d/{run_id}'],
+    ['get', '/api/media/info/{run_id}'], ['get', '/api/media/run/{run_id}'], ['get', '/health'], ['get', '/ready']
+  ]
+  for (const [method, path] of expected) {
+    const operation = doc.paths[path!]?.[method!]
+    t.ok(operation, `${method} ${path} is documented`)
+    t.ok(operation?.tags?.length > 0, `${method} ${path} is tagged`)
+    t.ok(operation?.summary, `${method} ${path} is described`)
+  }
+  for (const [path, item] of Object.entries<any>(doc.paths)) {
+    for (const [method, operation] of Object.entries<any>(item)) {
+      t.ok(operation.tags?.length > 0, `${method} ${path} has a tag`)
+    }
+  }
+  const image = doc.paths['/api/media/image/{run_id}'].get
+  t.equal(image.responses['200'].content['application/octet-stream'].schema.format, 'binary', 'media answers are binary')
+  t.ok(image.responses['404'], 'errors are described')
+  const upload = doc.paths['/api/runs/{run_id}/media'].post.requestBody.content
+  t.ok(upload['multipart/form-data'], 'multipart upload described')
+  t.ok(upload['application/json'], 'JSON sources described')
+
+  const docs = await app.inject({ url: '/docs/' })
+  t.equal(docs.statusCode, 200)
+  t.match(docs.body, /swagger/i)
+})
+
+t.test('CORS for the workshop frontend on another origin', async (t) => {
+  const app = await build(t, { CORS_ORIGINS: 'http://workshop.example, http://localhost:5173' })
+  const res = await app.inject({ url: '/health', headers: { origin: 'http://workshop.example' } })
+  t.equal(res.headers['access-control-allow-origin'], 'http://workshop.example')
+  t.match(res.headers['access-control-expose-headers'], /Content-Range/)
+  const other = await app.inject({ url: '/health', headers: { origin: 'http://evil.example' } })
+  t.notOk(other.headers['access-control-allow-origin'])
+  const preflight = await app.inject({ method: 'OPTIONS', url: '/api/runs', headers: { origin: 'http://localhost:5173', 'access-control-request-method': 'POST' } })
+  t.equal(preflight.statusCode, 204)
+
+  const closed = await build(t)
+  t.notOk((await closed.inject({ url: '/health', headers: { origin: 'http://workshop.example' } })).headers['access-control-allow-origin'], 'no CORS unless configured')
+})
+
+t.test('configuration: defaults, validation, and .env.example in step with the code', async (t) => {
+  const defaults = loadConfig({})
+  t.match(defaults, { PORT: 3000, HOST: '127.0.0.1', RUNS_DIR: './runs', LOG_LEVEL: 'info', MAX_UPLOAD_BYTES: 100 * 1024 * 1024 })
+  t.equal(defaults.PUBLIC_BASE_URL, undefined)
+  t.equal(loadConfig({ PORT: '8080' }).PORT, 8080)
+  t.throws(() => loadConfig({ PORT: 'eighty' }), /PORT/)
+  t.throws(() => loadConfig({ LOG_LEVEL: 'loud' }), /LOG_LEVEL/)
+  t.throws(() => loadConfig({ MAX_UPLOAD_BYTES: '0' }), /MAX_UPLOAD_BYTES/)
+
+  const example = await readFile(new URL('.env.example', root), 'utf8')
+  const documented = [...example.matchAll(/^#?\s*([A-Z][A-Z0-9_]+)=/gm)].map((m) => m[1])
+  t.same(documented.sort(), Object.keys(ConfigSchema.properties).sort(), '.env.example lists exactly the settings')
+  const readme = await readFile(new URL('README.md', root), 'utf8')
+  for (const key of Object.keys(ConfigSchema.properties)) t.match(readme, key, `README mentions ${key}`)
+})
+
+t.test('a storage root that cannot be created stops the start with an error', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  await writeFile(join(runsDir, 'a-file'), 'not a folder')
+  await t.rejects(build(t, { RUNS_DIR: join(runsDir, 'a-file', 'runs') }), { code: 'ENOTDIR' })
+})

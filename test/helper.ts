@@ -1,0 +1,42 @@
+import type { Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { buildApp } from '../app.js'
+import { loadConfig, type Config } from '../config.js'
+
+/** A fresh, empty storage root removed after the test. */
+export async function tempRunsDir (t: Test): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'runstore-test-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  return dir
+}
+
+export function testConfig (runsDir: string, env: Record<string, string> = {}): Config {
+  return loadConfig({ RUNS_DIR: runsDir, LOG_LEVEL: 'silent', ALLOWED_FETCH_HOSTS: '127.0.0.1', ...env })
+}
+
+/** The app on a temporary RUNS_DIR, closed when the test ends; use app.inject. */
+export async function build (t: Test, env: Record<string, string> = {}): Promise<FastifyInstance> {
+  const runsDir = env.RUNS_DIR ?? await tempRunsDir(t)
+  const app = await buildApp(testConfig(runsDir, env))
+  t.teardown(async () => { await app.close() })
+  await app.ready()
+  return app
+}
+
+/** A multipart/form-data body built by hand, so tests control order, names and truncation. */
+export function multipartBody (parts: Array<{ name: string, value: string | Buffer, filename?: string, contentType?: string }>): { body: Buffer, contentType: string } {
+  const boundary = '----runstore' + Math.random().toString(16).slice(2)
+  const chunks: Buffer[] = []
+  for (const part of parts) {
+    let head = `--${boundary}\r\nContent-Disposition: form-data; name="${part.name}"`
+    if (part.filename !== undefined) head += `; filename="${part.filename}"`
+    head += '\r\n'
+    if (part.contentType !== undefined) head += `Content-Type: ${part.contentType}\r\n`
+    chunks.push(Buffer.from(head + '\r\n'), Buffer.isBuffer(part.value) ? part.value : Buffer.from(part.value), Buffer.from('\r\n'))
+  }
+  chunks.push(Buffer.from(`--${boundary}--\r\n`))
+  return { body: Buffer.concat(chunks), contentType: `multipart/form-data; boundary=${boundary}` }
+}
