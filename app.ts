@@ -9,6 +9,12 @@ import swaggerPlugin from './plugins/swagger.js'
 import multipartPlugin from './plugins/multipart.js'
 import storagePlugin from './plugins/storage.js'
 import mediaDeliveryPlugin from './plugins/media-delivery.js'
+import backendsPlugin from './plugins/backends.js'
+import builtinBackend from './plugins/backends/builtin.js'
+import comfyuiBackend from './plugins/backends/comfyui.js'
+import openaiBackend from './plugins/backends/openai.js'
+import openrouterBackend from './plugins/backends/openrouter.js'
+import replicateBackend from './plugins/backends/replicate.js'
 import healthRoutes from './routes/health.js'
 import runRoutes from './routes/runs.js'
 import mediaRoutes from './routes/media.js'
@@ -38,6 +44,10 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(multipartPlugin)
   await app.register(storagePlugin)
   await app.register(mediaDeliveryPlugin)
+  await app.register(backendsPlugin)
+  for (const backend of [builtinBackend, comfyuiBackend, openaiBackend, openrouterBackend, replicateBackend]) {
+    await app.register(backend)
+  }
 
   await app.register(healthRoutes)
   await app.register(runRoutes)

@@ -17,7 +17,29 @@ export const ConfigSchema = Type.Object({
   METADATA_CACHE_ENTRIES: Type.Integer({ default: 10000, minimum: 0, description: 'how many runs\' metadata are kept in memory' }),
   FETCH_TIMEOUT_MS: Type.Integer({ default: 60000, minimum: 1, description: 'time allowed to download media from a URL' }),
   FETCH_MAX_REDIRECTS: Type.Integer({ default: 5, minimum: 0, description: 'redirects followed when downloading media from a URL' }),
-  ALLOWED_FETCH_HOSTS: Type.String({ default: '', description: 'comma-separated host names or IPs that URL downloads may reach although they are private or loopback' })
+  ALLOWED_FETCH_HOSTS: Type.String({ default: '', description: 'comma-separated host names or IPs that URL downloads may reach although they are private or loopback' }),
+  CONFIGS_DIR: Type.String({ default: './configs', description: 'data folder with pipelines/*.json and outputs/*.json' }),
+
+  COMFYUI_URL: Type.Optional(Type.String({ description: 'ComfyUI server, e.g. http://gpu-host:8188; the ComfyUI output configs are unavailable without it' })),
+  COMFYUI_TIMEOUT_MS: Type.Integer({ default: 600000, minimum: 1, description: 'longest a ComfyUI job may take, queueing and model loading included' }),
+  OPENAI_API_KEY: Type.Optional(Type.String({ description: 'key for OpenAI images; gpt_image is unavailable without it' })),
+  OPENAI_BASE_URL: Type.String({ default: 'https://api.openai.com/v1', description: 'OpenAI API base URL' }),
+  OPENROUTER_API_KEY: Type.Optional(Type.String({ description: 'key for OpenRouter; openrouter_image is unavailable without it' })),
+  OPENROUTER_BASE_URL: Type.String({ default: 'https://openrouter.ai/api/v1', description: 'OpenRouter API base URL' }),
+  REPLICATE_API_TOKEN: Type.Optional(Type.String({ description: 'token for Replicate; replicate_flux is unavailable without it' })),
+  REPLICATE_BASE_URL: Type.String({ default: 'https://api.replicate.com/v1', description: 'Replicate API base URL' }),
+  BACKEND_TIMEOUT_MS: Type.Integer({ default: 300000, minimum: 1, description: 'longest a cloud generation (OpenAI, OpenRouter, Replicate) may take' }),
+
+  LLM_ECO_BASE_URL: Type.Optional(Type.String({ description: 'OpenAI-compatible chat server for the text stages in eco mode, e.g. Ollama at http://localhost:11434/v1; builtin providers when unset' })),
+  LLM_ECO_MODEL: Type.Optional(Type.String({ description: 'model for eco mode, e.g. llama3.2' })),
+  LLM_FAST_BASE_URL: Type.Optional(Type.String({ description: 'OpenAI-compatible chat server for fast and ultra mode; builtin providers when unset' })),
+  LLM_FAST_MODEL: Type.Optional(Type.String({ description: 'model for fast and ultra mode' })),
+  LLM_FAST_API_KEY: Type.Optional(Type.String({ description: 'bearer key for the fast-mode server' })),
+  LLM_TIMEOUT_MS: Type.Integer({ default: 120000, minimum: 1, description: 'longest one text-stage call may take (the first call of a local model includes loading it)' }),
+
+  COMFYUI_CONCURRENCY: Type.Integer({ default: 1, minimum: 1, description: 'ComfyUI jobs at once (one GPU: 1-2)' }),
+  BACKEND_CONCURRENCY: Type.Integer({ default: 4, minimum: 1, description: 'generation calls at once per other backend' }),
+  GENERATION_QUEUE_LIMIT: Type.Integer({ default: 100, minimum: 0, description: 'waiting generation calls per backend before new executes get 503 with Retry-After' })
 })
 
 export type Config = Static<typeof ConfigSchema>

@@ -4,7 +4,9 @@ import { Type, type Static } from '@sinclair/typebox'
 import { errorResponses, RunIdParams } from '../schemas/common.js'
 import { MediaType, isMediaType } from '../schemas/media.js'
 import { ExecutionMode, MediaOutput, RunMetadata, RunStatus, SafetyLevel } from '../schemas/run.js'
-import { InvalidSourceError, UnsupportedMediaError } from '../services/errors.js'
+import type { ComfyuiBackend } from '../services/backends/comfyui.js'
+import { BackendFailedError, BackendUnavailableError, InvalidSourceError, UnsupportedMediaError, errorRecord } from '../services/errors.js'
+import { storeGeneratedMedia } from '../services/generation/store-generated.js'
 import type { MediaInput } from '../services/storage/ingest.js'
 import type { StagedMedia } from '../services/storage/run-storage.js'
 
@@ -31,7 +33,12 @@ const MediaFields = {
 
 const AddMediaJson = Type.Union([
   Type.Object({ source: Type.Literal('url'), url: Type.String({ format: 'uri', maxLength: 8192 }), ...MediaFields }),
-  Type.Object({ source: Type.Literal('data'), data: Type.String({ minLength: 1, description: 'a data: URI or bare base64' }), ...MediaFields })
+  Type.Object({ source: Type.Literal('data'), data: Type.String({ minLength: 1, description: 'a data: URI or bare base64' }), ...MediaFields }),
+  Type.Object({
+    source: Type.Literal('comfyui'),
+    prompt_id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$', description: 'a prompt someone else submitted to COMFYUI_URL; every file it produced is stored' }),
+    ...MediaFields
+  })
 ])
 
 // No `type: object` on purpose: the multipart body is streamed by the handler
@@ -107,6 +114,7 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
     const body = request.body as Static<typeof AddMediaJson>
     const { config, media_type: mediaType, backend } = body
+    if (body.source === 'comfyui') return await reply.code(201).send(await addComfyuiOutputs(runId, body.prompt_id, config, mediaType))
     const input: MediaInput = body.source === 'url' ? { kind: 'url', url: body.url } : { kind: 'data', data: body.data }
     const output = await storage.addMedia(runId, input, {
       config,
@@ -115,6 +123,29 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
     })
     return await reply.code(201).send(output)
   })
+
+  /**
+   * The seed's add_media_from_comfyui: every file of the prompt is stored (not
+   * only the first image); the answer is the first new output, the others are
+   * in the run's metadata. A failure after some files keeps them and is
+   * recorded in the run.
+   */
+  async function addComfyuiOutputs (runId: string, promptId: string, config: string, mediaType: MediaType | undefined): Promise<MediaOutput> {
+    const comfyui = app.backends.backend('comfyui') as ComfyuiBackend | undefined
+    const reason = comfyui === undefined ? 'not registered' : comfyui.unavailableReason()
+    if (comfyui === undefined || reason !== null) throw new BackendUnavailableError('comfyui', reason ?? '')
+    const { outputs, error } = await storeGeneratedMedia(storage, runId, comfyui.collect(promptId), {
+      config,
+      backend: 'comfyui',
+      ...(mediaType !== undefined ? { media_type: mediaType } : {})
+    })
+    if (error !== null) {
+      if (outputs.length === 0) throw error
+      await storage.recordError(runId, { stage: 'media', ...errorRecord(error), details: { prompt_id: promptId, stored: outputs.length } })
+    }
+    if (outputs.length === 0) throw new BackendFailedError('comfyui', `prompt ${promptId} produced no files`)
+    return outputs[0]!
+  }
 
   /**
    * Fields may come before or after the file in a form, so the file is staged

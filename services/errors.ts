@@ -37,6 +37,12 @@ export function isCodedError (err: unknown): err is CodedError {
     typeof (err as Partial<CodedError>).statusCode === 'number'
 }
 
+/** What a run's errors[] keeps of a failure: its code and message, never a stack or a path. */
+export function errorRecord (err: unknown): { code: string, message: string } {
+  if (isCodedError(err)) return { code: err.code, message: err.message }
+  return { code: 'INTERNAL_ERROR', message: 'internal error' }
+}
+
 // ComfyUI backend.
 export const ComfyuiPromptNotFoundError = createError<[string]>('COMFYUI_PROMPT_NOT_FOUND', 'ComfyUI has no prompt %s: it is not queued, not running and not in its history (wrong id, deleted, or ComfyUI restarted)', 404)
 export const ComfyuiFileMissingError = createError<[string]>('COMFYUI_FILE_MISSING', 'ComfyUI no longer has the file %s', 502)
@@ -44,3 +50,9 @@ export const InvalidWorkflowError = createError<[string]>('INVALID_WORKFLOW', 'i
 
 // Pipeline definition files (configs/pipelines/*.json): a broken file stops startup with its name and field.
 export const PipelineDefinitionError = createError<[string, string]>('INVALID_PIPELINE_DEFINITION', 'pipeline file %s is invalid: %s', 500)
+
+// Output configs, pipelines and the generation queue.
+export const OutputConfigNotFoundError = createError<[string]>('OUTPUT_CONFIG_NOT_FOUND', 'unknown output config %s', 404)
+export const OutputConfigError = createError<[string, string]>('INVALID_OUTPUT_CONFIG', 'output config file %s is invalid: %s', 500)
+export const PipelineNotFoundError = createError<[string]>('PIPELINE_NOT_FOUND', 'unknown schema (pipeline) %s', 404)
+export const QueueFullError = createError<[string]>('QUEUE_FULL', 'too many generations are waiting for %s; try again shortly', 503)

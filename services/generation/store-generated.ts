@@ -1,0 +1,47 @@
+import type { MediaType } from '../../schemas/media.js'
+import type { MediaOutput } from '../../schemas/run.js'
+import type { MediaItem } from '../backends/types.js'
+import type { RunStorage } from '../storage/run-storage.js'
+
+export interface StoredGeneration {
+  outputs: MediaOutput[]
+  /** what ended the generation early, after the outputs that did get stored */
+  error: unknown
+}
+
+/**
+ * Stores every item a backend yields, one after the other (a stream must be
+ * consumed before the next is asked for). A backend that fails after some
+ * items keeps them: the failure is returned next to what was stored, for the
+ * caller to record, never thrown away.
+ */
+export async function storeGeneratedMedia (
+  storage: RunStorage,
+  runId: string,
+  items: AsyncIterable<MediaItem>,
+  options: {
+    config: string
+    backend: string
+    /** expected type for items whose backend does not say */
+    media_type?: MediaType
+    onStored?: (output: MediaOutput) => void | Promise<void>
+  }
+): Promise<StoredGeneration> {
+  const outputs: MediaOutput[] = []
+  try {
+    for await (const item of items) {
+      const mediaType = item.media_type ?? options.media_type
+      const output = await storage.addMedia(runId, item.body, {
+        config: options.config,
+        backend: options.backend,
+        ...(mediaType !== undefined ? { media_type: mediaType } : {}),
+        source: item.source
+      })
+      outputs.push(output)
+      await options.onStored?.(output)
+    }
+    return { outputs, error: null }
+  } catch (error) {
+    return { outputs, error }
+  }
+}
