@@ -18,6 +18,7 @@ import replicateBackend from './plugins/backends/replicate.js'
 import healthRoutes from './routes/health.js'
 import runRoutes from './routes/runs.js'
 import mediaRoutes from './routes/media.js'
+import backendRoutes from './routes/backends.js'
 
 export interface BuildOptions {
   /** pino options or an instance; defaults to a logger at config.LOG_LEVEL */
@@ -52,6 +53,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(healthRoutes)
   await app.register(runRoutes)
   await app.register(mediaRoutes)
+  await app.register(backendRoutes)
 
   return app
 }

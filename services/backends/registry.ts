@@ -51,6 +51,12 @@ export class BackendRegistry {
     return [...this.#backends.values()]
   }
 
+  queue (backendName: string): GenerationQueue {
+    const queue = this.#queues.get(backendName)
+    if (queue === undefined) throw new Error(`no backend named ${backendName}`)
+    return queue
+  }
+
   outputConfig (name: string): OutputConfig {
     const config = this.#configs.get(name)
     if (config === undefined) throw new OutputConfigNotFoundError(name.slice(0, 100))
@@ -66,7 +72,7 @@ export class BackendRegistry {
     const config = this.outputConfig(configName)
     const reason = this.#unavailableReason(config)
     if (reason !== null) throw new BackendUnavailableError(config.backend, reason)
-    return { config, backend: this.#backends.get(config.backend)!, queue: this.#queues.get(config.backend)! }
+    return { config, backend: this.#backends.get(config.backend)!, queue: this.queue(config.backend) }
   }
 
   listOutputConfigs (): OutputConfigSummary[] {

@@ -144,3 +144,16 @@ t.test('without COMFYUI_URL the comfyui source is a clear 503', async (t) => {
   t.equal(res.statusCode, 503)
   t.match(res.json(), { code: 'BACKEND_UNAVAILABLE', message: /COMFYUI_URL/ })
 })
+
+t.test('GET /api/backends: configuration, queues and upstream health', async (t) => {
+  const comfy = await startFakeComfyui()
+  const app = await build(t, { COMFYUI_URL: comfy.url })
+  const byName = async () => Object.fromEntries((await app.inject({ url: '/api/backends' })).json().backends.map((b: any) => [b.name, b]))
+  const status = await byName()
+  t.match(status.comfyui, { available: true, unavailable_reason: null, queue: { running: 0, waiting: 0 }, health: { ok: true, details: { comfyui_version: String } } })
+  t.match(status.builtin, { available: true, health: null })
+  t.match(status.openai, { available: false, unavailable_reason: /OPENAI_API_KEY/, health: null })
+  await comfy.close()
+  t.match((await byName()).comfyui, { available: true, health: { ok: false } }, 'a ComfyUI that went away is reported, not hidden')
+  t.throws(() => app.backends.queue('nope'), /no backend/)
+})
