@@ -5,8 +5,8 @@ import { errorResponses, RunIdParams } from '../schemas/common.js'
 import { MediaType, isMediaType } from '../schemas/media.js'
 import { ExecutionMode, MediaOutput, RunMetadata, RunStatus, SafetyLevel } from '../schemas/run.js'
 import type { ComfyuiBackend } from '../services/backends/comfyui.js'
-import { BackendFailedError, BackendUnavailableError, InvalidSourceError, UnsupportedMediaError, errorRecord } from '../services/errors.js'
-import { storeGeneratedMedia } from '../services/generation/store-generated.js'
+import { InvalidSourceError, UnsupportedMediaError } from '../services/errors.js'
+import { addMediaFromComfyui } from '../services/generation/comfyui-intake.js'
 import type { MediaInput } from '../services/storage/ingest.js'
 import type { StagedMedia } from '../services/storage/run-storage.js'
 
@@ -101,7 +101,7 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['runs'],
       summary: 'store a media file in the run',
-      description: 'JSON with `source: "url"` (downloaded at once) or `source: "data"` (data URI or bare base64), or multipart/form-data with one `file` and the fields `config`, `media_type?`. The type and format come from the bytes; a `media_type` that contradicts them is refused (415). Nothing is stored when the request fails.',
+      description: 'JSON with `source: "url"` (downloaded at once), `source: "data"` (data URI or bare base64) or `source: "comfyui"` (every file of a prompt submitted to COMFYUI_URL is stored; the answer is the first, the others are in the run\'s metadata), or multipart/form-data with one `file` and the fields `config`, `media_type?`. The type and format come from the bytes; a `media_type` that contradicts them is refused (415). Nothing is stored when the request fails.',
       params: RunIdParams,
       body: { content: { 'application/json': { schema: AddMediaJson }, 'multipart/form-data': { schema: AddMediaMultipart } } },
       response: { 201: MediaOutput, ...errorResponses(400, 404, 413, 415, 502, 504) }
@@ -114,7 +114,11 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
     const body = request.body as Static<typeof AddMediaJson>
     const { config, media_type: mediaType, backend } = body
-    if (body.source === 'comfyui') return await reply.code(201).send(await addComfyuiOutputs(runId, body.prompt_id, config, mediaType))
+    if (body.source === 'comfyui') {
+      // every file of the prompt is stored; the answer is the first, the rest are in the run's metadata
+      const outputs = await addMediaFromComfyui(storage, app.backends.backend('comfyui') as ComfyuiBackend | undefined, runId, body.prompt_id, config, mediaType)
+      return await reply.code(201).send(outputs[0]!)
+    }
     const input: MediaInput = body.source === 'url' ? { kind: 'url', url: body.url } : { kind: 'data', data: body.data }
     const output = await storage.addMedia(runId, input, {
       config,
@@ -123,29 +127,6 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
     })
     return await reply.code(201).send(output)
   })
-
-  /**
-   * The seed's add_media_from_comfyui: every file of the prompt is stored (not
-   * only the first image); the answer is the first new output, the others are
-   * in the run's metadata. A failure after some files keeps them and is
-   * recorded in the run.
-   */
-  async function addComfyuiOutputs (runId: string, promptId: string, config: string, mediaType: MediaType | undefined): Promise<MediaOutput> {
-    const comfyui = app.backends.backend('comfyui') as ComfyuiBackend | undefined
-    const reason = comfyui === undefined ? 'not registered' : comfyui.unavailableReason()
-    if (comfyui === undefined || reason !== null) throw new BackendUnavailableError('comfyui', reason ?? '')
-    const { outputs, error } = await storeGeneratedMedia(storage, runId, comfyui.collect(promptId), {
-      config,
-      backend: 'comfyui',
-      ...(mediaType !== undefined ? { media_type: mediaType } : {})
-    })
-    if (error !== null) {
-      if (outputs.length === 0) throw error
-      await storage.recordError(runId, { stage: 'media', ...errorRecord(error), details: { prompt_id: promptId, stored: outputs.length } })
-    }
-    if (outputs.length === 0) throw new BackendFailedError('comfyui', `prompt ${promptId} produced no files`)
-    return outputs[0]!
-  }
 
   /**
    * Fields may come before or after the file in a form, so the file is staged
