@@ -8,6 +8,7 @@ import corsPlugin from './plugins/cors.js'
 import swaggerPlugin from './plugins/swagger.js'
 import multipartPlugin from './plugins/multipart.js'
 import storagePlugin from './plugins/storage.js'
+import adminPlugin from './plugins/admin.js'
 import mediaDeliveryPlugin from './plugins/media-delivery.js'
 import backendsPlugin from './plugins/backends.js'
 import builtinBackend from './plugins/backends/builtin.js'
@@ -44,6 +45,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(swaggerPlugin)
   await app.register(multipartPlugin)
   await app.register(storagePlugin)
+  await app.register(adminPlugin)
   await app.register(mediaDeliveryPlugin)
   await app.register(backendsPlugin)
   for (const backend of [builtinBackend, comfyuiBackend, openaiBackend, openrouterBackend, replicateBackend]) {

@@ -12,6 +12,9 @@ export default fp(async function swaggerPlugin (app) {
         version: '0.1.0'
       },
       ...(app.config.PUBLIC_BASE_URL !== undefined ? { servers: [{ url: app.config.PUBLIC_BASE_URL }] } : {}),
+      components: {
+        securitySchemes: { adminToken: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' } }
+      },
       tags: [
         { name: 'runs', description: 'run folders and their metadata, for clients that drive their own generation' },
         { name: 'media', description: 'stored media, served with Range, ETag and caching headers' },

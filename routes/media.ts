@@ -51,8 +51,8 @@ const mediaRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: binaryAnswers
       }
     }, async (request, reply) => {
-      const { output, path } = await storage.getOutput(request.params.run_id, type)
-      return await reply.sendMedia(request.params.run_id, output, path, isTrue(request.query.download))
+      const { metadata, output, path } = await storage.getOutput(request.params.run_id, type)
+      return await reply.sendMedia(metadata.run_id, output, path, isTrue(request.query.download))
     })
 
     app.get(`/api/media/${type}/:run_id/:index`, {
@@ -65,8 +65,8 @@ const mediaRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: binaryAnswers
       }
     }, async (request, reply) => {
-      const { output, path } = await storage.getOutput(request.params.run_id, type, request.params.index)
-      return await reply.sendMedia(request.params.run_id, output, path, isTrue(request.query.download))
+      const { metadata, output, path } = await storage.getOutput(request.params.run_id, type, request.params.index)
+      return await reply.sendMedia(metadata.run_id, output, path, isTrue(request.query.download))
     })
   }
 
@@ -117,7 +117,7 @@ const mediaRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const { run_id: runId, filename } = request.params
     const file = await storage.resolveFile(runId, filename)
-    if (file.output !== null) return await reply.sendMedia(runId, file.output, file.path, isTrue(request.query.download))
+    if (file.output !== null) return await reply.sendMedia(file.metadata.run_id, file.output, file.path, isTrue(request.query.download))
     const disposition = isTrue(request.query.download) ? 'attachment' : 'inline'
     return await reply
       .type(filename.endsWith('.json') ? 'application/json; charset=utf-8' : 'text/plain; charset=utf-8')

@@ -7,6 +7,7 @@ import { ExecutionMode, MediaOutput, RunMetadata, RunStatus, SafetyLevel } from 
 import type { ComfyuiBackend } from '../services/backends/comfyui.js'
 import { InvalidSourceError, UnsupportedMediaError } from '../services/errors.js'
 import { addMediaFromComfyui } from '../services/generation/comfyui-intake.js'
+import { exportRunZip } from '../services/storage/run-export.js'
 import type { MediaInput } from '../services/storage/ingest.js'
 import type { StagedMedia } from '../services/storage/run-storage.js'
 
@@ -77,6 +78,40 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: RunMetadata, ...errorResponses(400, 404) }
     }
   }, async (request) => await storage.getMetadata(request.params.run_id))
+
+  app.get('/api/runs/:run_id/export.zip', {
+    schema: {
+      tags: ['runs'],
+      summary: 'the run folder as a ZIP (streamed): metadata.json, the texts and every media file',
+      params: RunIdParams,
+      response: {
+        200: { description: 'a ZIP holding one folder named after the run', content: { 'application/zip': { schema: { type: 'string', format: 'binary' } } } },
+        ...errorResponses(400, 404)
+      }
+    }
+  }, async (request, reply) => {
+    const { runId, stream } = await exportRunZip(storage, request.params.run_id)
+    return await reply
+      .type('application/zip')
+      .header('Content-Disposition', `attachment; filename="${runId}.zip"`)
+      .header('Cache-Control', 'no-cache')
+      .send(stream)
+  })
+
+  app.delete('/api/runs/:run_id', {
+    preHandler: async (request) => { await app.requireAdmin(request) },
+    schema: {
+      tags: ['runs'],
+      summary: 'delete a run folder (admin: Authorization: Bearer <ADMIN_TOKEN>)',
+      params: RunIdParams,
+      security: [{ adminToken: [] }],
+      response: { 204: { description: 'deleted', type: 'null' }, ...errorResponses(400, 401, 403, 404) }
+    }
+  }, async (request, reply) => {
+    await storage.deleteRun(request.params.run_id)
+    app.mediaDelivery.evictRun(request.params.run_id.toLowerCase())
+    return await reply.code(204).send()
+  })
 
   app.patch('/api/runs/:run_id', {
     schema: {

@@ -56,3 +56,10 @@ export const OutputConfigNotFoundError = createError<[string]>('OUTPUT_CONFIG_NO
 export const OutputConfigError = createError<[string, string]>('INVALID_OUTPUT_CONFIG', 'output config file %s is invalid: %s', 500)
 export const PipelineNotFoundError = createError<[string]>('PIPELINE_NOT_FOUND', 'unknown schema (pipeline) %s', 404)
 export const QueueFullError = createError<[string]>('QUEUE_FULL', 'too many generations are waiting for %s; try again shortly', 503)
+
+// Admin routes.
+export const AdminDisabledError = createError('ADMIN_DISABLED', 'admin routes are off: set ADMIN_TOKEN to use them', 403)
+export const AdminUnauthorizedError = createError('ADMIN_UNAUTHORIZED', 'this route needs Authorization: Bearer <ADMIN_TOKEN>', 401)
+
+// The pipeline runner.
+export const ServiceStoppingError = createError('SERVICE_STOPPING', 'the service is shutting down; try again shortly', 503)

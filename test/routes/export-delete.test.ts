@@ -1,0 +1,85 @@
+import t from 'tap'
+import { readFile, readdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import yauzl from 'yauzl'
+import { fixtures } from '../fixtures/media.js'
+import { build, tempRunsDir } from '../helper.js'
+
+const ADMIN_TOKEN = 'a-long-admin-token-for-tests'
+
+async function unzip (zip: Buffer): Promise<Map<string, Buffer>> {
+  const entries = new Map<string, Buffer>()
+  const file = await new Promise<yauzl.ZipFile>((resolve, reject) => yauzl.fromBuffer(zip, { lazyEntries: true }, (err, z) => err ? reject(err) : resolve(z)))
+  await new Promise<void>((resolve, reject) => {
+    file.on('entry', (entry: yauzl.Entry) => {
+      file.openReadStream(entry, (err, stream) => {
+        if (err) return reject(err)
+        const chunks: Buffer[] = []
+        stream.on('data', (c: Buffer) => chunks.push(c))
+        stream.on('end', () => { entries.set(entry.fileName, Buffer.concat(chunks)); file.readEntry() })
+      })
+    })
+    file.on('end', resolve)
+    file.on('error', reject)
+    file.readEntry()
+  })
+  return entries
+}
+
+async function runWithMedia (app: Awaited<ReturnType<typeof build>>): Promise<string> {
+  const run = (await app.inject({ method: 'POST', url: '/api/runs', payload: { schema: 'dada', execution_mode: 'eco', input_text: 'Eine Blume' } })).json()
+  await app.inject({ method: 'PATCH', url: `/api/runs/${run.run_id}`, payload: { transformed_text: 'A flower' } })
+  for (const file of [fixtures.png.file, fixtures.wav.file]) {
+    const res = await app.inject({ method: 'POST', url: `/api/runs/${run.run_id}/media`, payload: { source: 'data', data: (await readFile(file)).toString('base64'), config: 'test' } })
+    t.equal(res.statusCode, 201)
+  }
+  return run.run_id
+}
+
+t.test('export.zip holds the run folder: metadata, texts and media, byte for byte', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const app = await build(t, { RUNS_DIR: runsDir })
+  const runId = await runWithMedia(app)
+  const res = await app.inject({ url: `/api/runs/${runId}/export.zip` })
+  t.equal(res.statusCode, 200)
+  t.equal(res.headers['content-type'], 'application/zip')
+  t.equal(res.headers['content-disposition'], `attachment; filename="${runId}.zip"`)
+  const entries = await unzip(res.rawPayload)
+  t.same([...entries.keys()].sort(), ['input_text.txt', 'metadata.json', 'output_audio.wav', 'output_image.png', 'transformed_text.txt'].map((n) => `${runId}/${n}`).sort())
+  for (const [name, bytes] of entries) t.same(bytes, await readFile(join(runsDir, name)), name)
+  t.equal(JSON.parse(entries.get(`${runId}/metadata.json`)!.toString()).outputs.length, 2)
+
+  t.equal((await app.inject({ url: '/api/runs/0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e/export.zip' })).statusCode, 404)
+  t.equal((await app.inject({ url: '/api/runs/nope/export.zip' })).statusCode, 400)
+})
+
+t.test('DELETE is for admins only and removes the run everywhere', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const app = await build(t, { RUNS_DIR: runsDir, ADMIN_TOKEN })
+  const runId = await runWithMedia(app)
+  t.equal((await app.inject({ url: `/api/media/image/${runId}` })).statusCode, 200, 'served (and cached) before')
+
+  const anonymous = await app.inject({ method: 'DELETE', url: `/api/runs/${runId}` })
+  t.equal(anonymous.statusCode, 401)
+  t.match(anonymous.json(), { code: 'ADMIN_UNAUTHORIZED' })
+  const wrong = await app.inject({ method: 'DELETE', url: `/api/runs/${runId}`, headers: { authorization: 'Bearer not-the-token' } })
+  t.equal(wrong.statusCode, 401)
+  t.same(await readdir(runsDir), [runId], 'refused deletes removed nothing')
+
+  const ok = await app.inject({ method: 'DELETE', url: `/api/runs/${runId.toUpperCase()}`, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+  t.equal(ok.statusCode, 204)
+  t.same(await readdir(runsDir), [])
+  t.equal((await app.inject({ url: `/api/media/image/${runId}` })).statusCode, 404, 'not served from memory afterwards')
+  t.equal(app.mediaDelivery.cachedBytes, 0)
+  t.equal((await app.inject({ method: 'DELETE', url: `/api/runs/${runId}`, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).statusCode, 404)
+})
+
+t.test('without ADMIN_TOKEN admin routes are off', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const app = await build(t, { RUNS_DIR: runsDir })
+  const runId = await runWithMedia(app)
+  const res = await app.inject({ method: 'DELETE', url: `/api/runs/${runId}`, headers: { authorization: 'Bearer anything-at-all-here' } })
+  t.equal(res.statusCode, 403)
+  t.match(res.json(), { code: 'ADMIN_DISABLED' })
+  t.same(await readdir(runsDir), [runId])
+})
