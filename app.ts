@@ -16,9 +16,15 @@ import comfyuiBackend from './plugins/backends/comfyui.js'
 import openaiBackend from './plugins/backends/openai.js'
 import openrouterBackend from './plugins/backends/openrouter.js'
 import replicateBackend from './plugins/backends/replicate.js'
+import pipelinePlugin from './plugins/pipeline.js'
+import preInterceptionStage from './plugins/stages/pre-interception.js'
+import interceptionStage from './plugins/stages/interception.js'
+import preOutputSafetyStage from './plugins/stages/pre-output-safety.js'
+import generationStage from './plugins/stages/generation.js'
 import healthRoutes from './routes/health.js'
 import runRoutes from './routes/runs.js'
 import mediaRoutes from './routes/media.js'
+import pipelineRoutes from './routes/pipeline.js'
 import backendRoutes from './routes/backends.js'
 
 export interface BuildOptions {
@@ -32,7 +38,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     requestIdHeader: 'x-request-id',
     requestIdLogLabel: 'request_id',
     genReqId: () => randomUUID(),
-    ajv: { customOptions: { coerceTypes: 'array', removeAdditional: true, allErrors: false } }
+    // strictTypes off: the multipart body schema deliberately has no `type` (see routes/runs.ts)
+    ajv: { customOptions: { coerceTypes: 'array', removeAdditional: true, allErrors: false, strictTypes: false } }
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.addHook('onSend', async (request, reply) => {
@@ -51,10 +58,15 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   for (const backend of [builtinBackend, comfyuiBackend, openaiBackend, openrouterBackend, replicateBackend]) {
     await app.register(backend)
   }
+  await app.register(pipelinePlugin)
+  for (const stage of [preInterceptionStage, interceptionStage, preOutputSafetyStage, generationStage]) {
+    await app.register(stage)
+  }
 
   await app.register(healthRoutes)
   await app.register(runRoutes)
   await app.register(mediaRoutes)
+  await app.register(pipelineRoutes)
   await app.register(backendRoutes)
 
   return app
