@@ -1,6 +1,8 @@
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { PNG } from 'pngjs'
+import { sendJson, startRecordingServer, type RecordedRequest, type RecordingServer } from './recording-server.js'
+
+export type { RecordedRequest } from './recording-server.js'
 
 /**
  * A fake OpenAI API (Images and Responses) on 127.0.0.1, answering in the
@@ -28,22 +30,12 @@ export type OpenaiStep =
   /** Responses API: a failed call before a completed one, and a message between */
   | { kind: 'mixed_calls' }
 
-export interface RecordedRequest {
-  method: string
-  path: string
-  headers: IncomingHttpHeaders
-  body: unknown
-}
-
-export interface FakeOpenai {
-  url: string
+export interface FakeOpenai extends Pick<RecordingServer, 'url' | 'requests' | 'close'> {
   /** the base URL a client uses, e.g. http://127.0.0.1:1234/v1 */
   baseUrl: string
   apiKey: string
-  requests: RecordedRequest[]
   /** each API request takes the next step; the last one repeats */
   behave: (...steps: OpenaiStep[]) => void
-  close: () => Promise<void>
 }
 
 export interface FakeOpenaiOptions {
@@ -52,41 +44,24 @@ export interface FakeOpenaiOptions {
 
 export async function startFakeOpenai (options: FakeOpenaiOptions = {}): Promise<FakeOpenai> {
   const apiKey = options.apiKey ?? 'sk-test-key'
-  const requests: RecordedRequest[] = []
   let steps: OpenaiStep[] = [{ kind: 'success' }]
   const files = new Map<string, Buffer>()
-  const timers = new Set<NodeJS.Timeout>()
-  let url = ''
+  const server = await startRecordingServer(handle)
 
-  const server = createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => {
-      res.statusCode = 500
-      res.end(String(err))
-    })
-  })
-
-  async function handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0] ?? '/'
-    const raw = await readBody(req)
-    let body: unknown = null
-    try {
-      body = raw.length > 0 ? JSON.parse(raw.toString('utf8')) : null
-    } catch {}
-    requests.push({ method: req.method ?? '', path, headers: req.headers, body })
-
+  function handle (req: IncomingMessage, res: ServerResponse, { path, body }: RecordedRequest): void {
     if (req.method === 'GET' && path.startsWith('/files/')) {
       const file = files.get(path)
-      if (file === undefined) return send(res, 404, { error: { message: 'not found', type: 'invalid_request_error', param: null, code: null } })
+      if (file === undefined) return sendJson(res, 404, { error: { message: 'not found', type: 'invalid_request_error', param: null, code: null } })
       res.writeHead(200, { 'content-type': 'image/png', 'content-length': file.length })
       res.end(file)
       return
     }
     if (req.method !== 'POST' || (path !== '/v1/images/generations' && path !== '/v1/responses')) {
-      return send(res, 404, { error: { message: `Invalid URL (${req.method ?? ''} ${path})`, type: 'invalid_request_error', param: null, code: null } })
+      return sendJson(res, 404, { error: { message: `Invalid URL (${req.method ?? ''} ${path})`, type: 'invalid_request_error', param: null, code: null } })
     }
     if (req.headers.authorization !== `Bearer ${apiKey}`) {
       const given = (req.headers.authorization ?? '').replace(/^Bearer /, '')
-      return send(res, 401, {
+      return sendJson(res, 401, {
         error: {
           message: `Incorrect API key provided: ${given.slice(0, 6)}****. You can find your API key at https://platform.openai.com/account/api-keys.`,
           type: 'invalid_request_error',
@@ -101,7 +76,7 @@ export async function startFakeOpenai (options: FakeOpenaiOptions = {}): Promise
 
     switch (step.kind) {
       case 'moderation_blocked':
-        return send(res, 400, {
+        return sendJson(res, 400, {
           error: {
             message: 'Your request was rejected as a result of our safety system. Your request may contain content that is not allowed by our safety system.',
             type: 'image_generation_user_error',
@@ -113,43 +88,40 @@ export async function startFakeOpenai (options: FakeOpenaiOptions = {}): Promise
         const headers: Record<string, string> = {}
         if (step.retryAfter !== undefined) headers['retry-after'] = step.retryAfter
         if (step.retryAfterMs !== undefined) headers['retry-after-ms'] = step.retryAfterMs
-        return send(res, 429, {
+        return sendJson(res, 429, {
           error: { message: 'Rate limit reached for gpt-image-1 in organization org-test on images per minute (IPM): Limit 5, Used 5, Requested 1.', type: 'requests', param: null, code: 'rate_limit_exceeded' }
         }, headers)
       }
       case 'insufficient_quota':
-        return send(res, 429, {
+        return sendJson(res, 429, {
           error: { message: 'You exceeded your current quota, please check your plan and billing details.', type: 'insufficient_quota', param: null, code: 'insufficient_quota' }
         }, { 'retry-after': '1' })
       case 'server_error':
-        return send(res, 500, { error: { message: 'The server had an error while processing your request. Sorry about that!', type: 'server_error', param: null, code: null } })
-      case 'slow': {
-        const timer = setTimeout(() => {
-          timers.delete(timer)
+        return sendJson(res, 500, { error: { message: 'The server had an error while processing your request. Sorry about that!', type: 'server_error', param: null, code: null } })
+      case 'slow':
+        server.after(step.delayMs, () => {
           if (!res.destroyed) success(res, request, responses, {})
-        }, step.delayMs)
-        timers.add(timer)
+        })
         return
-      }
       case 'no_image':
         if (responses) {
-          return send(res, 200, responseEnvelope(request, [{
+          return sendJson(res, 200, responseEnvelope(request, [{
             id: 'msg_0001', type: 'message', status: 'completed', role: 'assistant',
             content: [{ type: 'output_text', annotations: [], text: 'I can describe the picture, but I will not draw it.' }]
           }]))
         }
-        return send(res, 200, { created: now(), data: [], usage: usage() })
+        return sendJson(res, 200, { created: now(), data: [], usage: usage() })
       case 'response_failed':
-        return send(res, 200, { ...responseEnvelope(request, []), status: 'failed', error: { code: 'server_error', message: 'The image could not be generated.' } })
+        return sendJson(res, 200, { ...responseEnvelope(request, []), status: 'failed', error: { code: 'server_error', message: 'The image could not be generated.' } })
       case 'bad_base64':
-        if (responses) return send(res, 200, responseEnvelope(request, [{ id: 'ig_bad', type: 'image_generation_call', status: 'completed', result: 'not base64 at all!' }]))
-        return send(res, 200, { created: now(), data: [{ b64_json: '%%%not base64%%%' }], usage: usage() })
+        if (responses) return sendJson(res, 200, responseEnvelope(request, [{ id: 'ig_bad', type: 'image_generation_call', status: 'completed', result: 'not base64 at all!' }]))
+        return sendJson(res, 200, { created: now(), data: [{ b64_json: '%%%not base64%%%' }], usage: usage() })
       case 'proxy_error':
         res.writeHead(502, { 'content-type': 'text/html' })
         res.end('<html><head><title>502 Bad Gateway</title></head></html>')
         return
       case 'mixed_calls':
-        return send(res, 200, responseEnvelope(request, [
+        return sendJson(res, 200, responseEnvelope(request, [
           { id: 'ig_failed', type: 'image_generation_call', status: 'failed', result: null },
           { id: 'msg_0001', type: 'message', status: 'completed', role: 'assistant', content: [{ type: 'output_text', annotations: [], text: 'Trying again.' }] },
           { id: 'ig_empty', type: 'image_generation_call', status: 'completed', result: '' },
@@ -157,9 +129,9 @@ export async function startFakeOpenai (options: FakeOpenaiOptions = {}): Promise
         ]))
       case 'legacy_url': {
         const [width, height] = parseSize(request['size'])
-        const name = `/files/img-${requests.length}.png`
+        const name = `/files/img-${server.requests.length}.png`
         files.set(name, makePng(width, height, [200, 40, 90]))
-        return send(res, 200, { created: now(), data: [{ url: `${url}${name}?st=2025-01-01&sig=secret`, revised_prompt: 'a legacy picture' }] })
+        return sendJson(res, 200, { created: now(), data: [{ url: `${server.url}${name}?st=2025-01-01&sig=secret`, revised_prompt: 'a legacy picture' }] })
       }
       case 'success':
         return success(res, request, responses, step.revisedPrompt === undefined ? {} : { revised_prompt: step.revisedPrompt })
@@ -170,7 +142,7 @@ export async function startFakeOpenai (options: FakeOpenaiOptions = {}): Promise
     if (responses) {
       const tool = Array.isArray(request['tools']) ? request['tools'][0] as Record<string, unknown> : {}
       const [width, height] = parseSize(tool['size'])
-      send(res, 200, responseEnvelope(request, [
+      sendJson(res, 200, responseEnvelope(request, [
         {
           id: 'ig_0001',
           type: 'image_generation_call',
@@ -189,7 +161,7 @@ export async function startFakeOpenai (options: FakeOpenaiOptions = {}): Promise
     const [width, height] = parseSize(request['size'])
     const n = typeof request['n'] === 'number' ? request['n'] : 1
     const data = Array.from({ length: n }, (_, i) => ({ b64_json: makePng(width, height, [20 + i * 60, 160, 90]).toString('base64'), ...extra }))
-    send(res, 200, {
+    sendJson(res, 200, {
       created: now(),
       background: 'opaque',
       data,
@@ -200,22 +172,15 @@ export async function startFakeOpenai (options: FakeOpenaiOptions = {}): Promise
     })
   }
 
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-
   return {
-    url,
-    baseUrl: `${url}/v1`,
+    url: server.url,
+    baseUrl: `${server.url}/v1`,
     apiKey,
-    requests,
+    requests: server.requests,
     behave (...next: OpenaiStep[]) {
       steps = next.length > 0 ? next : [{ kind: 'success' }]
     },
-    async close () {
-      for (const timer of timers) clearTimeout(timer)
-      server.closeAllConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
-    }
+    close: server.close
   }
 }
 
@@ -246,18 +211,6 @@ function now (): number {
 function parseSize (size: unknown): [number, number] {
   const match = typeof size === 'string' ? /^(\d+)x(\d+)$/.exec(size) : null
   return match === null ? [1024, 1024] : [Number(match[1]), Number(match[2])]
-}
-
-function send (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body)
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers })
-  res.end(text)
-}
-
-async function readBody (req: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = []
-  for await (const chunk of req) chunks.push(chunk as Buffer)
-  return Buffer.concat(chunks)
 }
 
 const pngCache = new Map<string, Buffer>()

@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs'
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { PNG } from 'pngjs'
+import { sendJson, startRecordingServer, type RecordedRequest, type RecordingServer } from './recording-server.js'
+
+export type { RecordedRequest } from './recording-server.js'
 
 /**
  * A fake OpenRouter chat-completions endpoint with image output on
@@ -39,47 +41,20 @@ export type OpenrouterStep =
   | { kind: 'slow', delayMs: number }
   | { kind: 'bad_data_uri' }
 
-export interface RecordedRequest {
-  method: string
-  path: string
-  headers: IncomingHttpHeaders
-  body: unknown
-}
-
-export interface FakeOpenrouter {
-  url: string
+export interface FakeOpenrouter extends Pick<RecordingServer, 'url' | 'requests' | 'close'> {
   /** e.g. http://127.0.0.1:1234/api/v1 */
   baseUrl: string
   apiKey: string
-  requests: RecordedRequest[]
   /** each chat request takes the next step; the last one repeats */
   behave: (...steps: OpenrouterStep[]) => void
-  close: () => Promise<void>
 }
 
 export async function startFakeOpenrouter (options: { apiKey?: string } = {}): Promise<FakeOpenrouter> {
   const apiKey = options.apiKey ?? 'sk-or-v1-test'
-  const requests: RecordedRequest[] = []
   let steps: OpenrouterStep[] = [{ kind: 'success' }]
-  const timers = new Set<NodeJS.Timeout>()
-  let url = ''
+  const server = await startRecordingServer(handle)
 
-  const server = createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => {
-      res.statusCode = 500
-      res.end(String(err))
-    })
-  })
-
-  async function handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0] ?? '/'
-    const raw = await readBody(req)
-    let body: unknown = null
-    try {
-      body = raw.length > 0 ? JSON.parse(raw.toString('utf8')) : null
-    } catch {}
-    requests.push({ method: req.method ?? '', path, headers: req.headers, body })
-
+  function handle (req: IncomingMessage, res: ServerResponse, { path, body }: RecordedRequest): void {
     if (req.method === 'GET' && path === '/files/picture.png') {
       const png = makePng(40, 30)
       res.writeHead(200, { 'content-type': 'image/png', 'content-length': png.length })
@@ -87,10 +62,10 @@ export async function startFakeOpenrouter (options: { apiKey?: string } = {}): P
       return
     }
     if (req.method !== 'POST' || path !== '/api/v1/chat/completions') {
-      return send(res, 404, { error: { code: 404, message: 'Not Found' } })
+      return sendJson(res, 404, { error: { code: 404, message: 'Not Found' } })
     }
     if (req.headers.authorization !== `Bearer ${apiKey}`) {
-      return send(res, 401, { error: { message: 'No auth credentials found', code: 401 } })
+      return sendJson(res, 401, { error: { message: 'No auth credentials found', code: 401 } })
     }
     const step = steps.length > 1 ? steps.shift() as OpenrouterStep : steps[0] as OpenrouterStep
     const request = (body ?? {}) as Record<string, unknown>
@@ -99,25 +74,25 @@ export async function startFakeOpenrouter (options: { apiKey?: string } = {}): P
     switch (step.kind) {
       case 'success': {
         const images = step.images ?? [{ bytes: makePng(64, 48), declaredMime: 'image/png' }]
-        return send(res, 200, completion(model, null, images.map((image, index) => ({
+        return sendJson(res, 200, completion(model, null, images.map((image, index) => ({
           type: 'image_url',
           image_url: { url: `data:${image.declaredMime};base64,${wrap(image.bytes.toString('base64'), image.wrapAt)}` },
           index
         }))))
       }
       case 'image_url':
-        return send(res, 200, completion(model, '', [{ type: 'image_url', image_url: { url: `${url}/files/picture.png` } }]))
+        return sendJson(res, 200, completion(model, '', [{ type: 'image_url', image_url: { url: `${server.url}/files/picture.png` } }]))
       case 'no_image':
-        return send(res, 200, completion(model, step.content, undefined, step.finishReason, step.nativeFinishReason))
+        return sendJson(res, 200, completion(model, step.content, undefined, step.finishReason, step.nativeFinishReason))
       case 'moderation_blocked': {
         const flagged = String((request['messages'] as Array<{ content: string }> | undefined)?.[0]?.content ?? '').slice(0, 100)
         const reasons = step.reasons === undefined ? { reasons: ['violence/graphic'] } : step.reasons === null ? {} : { reasons: step.reasons }
-        return send(res, 403, {
+        return sendJson(res, 403, {
           error: { code: 403, message: 'Input flagged by moderation', metadata: { ...reasons, flagged_input: flagged, provider_name: 'Google', model_slug: model } }
         })
       }
       case 'sparse':
-        return send(res, 200, {
+        return sendJson(res, 200, {
           choices: [{ message: { role: 'assistant', content: null, images: [{ type: 'image_url', image_url: {} }, 'junk', { type: 'image_url', image_url: { url: `data:;base64,${makePng(16, 16).toString('base64')}` } }] } }]
         })
       case 'proxy_error':
@@ -125,41 +100,31 @@ export async function startFakeOpenrouter (options: { apiKey?: string } = {}): P
         res.end('<html><head><title>502 Bad Gateway</title></head></html>')
         return
       case 'rate_limited':
-        return send(res, 429, { error: { code: 429, message: 'Rate limit exceeded: free-models-per-min.', metadata: { headers: { 'X-RateLimit-Limit': '20' } } } },
+        return sendJson(res, 429, { error: { code: 429, message: 'Rate limit exceeded: free-models-per-min.', metadata: { headers: { 'X-RateLimit-Limit': '20' } } } },
           step.retryAfter === undefined ? {} : { 'retry-after': step.retryAfter })
       case 'insufficient_credits':
-        return send(res, 402, { error: { code: 402, message: 'Insufficient credits. Add more using https://openrouter.ai/credits' } })
+        return sendJson(res, 402, { error: { code: 402, message: 'Insufficient credits. Add more using https://openrouter.ai/credits' } })
       case 'error_in_200':
-        return send(res, 200, { error: { code: 502, message: 'Provider returned error', metadata: { provider_name: 'Google', raw: 'upstream overloaded' } } })
-      case 'slow': {
-        const timer = setTimeout(() => {
-          timers.delete(timer)
-          if (!res.destroyed) send(res, 200, completion(model, null, [{ type: 'image_url', image_url: { url: `data:image/png;base64,${makePng(8, 8).toString('base64')}` } }]))
-        }, step.delayMs)
-        timers.add(timer)
+        return sendJson(res, 200, { error: { code: 502, message: 'Provider returned error', metadata: { provider_name: 'Google', raw: 'upstream overloaded' } } })
+      case 'slow':
+        server.after(step.delayMs, () => {
+          if (!res.destroyed) sendJson(res, 200, completion(model, null, [{ type: 'image_url', image_url: { url: `data:image/png;base64,${makePng(8, 8).toString('base64')}` } }]))
+        })
         return
-      }
       case 'bad_data_uri':
-        return send(res, 200, completion(model, null, [{ type: 'image_url', image_url: { url: 'data:image/png;base64,this is *not* base64' } }]))
+        return sendJson(res, 200, completion(model, null, [{ type: 'image_url', image_url: { url: 'data:image/png;base64,this is *not* base64' } }]))
     }
   }
 
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-
   return {
-    url,
-    baseUrl: `${url}/api/v1`,
+    url: server.url,
+    baseUrl: `${server.url}/api/v1`,
     apiKey,
-    requests,
+    requests: server.requests,
     behave (...next: OpenrouterStep[]) {
       steps = next.length > 0 ? next : [{ kind: 'success' }]
     },
-    async close () {
-      for (const timer of timers) clearTimeout(timer)
-      server.closeAllConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
-    }
+    close: server.close
   }
 }
 
@@ -183,18 +148,6 @@ function wrap (base64: string, width: number | undefined): string {
   for (let i = 0; i < base64.length; i += width) lines.push(base64.slice(i, i + width))
   // mixed line endings, as in the wild
   return lines.map((line, i) => i % 2 === 0 ? `${line}\r\n` : `${line}\n`).join('')
-}
-
-function send (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body)
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers })
-  res.end(text)
-}
-
-async function readBody (req: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = []
-  for await (const chunk of req) chunks.push(chunk as Buffer)
-  return Buffer.concat(chunks)
 }
 
 export function makePng (width: number, height: number): Buffer {

@@ -1,6 +1,8 @@
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { PNG } from 'pngjs'
+import { sendJson, startRecordingServer, type RecordedRequest, type RecordingServer } from './recording-server.js'
+
+export type { RecordedRequest } from './recording-server.js'
 
 /**
  * A fake Replicate HTTP API on 127.0.0.1: predictions that move through
@@ -40,13 +42,6 @@ export interface ReplicateScript {
   rawCreateAnswer?: { status: number, contentType: string, body: string }
 }
 
-export interface RecordedRequest {
-  method: string
-  path: string
-  headers: IncomingHttpHeaders
-  body: unknown
-}
-
 export interface FakePrediction {
   id: string
   model: string
@@ -57,49 +52,30 @@ export interface FakePrediction {
   script: ReplicateScript
 }
 
-export interface FakeReplicate {
-  url: string
+export interface FakeReplicate extends Pick<RecordingServer, 'url' | 'requests' | 'close'> {
   /** e.g. http://127.0.0.1:1234/v1 */
   baseUrl: string
   apiToken: string
-  requests: RecordedRequest[]
   predictions: Map<string, FakePrediction>
   /** how new predictions behave */
   behave: (script: ReplicateScript) => void
   /** requests that created (or tried to create) a prediction */
   creates: () => RecordedRequest[]
-  close: () => Promise<void>
 }
 
 const TEXT_TOKENS = ['A', ' small', ' red', ' fox', ' in', ' the', ' snow', '.']
 
 export async function startFakeReplicate (options: { apiToken?: string } = {}): Promise<FakeReplicate> {
   const apiToken = options.apiToken ?? 'r8_test_token'
-  const requests: RecordedRequest[] = []
   const predictions = new Map<string, FakePrediction>()
   const files = new Map<string, Buffer>()
-  const timers = new Set<NodeJS.Timeout>()
   let script: ReplicateScript = {}
   let createCount = 0
   let pollCount = 0
   let nextId = 1
-  let url = ''
+  const server = await startRecordingServer(handle)
 
-  const server = createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => {
-      res.statusCode = 500
-      res.end(String(err))
-    })
-  })
-
-  async function handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0] ?? '/'
-    const raw = await readBody(req)
-    let body: unknown = null
-    try {
-      body = raw.length > 0 ? JSON.parse(raw.toString('utf8')) : null
-    } catch {}
-    requests.push({ method: req.method ?? '', path, headers: req.headers, body })
+  function handle (req: IncomingMessage, res: ServerResponse, { path, body }: RecordedRequest): void {
     const authorized = req.headers.authorization === `Bearer ${apiToken}`
 
     if (req.method === 'GET' && path.startsWith('/delivery/')) {
@@ -130,7 +106,7 @@ export async function startFakeReplicate (options: { apiToken?: string } = {}): 
       const prediction = predictions.get(cancel[1] ?? '')
       if (prediction === undefined) return problem(res, 404, 'Not found', 'The requested resource could not be found.')
       prediction.canceled = true
-      return send(res, 200, view(prediction))
+      return sendJson(res, 200, view(prediction))
     }
     const get = /^\/v1\/predictions\/([^/]+)$/.exec(path)
     if (req.method === 'GET' && get !== null) {
@@ -144,7 +120,7 @@ export async function startFakeReplicate (options: { apiToken?: string } = {}): 
         return problem(res, 503, 'Service Unavailable', 'upstream connect error')
       }
       prediction.reads++
-      return send(res, 200, view(prediction))
+      return sendJson(res, 200, view(prediction))
     }
     return problem(res, 404, 'Not found', 'The requested resource could not be found.')
   }
@@ -161,7 +137,7 @@ export async function startFakeReplicate (options: { apiToken?: string } = {}): 
       return
     }
     if (current.createError === 422) {
-      send(res, 422, {
+      sendJson(res, 422, {
         detail: '- input.num_outputs: Must be less than or equal to 4\n',
         status: 422,
         title: 'Input validation failed',
@@ -192,20 +168,18 @@ export async function startFakeReplicate (options: { apiToken?: string } = {}): 
       return
     }
     if (current.createDelayMs !== undefined) {
-      const timer = setTimeout(() => {
-        timers.delete(timer)
-        if (!res.destroyed) send(res, 201, view(prediction))
-      }, current.createDelayMs)
-      timers.add(timer)
+      server.after(current.createDelayMs, () => {
+        if (!res.destroyed) sendJson(res, 201, view(prediction))
+      })
       return
     }
-    send(res, 201, view(prediction))
+    sendJson(res, 201, view(prediction))
   }
 
   function view (prediction: FakePrediction): Record<string, unknown> {
     const statuses = prediction.script.statuses ?? defaultStatuses
     const status = prediction.canceled ? 'canceled' : statuses[Math.min(prediction.reads, statuses.length - 1)] ?? 'starting'
-    const origin = prediction.script.foreignUrls === true ? 'https://api.replicate.invalid' : url
+    const origin = prediction.script.foreignUrls === true ? 'https://api.replicate.invalid' : server.url
     return {
       id: prediction.id,
       model: prediction.model,
@@ -232,7 +206,7 @@ export async function startFakeReplicate (options: { apiToken?: string } = {}): 
     const file = (index: number): string => {
       const path = `/delivery/xezq/${prediction.id}/out-${index}.png`
       if (!files.has(path) && prediction.script.filesRemoved !== true) files.set(path, makePng(48 + index * 16, 32, index))
-      return `${url}${path}`
+      return `${server.url}${path}`
     }
     switch (prediction.script.output ?? 'string') {
       case 'string': return file(0)
@@ -244,14 +218,11 @@ export async function startFakeReplicate (options: { apiToken?: string } = {}): 
     }
   }
 
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-
   return {
-    url,
-    baseUrl: `${url}/v1`,
+    url: server.url,
+    baseUrl: `${server.url}/v1`,
     apiToken,
-    requests,
+    requests: server.requests,
     predictions,
     behave (next: ReplicateScript) {
       script = next
@@ -259,32 +230,16 @@ export async function startFakeReplicate (options: { apiToken?: string } = {}): 
       pollCount = 0
     },
     creates () {
-      return requests.filter((r) => r.method === 'POST' && /^\/v1\/(models\/[^/]+\/[^/]+\/)?predictions$/.test(r.path))
+      return server.requests.filter((r) => r.method === 'POST' && /^\/v1\/(models\/[^/]+\/[^/]+\/)?predictions$/.test(r.path))
     },
-    async close () {
-      for (const timer of timers) clearTimeout(timer)
-      server.closeAllConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
-    }
+    close: server.close
   }
 }
 
 const defaultStatuses = ['starting', 'processing', 'succeeded']
 
 function problem (res: ServerResponse, status: number, title: string, detail: string, headers: Record<string, string> = {}): void {
-  send(res, status, { detail, status, title }, { 'content-type': 'application/problem+json', ...headers })
-}
-
-function send (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body)
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers })
-  res.end(text)
-}
-
-async function readBody (req: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = []
-  for await (const chunk of req) chunks.push(chunk as Buffer)
-  return Buffer.concat(chunks)
+  sendJson(res, status, { detail, status, title }, { 'content-type': 'application/problem+json', ...headers })
 }
 
 /** A real PNG whose colour depends on `variant`, so two outputs are different files. */
