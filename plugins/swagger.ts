@@ -16,6 +16,7 @@ export default fp(async function swaggerPlugin (app) {
         securitySchemes: { adminToken: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' } }
       },
       tags: [
+        { name: 'pipeline', description: 'run a pipeline on a prompt (translation, safety, interception, generation) and store what it makes' },
         { name: 'runs', description: 'run folders and their metadata, for clients that drive their own generation' },
         { name: 'media', description: 'stored media, served with Range, ETag and caching headers' },
         { name: 'service', description: 'health and readiness' }

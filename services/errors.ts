@@ -63,3 +63,7 @@ export const AdminUnauthorizedError = createError('ADMIN_UNAUTHORIZED', 'this ro
 
 // The pipeline runner.
 export const ServiceStoppingError = createError('SERVICE_STOPPING', 'the service is shutting down; try again shortly', 503)
+
+// Listing runs (GET /api/runs).
+export const InvalidCursorError = createError<[string]>('INVALID_CURSOR', 'cursor %s was not given out by this service; start again without one', 400)
+export const InvalidRunFilterError = createError<[string]>('INVALID_FILTER', 'invalid filter: %s', 400)

@@ -1,0 +1,114 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyReply } from 'fastify'
+import { PassThrough } from 'node:stream'
+import { errorResponses } from '../schemas/common.js'
+import { BlockedAnswer, ExecuteAnswer, ExecuteBody, PipelineList } from '../schemas/pipeline.js'
+import { EXECUTION_MODES } from '../schemas/run.js'
+import type { PipelineEvent, PipelineRunner, PreparedRun } from '../services/pipeline/pipeline-runner.js'
+
+// Proxies close connections that stay silent; a comment line keeps a long generation's stream open.
+const HEARTBEAT_MS = 15_000
+
+const EXECUTE_DESCRIPTION = `Creates the run first, then runs the stages: pre-interception (translation to English, safety check of the input),
+interception (the pipeline transforms the prompt), pre-output safety (the prompt checked again for each media type),
+generation (each output config on its backend, through the backend's queue; every result is stored in the run).
+metadata.json records every stage with its output, provider, model, duration and decision.
+
+Answers 403 \`{status: "blocked", run_id, stage, reason, codes}\` when a safety check blocks (the run is kept with status "blocked");
+404 for an unknown schema or output config; 503 when a backend is not configured, or with \`Retry-After\` when its queue is full
+(nothing is written then); 502 or 504 when a backend or the LLM failed or timed out (the run is "failed", with the error recorded,
+and outputs stored before the failure stay). The \`X-Run-Id\` header names the run on every answer once it exists.
+
+With \`Accept: text/event-stream\` the same request answers 200 with Server-Sent Events: \`run_created\` (first, with the run_id),
+\`stage_started\`, \`stage_completed\` (the stage record), \`media_stored\` (with its url), then one of \`completed\` (the JSON answer),
+\`blocked\` (the 403 body) or \`error\` (\`{run_id, stage, statusCode, error, code, message}\`). A client that disconnects does not stop the run.`
+
+const pipelineRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { pipeline } = app
+
+  app.post('/api/schema/pipeline/execute', {
+    schema: {
+      tags: ['pipeline'],
+      summary: 'run a pipeline on a prompt and store what it makes',
+      description: EXECUTE_DESCRIPTION,
+      body: ExecuteBody,
+      response: {
+        200: {
+          description: 'the run completed: its prompt, stages and stored media',
+          content: {
+            'application/json': { schema: ExecuteAnswer },
+            'text/event-stream': { schema: { type: 'string', description: 'event: <name>\\ndata: <json>\\n\\n, one frame per event' } }
+          }
+        },
+        403: BlockedAnswer,
+        ...errorResponses(400, 404, 500, 502, 503, 504)
+      }
+    }
+  }, async (request, reply) => {
+    let prepared: PreparedRun
+    try {
+      prepared = pipeline.prepare(request.body)
+    } catch (err) {
+      const retryAfter = pipeline.retryAfterSeconds(err)
+      if (retryAfter !== null) void reply.header('Retry-After', String(retryAfter))
+      throw err
+    }
+    if (wantsEventStream(request.headers.accept)) return await streamRun(pipeline, prepared, reply)
+
+    const outcome = await pipeline.execute(prepared)
+    if (outcome.run_id !== null) void reply.header('X-Run-Id', outcome.run_id)
+    if (outcome.status === 'completed') return outcome.answer
+    if (outcome.status === 'blocked') return await reply.code(403).send(outcome.answer)
+    throw outcome.error
+  })
+
+  app.get('/api/schema/pipelines', {
+    schema: {
+      tags: ['pipeline'],
+      summary: 'the pipelines ("schemas") and output configs there are',
+      description: 'Each pipeline with its default output configs per execution mode; each output config with its media type and whether its backend is configured (and why not); what runs the text stages in each execution mode.',
+      response: { 200: PipelineList }
+    }
+  }, async () => {
+    const modes = Object.fromEntries(EXECUTION_MODES.map((mode) => {
+      const providers = pipeline.textProviders(mode)
+      return [mode, { provider: providers.kind, model: providers.model }]
+    })) as Record<typeof EXECUTION_MODES[number], { provider: 'builtin' | 'llm', model: string | null }>
+    return {
+      pipelines: pipeline.listPipelines(),
+      output_configs: app.backends.listOutputConfigs(),
+      execution_modes: modes
+    }
+  })
+}
+
+function wantsEventStream (accept: string | undefined): boolean {
+  return accept !== undefined && accept.toLowerCase().includes('text/event-stream')
+}
+
+/**
+ * Answers with the run's events as they happen. The run goes on when the
+ * client disconnects (Fastify then destroys the stream, and events are
+ * dropped); it ends stored either way.
+ */
+async function streamRun (pipeline: PipelineRunner, prepared: PreparedRun, reply: FastifyReply): Promise<FastifyReply> {
+  const stream = new PassThrough()
+  const write = (frame: string): void => {
+    if (!stream.destroyed && !stream.writableEnded) stream.write(frame)
+  }
+  const send = (event: PipelineEvent): void => { write(`event: ${event.type}\ndata: ${JSON.stringify(event.data)}\n\n`) }
+  const heartbeat = setInterval(() => { write(': keep-alive\n\n') }, HEARTBEAT_MS)
+  heartbeat.unref()
+  void pipeline.execute(prepared, send).finally(() => {
+    clearInterval(heartbeat)
+    if (!stream.destroyed) stream.end()
+  })
+  return await reply
+    .code(200)
+    .header('Content-Type', 'text/event-stream; charset=utf-8')
+    .header('Cache-Control', 'no-cache, no-transform')
+    .header('X-Accel-Buffering', 'no')
+    .send(stream)
+}
+
+export default pipelineRoutes

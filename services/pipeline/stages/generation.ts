@@ -1,0 +1,82 @@
+import type { GenerationRequest } from '../../backends/types.js'
+import { BackendFailedError, isCodedError } from '../../errors.js'
+import { storeGeneratedMedia, type StoredGeneration } from '../../generation/store-generated.js'
+import type { PipelineStage, PlannedOutput, RunContext, StepReport } from '../pipeline-runner.js'
+
+const REFUSED = 'GENERATION_BLOCKED'
+
+/**
+ * Stage 4: every output config of the run goes to its backend through the
+ * backend's queue (the place was reserved before the run was created), and
+ * each piece of media is stored as it arrives. Output configs run side by
+ * side; one that fails keeps what it stored and does not stop the others,
+ * and the run fails with the first failure once all are done.
+ */
+export class GenerationStage implements PipelineStage {
+  readonly name = 'generation'
+
+  async run (context: RunContext): Promise<void> {
+    const results = await Promise.allSettled(context.outputs.map(async (planned) => { await generate(context, planned) }))
+    const failures = results.flatMap((r) => r.status === 'rejected' ? [r.reason as unknown] : [])
+    if (failures.length === 0) return
+    const failure = failures.find((f) => !isRefusal(f))
+    if (failure !== undefined) throw failure
+    // Every failure was a backend's own moderation refusing the prompt: the run is blocked, not broken.
+    const refusal = failures[0] as Error & { code: string }
+    context.block('generation', refusal.message, [refusal.code])
+  }
+}
+
+async function generate (context: RunContext, planned: PlannedOutput): Promise<void> {
+  const { config, backend, reservation, width, height } = planned
+  const request: GenerationRequest = {
+    run_id: context.runId,
+    prompt: context.text,
+    seed: context.request.seed,
+    width,
+    height,
+    params: config.params,
+    signal: context.signal
+  }
+  await context.step('generation', async () => {
+    const queued = performance.now()
+    let queueWaitMs = 0
+    const stored: StoredGeneration = await reservation.run(async () => {
+      const start = performance.now()
+      queueWaitMs = start - queued
+      try {
+        return await storeGeneratedMedia(context.storage, context.runId, backend.generate(request), {
+          config: config.name,
+          backend: backend.name,
+          onStored: async (output) => { await context.addStored(output) }
+        })
+      } finally {
+        context.observeGeneration(backend.name, performance.now() - start)
+      }
+    })
+    const filenames = stored.outputs.map((o) => o.filename)
+    const configuredModel = typeof config.params.model === 'string' ? config.params.model : null
+    const report: StepReport = {
+      output: filenames.length > 0 ? filenames.join(', ') : null,
+      provider: backend.name,
+      model: stored.outputs[0]?.source.model ?? configuredModel,
+      details: {
+        config: config.name,
+        media_type: config.media_type,
+        width,
+        height,
+        seed: context.request.seed,
+        queue_wait_ms: Math.round(queueWaitMs * 100) / 100,
+        outputs: stored.outputs.map((o) => ({ index: o.index, filename: o.filename, type: o.type }))
+      }
+    }
+    if (stored.error !== null) return { ...report, status: isRefusal(stored.error) ? 'blocked' : 'failed', error: stored.error }
+    // A backend that ends without media must not end as a success without a picture.
+    if (stored.outputs.length === 0) return { ...report, error: new BackendFailedError(backend.name, 'it finished without any media') }
+    return report
+  }, { config: config.name, media_type: config.media_type })
+}
+
+function isRefusal (err: unknown): boolean {
+  return isCodedError(err) && err.code === REFUSED
+}

@@ -1,0 +1,18 @@
+import type { StepReport } from '../pipeline-runner.js'
+import type { SafetyVerdict } from '../types.js'
+
+/** A safety verdict as a step record: the decision, who made it, and what it matched. */
+export function safetyReport (verdict: SafetyVerdict): StepReport {
+  return {
+    status: verdict.allowed ? 'completed' : 'blocked',
+    provider: verdict.provider,
+    model: verdict.model,
+    decision: {
+      allowed: verdict.allowed,
+      reason: verdict.reason,
+      codes: verdict.codes,
+      fallback_used: verdict.fallback_used === true
+    },
+    ...(verdict.details !== undefined ? { details: verdict.details } : {})
+  }
+}

@@ -1,0 +1,223 @@
+import t, { type Test } from 'tap'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { startFakeComfyui, type FakeComfyuiBehaviour } from '../fakes/comfyui.js'
+import { llmReplies, startFakeLlm, type FakeLlmReply, type FakeLlmRequest } from '../fakes/llm.js'
+import { build, tempRunsDir } from '../helper.js'
+import { readJson, testConfigsDir, tinyImage } from '../pipeline-setup.js'
+
+// The pipeline against the protocol fakes: an OpenAI-compatible chat server
+// (as Ollama speaks it) for the text stages, and ComfyUI for generation.
+
+const EXECUTE = '/api/schema/pipeline/execute'
+const DADA_INSTRUCTION: string = JSON.parse(await readFile(new URL('../../configs/pipelines/dada.json', import.meta.url), 'utf8')).instruction
+
+type TextStage = 'translation' | 'safety' | 'pre_output_safety' | 'interception'
+
+/** Which text stage a chat request is, from its system message. */
+function stageOf (request: FakeLlmRequest): TextStage {
+  const system: string = request.body.messages.find((m: { role: string }) => m.role === 'system').content
+  if (system.startsWith('You translate')) return 'translation'
+  if (system.includes('the final prompt about to be sent')) return 'pre_output_safety'
+  if (system.startsWith('You are the safety check')) return 'safety'
+  return 'interception'
+}
+
+const ALLOWED = '{"allowed": true, "reason": null, "codes": []}'
+
+/** A model that does each stage's job, with `overrides` for the stage under test. */
+function model (overrides: Partial<Record<TextStage, FakeLlmReply>> = {}) {
+  return (request: FakeLlmRequest): FakeLlmReply => {
+    const stage = stageOf(request)
+    if (overrides[stage] !== undefined) return overrides[stage]
+    switch (stage) {
+      case 'translation': return llmReplies.text('A flower on the meadow')
+      case 'interception': return llmReplies.withThinking('Dada: collage, chance.', 'A Dada photomontage of a flower on a meadow, torn newspaper letters and a clockwork bird')
+      default: return llmReplies.text(ALLOWED)
+    }
+  }
+}
+
+async function withLlm (t: Test, responder: ReturnType<typeof model>, env: Record<string, string> = {}) {
+  const llm = await startFakeLlm({ responder, models: ['llama3.2', 'gpt-4.1-mini'] })
+  t.teardown(llm.close)
+  const runsDir = await tempRunsDir(t)
+  const configsDir = await testConfigsDir(t, { outputs: [tinyImage] })
+  const app = await build(t, {
+    RUNS_DIR: runsDir,
+    CONFIGS_DIR: configsDir,
+    LLM_ECO_BASE_URL: `${llm.url}/v1`,
+    LLM_ECO_MODEL: 'llama3.2',
+    ...env
+  })
+  return { app, llm, runsDir }
+}
+
+t.test('with an LLM configured the text stages use it: translated, transformed and checked by the model', async (t) => {
+  const { app, llm, runsDir } = await withLlm(t, model(), {
+    // a model without a server: fast stays builtin
+    LLM_FAST_BASE_URL: '',
+    LLM_FAST_MODEL: 'gpt-4.1-mini'
+  })
+  const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Eine Blume auf der Wiese', output_configs: ['tiny_image'] } })
+  t.equal(res.statusCode, 200)
+  const answer = res.json()
+  t.equal(answer.transformed_text, 'A Dada photomontage of a flower on a meadow, torn newspaper letters and a clockwork bird', 'the model\'s answer, its reasoning stripped')
+  const metadata = await readJson(join(runsDir, answer.run_id, 'metadata.json'))
+  t.same(metadata.stages.map((s: any) => [s.stage, s.provider, s.model]), [
+    ['translation', 'llm', 'llama3.2'], ['safety', 'llm', 'llama3.2'], ['interception', 'llm', 'llama3.2'],
+    ['pre_output_safety', 'llm', 'llama3.2'], ['generation', 'builtin', 'procedural-v1']
+  ])
+  t.match(metadata.stages[0], { output: 'A flower on the meadow', details: { translated: true, source_language: 'de' } })
+  t.match(metadata.stages[1], { decision: { allowed: true, codes: [], fallback_used: false } })
+  t.match(metadata.stages[2].details, { pipeline: 'dada', thinking_stripped: true })
+  t.equal(await readFile(join(runsDir, answer.run_id, 'transformed_text.txt'), 'utf8'), answer.transformed_text)
+
+  const chats = llm.requests.filter((r) => r.path === '/v1/chat/completions')
+  t.same(chats.map(stageOf), ['translation', 'safety', 'interception', 'pre_output_safety'])
+  t.ok(chats.every((r) => r.body.model === 'llama3.2' && r.body.stream === false))
+  t.equal(chats[0]!.body.messages.at(-1).content, 'Eine Blume auf der Wiese')
+  t.equal(chats[2]!.body.messages[0].content, DADA_INSTRUCTION, 'the pipeline\'s own instruction')
+  t.equal(chats[2]!.body.messages.at(-1).content, 'A flower on the meadow', 'interception works on the translation')
+  t.match(chats[3]!.body.messages.at(-1).content, answer.transformed_text, 'the second check sees the transformed prompt')
+  t.match(chats[3]!.body.messages[0].content, /image generator/)
+  t.notOk(chats[0]!.headers.authorization, 'no key for eco')
+
+  const modes = (await app.inject({ url: '/api/schema/pipelines' })).json().execution_modes
+  t.same(modes, { eco: { provider: 'llm', model: 'llama3.2' }, fast: { provider: 'builtin', model: null }, ultra: { provider: 'builtin', model: null } }, 'fast has no server, so it stays builtin')
+})
+
+t.test('fast and ultra use their own server and key', async (t) => {
+  const llm = await startFakeLlm({ responder: model() })
+  t.teardown(llm.close)
+  const configsDir = await testConfigsDir(t, { outputs: [tinyImage] })
+  const app = await build(t, { CONFIGS_DIR: configsDir, LLM_FAST_BASE_URL: `${llm.url}/v1`, LLM_FAST_MODEL: 'gpt-4.1-mini', LLM_FAST_API_KEY: 'sk-test' })
+  const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Eine Blume', execution_mode: 'ultra', output_configs: ['tiny_image'] } })
+  t.equal(res.statusCode, 200)
+  t.match(res.json().stages[0], { provider: 'llm', model: 'gpt-4.1-mini' })
+  t.ok(llm.requests.length >= 4)
+  t.ok(llm.requests.every((r) => r.headers.authorization === 'Bearer sk-test'))
+  const eco = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Eine Blume', output_configs: ['tiny_image'] } })
+  t.match(eco.json().stages[0], { provider: 'builtin' }, 'eco without a server: builtin')
+})
+
+t.test('a safety answer that is not a verdict: the word lists decide, and the record says so', async (t) => {
+  const { app, runsDir } = await withLlm(t, model({ safety: llmReplies.garbage(), pre_output_safety: llmReplies.garbage() }))
+  const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Eine Blume auf der Wiese', output_configs: ['tiny_image'] } })
+  t.equal(res.statusCode, 200)
+  const metadata = await readJson(join(runsDir, res.json().run_id, 'metadata.json'))
+  for (const stage of metadata.stages.filter((s: any) => s.stage.endsWith('safety'))) {
+    t.match(stage, {
+      provider: 'builtin',
+      decision: { allowed: true, fallback_used: true },
+      details: { fallback_reason: String, llm_model: 'llama3.2', llm_answer: /depends on what you mean/ }
+    }, stage.stage)
+  }
+
+  // The fallback is no way around the check.
+  const { app: strict } = await withLlm(t, model({ translation: llmReplies.text('A child with a pistol'), safety: llmReplies.garbage() }))
+  const blocked = await strict.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Ein Kind mit einer Pistole', output_configs: ['tiny_image'] } })
+  t.equal(blocked.statusCode, 403)
+  t.match(blocked.json(), { status: 'blocked', stage: 'safety', codes: ['violence.weapon'] })
+})
+
+t.test('the LLM blocks the transformed prompt at stage 3 with its own reason', async (t) => {
+  const { app, runsDir } = await withLlm(t, model({ pre_output_safety: llmReplies.text('```json\n{"allowed": false, "reason": "That sounds too scary for a picture.", "codes": ["horror.scary"]}\n```') }))
+  const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Eine Blume auf der Wiese', output_configs: ['tiny_image'] } })
+  t.equal(res.statusCode, 403)
+  t.same(res.json(), { status: 'blocked', run_id: res.json().run_id, stage: 'pre_output_safety', reason: 'That sounds too scary for a picture.', codes: ['horror.scary'] })
+  const metadata = await readJson(join(runsDir, res.json().run_id, 'metadata.json'))
+  t.equal(metadata.status, 'blocked')
+  t.match(metadata.stages.at(-1), { stage: 'pre_output_safety', status: 'blocked', provider: 'llm', decision: { allowed: false, codes: ['horror.scary'] } })
+  t.same(metadata.outputs, [])
+})
+
+t.test('an LLM that answers too slowly, or not at all: 504, the run failed with the error at its stage', async (t) => {
+  const slow = await withLlm(t, model({ translation: llmReplies.slow(30_000) }), { LLM_TIMEOUT_MS: '150' })
+  const res = await slow.app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Eine Blume auf der Wiese', output_configs: ['tiny_image'] } })
+  t.equal(res.statusCode, 504)
+  t.match(res.json(), { statusCode: 504, error: 'Gateway Timeout', code: 'BACKEND_TIMEOUT', message: /backend llm timed out: POST http:\/\/127\.0\.0\.1:\d+\/v1\/chat\/completions gave no answer within 150 ms/ })
+  const runId = res.headers['x-run-id'] as string
+  const metadata = await readJson(join(slow.runsDir, runId, 'metadata.json'))
+  t.equal(metadata.status, 'failed')
+  t.same(metadata.stages.map((s: any) => [s.stage, s.status]), [['translation', 'failed']])
+  t.match(metadata.stages[0], { error: { code: 'BACKEND_TIMEOUT' }, duration_ms: Number })
+  t.match(metadata.errors, [{ stage: 'translation', code: 'BACKEND_TIMEOUT' }])
+  t.same(metadata.outputs, [])
+
+  const silent = await withLlm(t, model({ interception: llmReplies.never() }), { LLM_TIMEOUT_MS: '150' })
+  const hung = await silent.app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Eine Blume auf der Wiese', output_configs: ['tiny_image'] } })
+  t.equal(hung.statusCode, 504)
+  const hungMetadata = await readJson(join(silent.runsDir, hung.headers['x-run-id'] as string, 'metadata.json'))
+  t.same(hungMetadata.stages.map((s: any) => [s.stage, s.status]), [['translation', 'completed'], ['safety', 'completed'], ['interception', 'failed']])
+  t.equal(hungMetadata.transformed_text, null)
+})
+
+t.test('an LLM server error is a 502 naming the server\'s own message', async (t) => {
+  const { app, runsDir } = await withLlm(t, model({ safety: llmReplies.serverError() }))
+  const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Eine Blume', output_configs: ['tiny_image'] } })
+  t.equal(res.statusCode, 502)
+  t.match(res.json(), { code: 'BACKEND_FAILED', message: /answered 500: llama runner process has terminated: signal: killed/ })
+  t.match(await readJson(join(runsDir, res.headers['x-run-id'] as string, 'metadata.json')), { status: 'failed', errors: [{ stage: 'safety', code: 'BACKEND_FAILED' }] })
+})
+
+/** sd35_large with a second image decoded by node 12, which the fake can make fail. */
+async function twoImageConfig (): Promise<Record<string, unknown>> {
+  const sd35 = JSON.parse(await readFile(new URL('../../configs/outputs/sd35_large.json', import.meta.url), 'utf8'))
+  sd35.name = 'sd35_two_images'
+  sd35.params.workflow['12'] = { class_type: 'VAEDecodeTiled', inputs: { samples: ['3', 0], vae: ['4', 2], tile_size: 512 } }
+  sd35.params.workflow['13'] = { class_type: 'SaveImage', inputs: { filename_prefix: '{{filename_prefix}}_tiled', images: ['12', 0] } }
+  return sd35
+}
+
+async function withComfyui (t: Test, behaviour: Partial<FakeComfyuiBehaviour> = {}, env: Record<string, string> = {}) {
+  const comfyui = await startFakeComfyui(behaviour)
+  t.teardown(comfyui.close)
+  const runsDir = await tempRunsDir(t)
+  const configsDir = await testConfigsDir(t, { outputs: [await twoImageConfig()] })
+  const app = await build(t, { RUNS_DIR: runsDir, CONFIGS_DIR: configsDir, COMFYUI_URL: comfyui.url, ...env })
+  return { app, comfyui, runsDir }
+}
+
+t.test('ComfyUI: the transformed prompt and the run\'s seed go into the workflow; the image is stored', async (t) => {
+  const { app, comfyui, runsDir } = await withComfyui(t)
+  const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Eine Blume auf der Wiese', output_configs: ['sd35_large'], seed: 123456789, aspect_ratio: '3:2' } })
+  t.equal(res.statusCode, 200)
+  const answer = res.json()
+  const graph = comfyui.prompts[0]!.prompt!
+  t.equal(graph['6']!.inputs!.text, answer.transformed_text)
+  t.equal(graph['3']!.inputs!.seed, 123456789)
+  t.same([graph['5']!.inputs!.width, graph['5']!.inputs!.height], [1280, 832])
+  const metadata = await readJson(join(runsDir, answer.run_id, 'metadata.json'))
+  const output = metadata.outputs[0]
+  t.match(output, { config: 'sd35_large', backend: 'comfyui', type: 'image', source: { kind: 'comfyui', prompt_id: comfyui.prompts[0]!.prompt_id, node_id: '9' } })
+  t.match(metadata.stages.at(-1), { stage: 'generation', provider: 'comfyui', details: { config: 'sd35_large', width: 1280, height: 832, seed: 123456789 } })
+  const served = (await app.inject({ url: answer.media_output.url })).rawPayload
+  t.same(served, comfyui.file('output', output.source.subfolder, output.source.original_filename))
+})
+
+t.test('ComfyUI fails after one of two images: 502, the run failed, the first image kept and served', async (t) => {
+  const { app, comfyui, runsDir } = await withComfyui(t, { failNode: { node: '12', exceptionMessage: 'Allocation on device\n', exceptionType: 'torch.OutOfMemoryError' } })
+  const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'a cat', output_configs: ['sd35_two_images'] } })
+  t.equal(res.statusCode, 502)
+  t.match(res.json(), { statusCode: 502, code: 'BACKEND_FAILED', message: /node 12 \(VAEDecodeTiled\) failed: torch\.OutOfMemoryError: Allocation on device/ })
+  const runId = res.headers['x-run-id'] as string
+  const metadata = await readJson(join(runsDir, runId, 'metadata.json'))
+  t.equal(metadata.status, 'failed')
+  t.equal(metadata.outputs.length, 1)
+  t.match(metadata.outputs[0], { filename: 'output_image.png', source: { node_id: '9' } })
+  t.match(metadata.errors, [{ stage: 'generation', code: 'BACKEND_FAILED', message: /node 12/ }])
+  t.match(metadata.stages.at(-1), { stage: 'generation', status: 'failed', output: 'output_image.png' })
+  const image = await app.inject({ url: `/api/media/image/${runId}` })
+  t.equal(image.statusCode, 200)
+  t.same(image.rawPayload, comfyui.file('output', metadata.outputs[0].source.subfolder, metadata.outputs[0].source.original_filename))
+  t.match((await app.inject({ url: `/api/media/info/${runId}` })).json(), { status: 'failed', type: 'image' })
+})
+
+t.test('ComfyUI that takes longer than COMFYUI_TIMEOUT_MS: 504, the run failed', async (t) => {
+  const { app, runsDir } = await withComfyui(t, { runMs: 5000 }, { COMFYUI_TIMEOUT_MS: '200' })
+  const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'a cat', output_configs: ['sd35_large'] } })
+  t.equal(res.statusCode, 504)
+  t.match(res.json(), { code: 'BACKEND_TIMEOUT', message: /backend comfyui timed out/ })
+  t.match(await readJson(join(runsDir, res.headers['x-run-id'] as string, 'metadata.json')), { status: 'failed', outputs: [], errors: [{ stage: 'generation', code: 'BACKEND_TIMEOUT' }] })
+})
