@@ -8,6 +8,7 @@ export const ConfigSchema = Type.Object({
   PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535, description: 'port to listen on' }),
   HOST: Type.String({ default: '127.0.0.1', description: 'address to listen on (0.0.0.0 in a container)' }),
   RUNS_DIR: Type.String({ default: './runs', description: 'storage root: one folder per run' }),
+  RUN_INDEX_PATH: Type.Optional(Type.String({ description: 'SQLite index behind GET /api/runs, derived from the run folders and rebuilt from them when missing or damaged; default <RUNS_DIR>/.index.sqlite. Keep it on a local disk (SQLite WAL does not work on network file systems)' })),
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info', description: 'pino log level' }),
   MAX_UPLOAD_BYTES: Type.Integer({ default: 100 * 1024 * 1024, minimum: 1, description: 'largest media file accepted from an upload, data URI or URL' }),
   PUBLIC_BASE_URL: Type.Optional(Type.String({ description: 'absolute base URL for links in answers (e.g. https://runstore.lab.example); relative links when unset' })),

@@ -14,7 +14,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/ready', {
     schema: {
       tags: ['service'],
-      summary: 'the service can take work: the runs folder is writable',
+      summary: 'the service can take work: the runs folder is writable and the run index answers',
       response: {
         200: Type.Object({ status: Type.Literal('ready'), checks: Type.Record(Type.String(), Type.Boolean()) }),
         ...errorResponses(503)
@@ -22,10 +22,12 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const storageWritable = await app.storage.isWritable()
-    if (!storageWritable) {
-      return await reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', code: 'NOT_READY', message: 'the runs folder is not writable' })
+    const indexOpen = app.runIndex.isOpen()
+    if (!storageWritable || !indexOpen) {
+      const failing = [...(storageWritable ? [] : ['the runs folder is not writable']), ...(indexOpen ? [] : ['the run index does not answer'])]
+      return await reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', code: 'NOT_READY', message: failing.join('; ') })
     }
-    return { status: 'ready' as const, checks: { storage_writable: storageWritable } }
+    return { status: 'ready' as const, checks: { storage_writable: storageWritable, index_open: indexOpen } }
   })
 }
 

@@ -3,10 +3,11 @@ import type { MultipartFile } from '@fastify/multipart'
 import { Type, type Static } from '@sinclair/typebox'
 import { errorResponses, RunIdParams } from '../schemas/common.js'
 import { MediaType, isMediaType } from '../schemas/media.js'
-import { ExecutionMode, MediaOutput, RunMetadata, RunStatus, SafetyLevel } from '../schemas/run.js'
+import { ExecutionMode, MediaOutput, RunId, RunMetadata, RunStatus, SafetyLevel } from '../schemas/run.js'
 import type { ComfyuiBackend } from '../services/backends/comfyui.js'
 import { InvalidSourceError, UnsupportedMediaError } from '../services/errors.js'
 import { addMediaFromComfyui } from '../services/generation/comfyui-intake.js'
+import { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, type RunIndexEntry } from '../services/storage/run-index.js'
 import { exportRunZip } from '../services/storage/run-export.js'
 import type { MediaInput } from '../services/storage/ingest.js'
 import type { StagedMedia } from '../services/storage/run-storage.js'
@@ -42,6 +43,46 @@ const AddMediaJson = Type.Union([
   })
 ])
 
+const instant = (description: string) => Type.Union([
+  Type.String({ format: 'date-time', examples: ['2025-11-04T14:00:00+01:00'] }),
+  Type.String({ format: 'date', examples: ['2025-11-04'] })
+], { description: `${description}: an ISO date-time with its zone, or a date (midnight UTC)` })
+
+const ListRunsQuery = Type.Object({
+  user_id: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  schema: Type.Optional(Type.String({ ...Name, description: 'pipeline name, e.g. dada' })),
+  backend: Type.Optional(Type.String({ ...Name, description: 'runs with an output made by this backend (with media_type: the same output)' })),
+  media_type: Type.Optional(MediaType),
+  status: Type.Optional(RunStatus),
+  from: Type.Optional(instant('runs created at or after this')),
+  to: Type.Optional(instant('runs created before this')),
+  q: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'text the input or the transformed text contains, case-insensitive' })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_LIST_LIMIT, default: DEFAULT_LIST_LIMIT })),
+  cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'next_cursor of the previous page, with the same filters' }))
+})
+
+const RunSummary = Type.Object({
+  run_id: RunId,
+  timestamp: Type.String({ format: 'date-time', description: 'creation time' }),
+  updated_at: Type.String({ format: 'date-time' }),
+  status: RunStatus,
+  schema: Type.String({ examples: ['dada'] }),
+  execution_mode: Type.String({ examples: ['eco'] }),
+  user_id: Type.Union([Type.String(), Type.Null()]),
+  input_text: Type.String(),
+  transformed_text: Type.Union([Type.String(), Type.Null()]),
+  output_count: Type.Integer({ minimum: 0 }),
+  media_types: Type.Array(MediaType, { description: 'each type of the run\'s outputs once, in their order' }),
+  backends: Type.Array(Type.String(), { description: 'each backend of the run\'s outputs once, in their order' }),
+  thumbnail_url: Type.Union([Type.String(), Type.Null()], { description: 'the first image output, null when the run has none', examples: ['/api/media/image/0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e/0'] }),
+  url: Type.String({ description: 'the run\'s metadata', examples: ['/api/runs/0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e'] })
+}, { description: 'one run in a listing' })
+
+const RunList = Type.Object({
+  runs: Type.Array(RunSummary),
+  next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'pass as cursor for the next page; null on the last page' })
+})
+
 // No `type: object` on purpose: the multipart body is streamed by the handler
 // and is not there for the validator; this describes it for OpenAPI.
 const AddMediaMultipart = Type.Unsafe({
@@ -58,6 +99,31 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { storage } = app
   // base64 is 4/3 of the bytes; the storage enforces the real limit on the decoded media.
   const jsonBodyLimit = Math.ceil(app.config.MAX_UPLOAD_BYTES * 4 / 3) + 64 * 1024
+  const baseUrl = (app.config.PUBLIC_BASE_URL ?? '').replace(/\/+$/, '')
+
+  const summary = (entry: RunIndexEntry): Static<typeof RunSummary> => {
+    const { thumbnail_path: thumbnail, status, ...fields } = entry
+    return {
+      ...fields,
+      status: status as Static<typeof RunStatus>,
+      thumbnail_url: thumbnail === null ? null : baseUrl + thumbnail,
+      url: `/api/runs/${entry.run_id}`
+    }
+  }
+
+  app.get('/api/runs', {
+    schema: {
+      tags: ['runs'],
+      summary: 'list runs, newest first, filtered and paged',
+      description: 'Every filter given must hold. from is inclusive, to exclusive, both on the run\'s creation time. q finds a substring of the input or the transformed text, ignoring case. A page holds up to limit runs; next_cursor, passed as cursor with the same filters, gives the next one (runs created meanwhile do not shift pages). A cursor this service did not give out is refused with 400 INVALID_CURSOR.',
+      querystring: ListRunsQuery,
+      response: { 200: RunList, ...errorResponses(400) }
+    }
+  }, async (request) => {
+    const { limit, cursor, ...filters } = request.query
+    const page = app.runIndex.list(filters, { limit, cursor })
+    return { runs: page.runs.map(summary), next_cursor: page.next_cursor }
+  })
 
   app.post('/api/runs', {
     schema: {

@@ -12,7 +12,7 @@ t.test('health, readiness', async (t) => {
   t.same((await app.inject({ url: '/health' })).json(), { status: 'ok' })
   const ready = await app.inject({ url: '/ready' })
   t.equal(ready.statusCode, 200)
-  t.same(ready.json(), { status: 'ready', checks: { storage_writable: true } })
+  t.same(ready.json(), { status: 'ready', checks: { storage_writable: true, index_open: true } })
 
   await rm(join(runsDir, 'created-at-start'), { recursive: true })
   const notReady = await app.inject({ url: '/ready' })

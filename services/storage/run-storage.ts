@@ -47,10 +47,23 @@ export interface ResolvedFile {
   output: MediaOutput | null
 }
 
+/** What a listener hears once a change is on disk: a run's new metadata.json, or its folder gone. */
+export type RunChange =
+  | { kind: 'written', metadata: RunMetadata }
+  | { kind: 'deleted', run_id: string }
+
+/**
+ * Called synchronously after each durable metadata write or deletion, in
+ * order per run. It cannot fail the write: whatever it throws is dropped, so
+ * it must report its own failures.
+ */
+export type RunChangeListener = (change: RunChange) => void
+
 export interface RunStorageOptions {
   runsDir: string
   ingester: MediaIngester
   metadataCacheEntries?: number
+  onChange?: RunChangeListener
 }
 
 const TERMINAL: ReadonlySet<RunStatus> = new Set(['completed', 'failed', 'blocked'])
@@ -65,11 +78,13 @@ export class RunStorage {
   readonly #ingester: MediaIngester
   readonly #lock = new KeyedLock()
   readonly #metadata: LruCache<string, RunMetadata>
+  readonly #onChange: RunChangeListener | undefined
 
   constructor (options: RunStorageOptions) {
     this.runsDir = options.runsDir
     this.#ingester = options.ingester
     this.#metadata = new LruCache(options.metadataCacheEntries ?? 10000)
+    this.#onChange = options.onChange
   }
 
   get maxMediaBytes (): number {
@@ -140,6 +155,7 @@ export class RunStorage {
       throw err
     }
     this.#metadata.set(runId, metadata)
+    this.#notify({ kind: 'written', metadata })
     return metadata
   }
 
@@ -313,6 +329,7 @@ export class RunStorage {
       const doomed = join(this.runsDir, tempName())
       await rename(this.#runDir(id), doomed)
       this.#metadata.delete(id)
+      this.#notify({ kind: 'deleted', run_id: id })
       await rm(doomed, { recursive: true, force: true })
     })
   }
@@ -363,8 +380,18 @@ export class RunStorage {
         throw err
       }
       this.#metadata.set(id, next)
+      this.#notify({ kind: 'written', metadata: next })
       return next
     })
+  }
+
+  #notify (change: RunChange): void {
+    if (this.#onChange === undefined) return
+    try {
+      this.#onChange(change)
+    } catch {
+      // The change is durable already; a listener's failure must not turn it into a failed write.
+    }
   }
 }
 

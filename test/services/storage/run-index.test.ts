@@ -1,0 +1,441 @@
+import t from 'tap'
+import Database from 'better-sqlite3'
+import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { MediaOutput, RunMetadata } from '../../../schemas/run.js'
+import { FetchPolicy } from '../../../services/http/address-policy.js'
+import { MediaIngester } from '../../../services/storage/ingest.js'
+import { RunIndex, RUN_INDEX_VERSION, decodeCursor, encodeCursor, type RunListFilters } from '../../../services/storage/run-index.js'
+import { uuidv7 } from '../../../services/storage/run-id.js'
+import { RunStorage, type RunChange } from '../../../services/storage/run-storage.js'
+import { fixtures } from '../../fixtures/media.js'
+import { tempRunsDir } from '../../helper.js'
+
+type Test = Parameters<typeof tempRunsDir>[0]
+
+function newStorage (runsDir: string, onChange?: (change: RunChange) => void): RunStorage {
+  return new RunStorage({
+    runsDir,
+    ingester: new MediaIngester({ maxBytes: 1 << 22, fetchTimeoutMs: 1000, maxRedirects: 0, fetchPolicy: new FetchPolicy() }),
+    ...(onChange !== undefined ? { onChange } : {})
+  })
+}
+
+/** Storage and index wired the way the app wires them, both closed after the test. */
+async function wired (t: Test, runsDir?: string): Promise<{ storage: RunStorage, index: RunIndex, indexPath: string }> {
+  const dir = runsDir ?? await tempRunsDir(t)
+  let index: RunIndex | undefined
+  const storage = newStorage(dir, (change) => {
+    if (change.kind === 'written') index?.upsert(change.metadata)
+    else index?.remove(change.run_id)
+  })
+  await storage.init()
+  const indexPath = join(dir, '.index.sqlite')
+  index = await RunIndex.open({ path: indexPath, source: storage })
+  const opened = index
+  t.teardown(() => { opened.close() })
+  return { storage, index: opened, indexPath }
+}
+
+async function openIndex (t: Test, runsDir: string): Promise<RunIndex> {
+  const storage = newStorage(runsDir)
+  const index = await RunIndex.open({ path: join(runsDir, '.index.sqlite'), source: storage })
+  t.teardown(() => { index.close() })
+  return index
+}
+
+function output (index: number, type: MediaOutput['type'], backend: string): MediaOutput {
+  const extension = { image: 'png', audio: 'wav', video: 'mp4', model3d: 'glb' }[type]
+  return {
+    index,
+    type,
+    filename: `output_${type}_${index + 1}.${extension}`,
+    backend,
+    config: `${backend}_config`,
+    file_size_bytes: 100,
+    format: extension,
+    mime_type: 'application/octet-stream',
+    width: null,
+    height: null,
+    duration_seconds: null,
+    sha256: '0'.repeat(64),
+    created_at: '2025-11-04T00:00:00.000Z',
+    source: { kind: backend }
+  }
+}
+
+/** A run folder written by hand (as when runs are copied in from another machine). */
+async function writeRunFolder (runsDir: string, fields: Partial<RunMetadata> & { timestamp: string }): Promise<RunMetadata> {
+  const runId = fields.run_id ?? uuidv7(Date.parse(fields.timestamp))
+  const metadata: RunMetadata = {
+    metadata_version: 1,
+    run_id: runId,
+    user_id: null,
+    updated_at: fields.timestamp,
+    status: 'completed',
+    schema: 'dada',
+    execution_mode: 'eco',
+    safety_level: 'kids',
+    input_text: 'x',
+    transformed_text: null,
+    stages: [],
+    outputs: [],
+    errors: [],
+    ...fields
+  }
+  await mkdir(join(runsDir, runId), { recursive: true })
+  await writeFile(join(runsDir, runId, 'metadata.json'), JSON.stringify(metadata, null, 2))
+  await writeFile(join(runsDir, runId, 'input_text.txt'), metadata.input_text)
+  return metadata
+}
+
+const ids = (index: RunIndex, filters: RunListFilters = {}): string[] => index.list(filters, { limit: 200 }).runs.map((r) => r.run_id)
+
+t.test('the storage keeps the index current: create, text, status, media, delete', async (t) => {
+  const { storage, index } = await wired(t)
+  t.same(index.openReport, { rebuilt: 'missing', fullScan: true, added: 0, updated: 0, removed: 0, skipped: [] })
+  t.ok(index.isOpen())
+
+  const run = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'Eine Blume', user_id: 'DOE_J' })
+  t.same(index.list().runs, [{
+    run_id: run.run_id,
+    timestamp: run.timestamp,
+    updated_at: run.updated_at,
+    status: 'created',
+    schema: 'dada',
+    execution_mode: 'eco',
+    user_id: 'DOE_J',
+    input_text: 'Eine Blume',
+    transformed_text: null,
+    output_count: 0,
+    media_types: [],
+    backends: [],
+    thumbnail_path: null
+  }])
+
+  await storage.setTransformedText(run.run_id, 'A surreal flower')
+  const running = await storage.setStatus(run.run_id, 'running')
+  await storage.addMedia(run.run_id, await readFile(fixtures.wav.file), { config: 'mic', backend: 'upload' })
+  await storage.addMedia(run.run_id, await readFile(fixtures.png.file), { config: 'sd35_large', backend: 'comfyui' })
+  const second = await storage.addMedia(run.run_id, await readFile(fixtures.jpeg.file), { config: 'gpt_image', backend: 'openai' })
+  const done = await storage.setStatus(run.run_id, 'completed')
+  t.ok(done.updated_at >= running.updated_at)
+  t.match(index.list().runs[0], {
+    status: 'completed',
+    updated_at: done.updated_at,
+    transformed_text: 'A surreal flower',
+    output_count: 3,
+    media_types: ['audio', 'image'],
+    backends: ['upload', 'comfyui', 'openai'],
+    thumbnail_path: `/api/media/image/${run.run_id}/0`
+  })
+  t.equal(second.index, 2)
+  t.same(ids(index, { q: 'surreal' }), [run.run_id], 'the transformed text is searchable at once')
+
+  await storage.deleteRun(run.run_id)
+  t.same(index.list(), { runs: [], next_cursor: null })
+})
+
+t.test('RunStorage tells one listener about every write and deletion, and a failing listener fails nothing', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const heard: string[] = []
+  const storage = newStorage(runsDir, (change) => {
+    heard.push(change.kind === 'written' ? `written ${change.metadata.status} ${change.metadata.outputs.length}` : `deleted ${change.run_id}`)
+  })
+  await storage.init()
+  const run = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'x' })
+  await storage.setStatus(run.run_id, 'running')
+  await storage.addMedia(run.run_id, await readFile(fixtures.png.file), { config: 'c', backend: 'b' })
+  await t.rejects(storage.setStatus(run.run_id, 'created'), { code: 'INVALID_STATUS' })
+  await t.rejects(storage.addMedia(run.run_id, await readFile(fixtures.png.file), { config: 'c', backend: 'b', media_type: 'audio' }), { code: 'MEDIA_TYPE_MISMATCH' })
+  await storage.deleteRun(run.run_id.toUpperCase())
+  t.same(heard, ['written created 0', 'written running 0', 'written running 1', `deleted ${run.run_id}`], 'nothing for refused changes')
+
+  const throwing = newStorage(runsDir, () => { throw new Error('index down') })
+  const kept = await throwing.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'y' })
+  const updated = await throwing.setStatus(kept.run_id, 'running')
+  t.equal(updated.status, 'running')
+  t.equal(JSON.parse(await readFile(join(runsDir, kept.run_id, 'metadata.json'), 'utf8')).status, 'running', 'the write stands')
+  await throwing.deleteRun(kept.run_id)
+  t.same(await readdir(runsDir), [])
+})
+
+t.test('filters, each alone and combined', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const r1 = await writeRunFolder(runsDir, { timestamp: '2025-11-03T23:30:00.000Z', user_id: 'A', schema: 'dada', status: 'completed', input_text: 'Eine Blume auf der Wiese', transformed_text: 'A surreal flower in a meadow', outputs: [output(0, 'image', 'comfyui'), output(1, 'audio', 'comfyui')] })
+  const r2 = await writeRunFolder(runsDir, { timestamp: '2025-11-04T00:00:00.000Z', user_id: 'B', schema: 'bauhaus', status: 'failed', input_text: '100% Katze_mit "Hut"', outputs: [output(0, 'image', 'openai')] })
+  const r3 = await writeRunFolder(runsDir, { timestamp: '2025-11-04T12:00:00.000Z', user_id: 'A', schema: 'bauhaus', status: 'completed', input_text: 'ÜBER den Wolken', outputs: [output(0, 'video', 'replicate'), output(1, 'image', 'builtin')] })
+  const r4 = await writeRunFolder(runsDir, { timestamp: '2025-11-05T00:00:00.000Z', user_id: null, schema: 'dada', status: 'running', input_text: 'a_b 50%' })
+  const r5 = await writeRunFolder(runsDir, { timestamp: '2025-11-05T10:00:00.000Z', user_id: 'B', schema: 'dada', status: 'blocked', input_text: 'Ein Haus', transformed_text: "it's a house", outputs: [output(0, 'model3d', 'comfyui')] })
+  const index = await openIndex(t, runsDir)
+  t.match(index.openReport, { rebuilt: 'missing', added: 5 })
+  const [a, b, c, d, e] = [r1, r2, r3, r4, r5].map((r) => r.run_id)
+
+  t.same(ids(index), [e, d, c, b, a], 'newest first')
+  const cases: Array<[RunListFilters, Array<string | undefined>, string?]> = [
+    [{ user_id: 'A' }, [c, a]],
+    [{ user_id: 'nobody' }, []],
+    [{ schema: 'bauhaus' }, [c, b]],
+    [{ status: 'completed' }, [c, a]],
+    [{ media_type: 'image' }, [c, b, a]],
+    [{ media_type: 'model3d' }, [e]],
+    [{ backend: 'comfyui' }, [e, a]],
+    [{ from: '2025-11-04' }, [e, d, c, b]],
+    [{ to: '2025-11-04' }, [a]],
+    [{ from: '2025-11-04', to: '2025-11-05' }, [c, b]],
+    [{ from: '2025-11-04T01:00:00+01:00' }, [e, d, c, b], 'from is inclusive, offsets count'],
+    [{ to: '2025-11-04T12:00:00.000Z' }, [b, a], 'to is exclusive'],
+    [{ from: '2025-11-04T12:00:00.001Z', to: '2025-11-05T10:00:00Z' }, [d]],
+    // combined
+    [{ user_id: 'A', schema: 'bauhaus' }, [c]],
+    [{ media_type: 'image', backend: 'comfyui' }, [a]],
+    [{ media_type: 'image', backend: 'replicate' }, [], 'media_type and backend must hold for the same output'],
+    [{ media_type: 'video', backend: 'replicate' }, [c]],
+    [{ user_id: 'B', status: 'blocked', from: '2025-11-05' }, [e]],
+    [{ schema: 'dada', q: 'blume' }, [a]],
+    [{ schema: 'bauhaus', q: 'blume' }, []]
+  ]
+  for (const [filters, expected, name] of cases) t.same(ids(index, filters), expected, name ?? JSON.stringify(filters))
+})
+
+t.test('q: substrings of either text, any case, with %, _ and quotes taken literally', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const r1 = await writeRunFolder(runsDir, { timestamp: '2025-11-03T23:30:00.000Z', input_text: 'Eine Blume auf der Wiese', transformed_text: 'A surreal flower in a meadow' })
+  const r2 = await writeRunFolder(runsDir, { timestamp: '2025-11-04T00:00:00.000Z', input_text: '100% Katze_mit "Hut"' })
+  const r3 = await writeRunFolder(runsDir, { timestamp: '2025-11-04T12:00:00.000Z', input_text: 'ÜBER den Wolken' })
+  const r4 = await writeRunFolder(runsDir, { timestamp: '2025-11-05T00:00:00.000Z', input_text: 'a_b 50%' })
+  const r5 = await writeRunFolder(runsDir, { timestamp: '2025-11-05T10:00:00.000Z', input_text: 'Ein Haus', transformed_text: "it's a house; DROP TABLE runs" })
+  const index = await openIndex(t, runsDir)
+  const [a, b, c, d, e] = [r1, r2, r3, r4, r5].map((r) => r.run_id)
+
+  const cases: Array<[string, Array<string | undefined>, string?]> = [
+    ['%', [d, b]],
+    ['_', [d, b]],
+    ['%%', []],
+    ['0%', [d, b]],
+    ['e_m', [b]],
+    ['a_b', [d]],
+    ['a%b', []],
+    ['"', [b]],
+    ['"Hut"', [b]],
+    ['Katze_mit "H', [b]],
+    ["it's", [e]],
+    ["'", [e]],
+    ['DROP TABLE runs', [e]],
+    ['BLUME', [a]],
+    ['blume auf', [a]],
+    ['über', [c], 'case folding beyond ASCII'],
+    ['u\u0308ber', [c], 'a decomposed ü finds a composed one'],
+    ['surreal', [a], 'the transformed text'],
+    ['MEADOW', [a]],
+    ['wiese a surreal', [], 'no match across the two texts'],
+    ['ha', [e], 'two characters'],
+    ['ü', [c], 'one character'],
+    ['e', [e, c, b, a]],
+    ['NEAR', []],
+    ['*', []],
+    ['Blume OR Haus', []]
+  ]
+  for (const [q, expected, name] of cases) t.same(ids(index, { q }), expected, name ?? `q=${q}`)
+})
+
+t.test('paging: newest first, no duplicates or gaps, also when runs are created between pages', async (t) => {
+  const { storage, index } = await wired(t)
+  const created: string[] = []
+  for (let i = 0; i < 7; i++) created.push((await storage.createRun({ schema: i % 2 === 0 ? 'dada' : 'bauhaus', execution_mode: 'eco', input_text: `run ${i}` })).run_id)
+  const newestFirst = [...created].reverse()
+
+  const first = index.list({}, { limit: 3 })
+  t.same(first.runs.map((r) => r.run_id), newestFirst.slice(0, 3))
+  t.type(first.next_cursor, 'string')
+  // new runs arrive while a teacher reads page one
+  const later = [(await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'new 1' })).run_id]
+  later.push((await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'new 2' })).run_id)
+  const second = index.list({}, { limit: 3, cursor: first.next_cursor! })
+  t.same(second.runs.map((r) => r.run_id), newestFirst.slice(3, 6))
+  await storage.deleteRun(newestFirst[6]!)
+  await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'new 3' })
+  const third = index.list({}, { limit: 3, cursor: second.next_cursor! })
+  t.same(third, { runs: [], next_cursor: null }, 'the deleted run is gone, nothing else is left')
+
+  const bauhaus = index.list({ schema: 'bauhaus' }, { limit: 3 })
+  t.same(bauhaus.runs.map((r) => r.run_id), [created[5], created[3], created[1]])
+  t.equal(bauhaus.next_cursor, null, 'a page that ends exactly at the last run has no cursor')
+
+  // walking every page with a filter gives each matching run once
+  const seen: string[] = []
+  let cursor: string | undefined
+  do {
+    const page = index.list({ schema: 'dada' }, { limit: 2, cursor })
+    seen.push(...page.runs.map((r) => r.run_id))
+    cursor = page.next_cursor ?? undefined
+  } while (cursor !== undefined)
+  const newest = ids(index)[0]!
+  t.same(seen, [newest, later[1], later[0], created[6], created[4], created[2]])
+})
+
+t.test('cursors, limits and dates that are not valid are coded 400 errors', async (t) => {
+  const { storage, index } = await wired(t)
+  const run = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'x' })
+  t.equal(decodeCursor(encodeCursor(run.run_id)), run.run_id)
+  t.same(index.list({}, { cursor: encodeCursor(run.run_id) }).runs, [], 'a valid cursor past the last run: empty')
+  const bad = [
+    'nope',
+    '',
+    encodeCursor('not-a-run-id'),
+    encodeCursor(run.run_id.toUpperCase()),
+    Buffer.from(`${run.run_id}\n`).toString('base64url'),
+    `${encodeCursor(run.run_id)}!`,
+    `${encodeCursor(run.run_id)}==`
+  ]
+  for (const cursor of bad) {
+    t.throws(() => index.list({}, { cursor }), { code: 'INVALID_CURSOR', statusCode: 400 }, JSON.stringify(cursor))
+  }
+  for (const limit of [0, 201, 1.5, Number.NaN]) {
+    t.throws(() => index.list({}, { limit }), { code: 'INVALID_FILTER', statusCode: 400 }, `limit ${limit}`)
+  }
+  t.equal(index.list({}, { limit: 200 }).runs.length, 1)
+  for (const from of ['yesterday', '2025-02-30', '2025-13-01', '2025-11-04T10:00:00', '2025-11-04T23:59:60Z', '04.11.2025']) {
+    t.throws(() => index.list({ from }), { code: 'INVALID_FILTER', statusCode: 400 }, from)
+    t.throws(() => index.list({ to: from }), { code: 'INVALID_FILTER' }, `to ${from}`)
+  }
+})
+
+t.test('a deleted index file is rebuilt from the run folders', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const { storage, index, indexPath } = await wired(t, runsDir)
+  const run = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'Blume', user_id: 'DOE_J' })
+  await storage.addMedia(run.run_id, await readFile(fixtures.png.file), { config: 'c', backend: 'comfyui' })
+  await storage.setStatus(run.run_id, 'completed')
+  const before = index.list()
+  index.close()
+  t.notOk(index.isOpen())
+  index.close()
+  t.ok((await stat(indexPath)).size > 0)
+  t.same((await readdir(runsDir)).filter((n) => n.startsWith('.index')), ['.index.sqlite'], 'a clean close leaves no WAL behind')
+  const restarted = newStorage(runsDir)
+  t.same((await restarted.init()).removed, [], 'the storage sweep leaves the index alone')
+  t.same(await restarted.listRunIds(), [run.run_id], 'and does not take it for a run')
+
+  await rm(indexPath)
+  const rebuilt = await openIndex(t, runsDir)
+  t.match(rebuilt.openReport, { rebuilt: 'missing', fullScan: true, added: 1, removed: 0, skipped: [] })
+  t.same(rebuilt.list(), before)
+  t.same(rebuilt.list({ media_type: 'image', backend: 'comfyui', q: 'blum' }).runs.map((r) => r.run_id), [run.run_id])
+
+  // deleted while open: closing cannot write its flag there, and must not throw
+  for (const name of ['.index.sqlite', '.index.sqlite-wal', '.index.sqlite-shm']) await rm(join(runsDir, name), { force: true })
+  t.doesNotThrow(() => { rebuilt.close() })
+  t.notOk(rebuilt.isOpen())
+  const again = await openIndex(t, runsDir)
+  t.match(again.openReport, { rebuilt: 'missing', added: 1 })
+})
+
+t.test('at start the index catches up with folders added or removed behind its back', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const { storage, index } = await wired(t, runsDir)
+  const kept = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'kept' })
+  const removed = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'removed' })
+  index.close()
+
+  await rm(join(runsDir, removed.run_id), { recursive: true })
+  const copied = await writeRunFolder(runsDir, { timestamp: new Date().toISOString(), input_text: 'copied in', outputs: [output(0, 'image', 'openai')] })
+  await mkdir(join(runsDir, 'not-a-run'))
+  const reopened = await openIndex(t, runsDir)
+  t.same(reopened.openReport, { rebuilt: null, fullScan: false, added: 1, updated: 0, removed: 1, skipped: [] })
+  t.same(ids(reopened), [copied.run_id, kept.run_id])
+  t.equal(reopened.list().runs[0]!.thumbnail_path, `/api/media/image/${copied.run_id}/0`)
+})
+
+t.test('after an unclean shutdown every run is read again; unreadable folders are skipped and reported', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const { storage } = await wired(t, runsDir)
+  const run = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'x' })
+  const other = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'y' })
+  // the metadata changed but the index never heard of it (a crash between the two writes); the first index is never closed
+  const changed = { ...run, status: 'failed', updated_at: new Date(Date.now() + 1000).toISOString() }
+  await writeFile(join(runsDir, run.run_id, 'metadata.json'), JSON.stringify(changed))
+  const broken = await writeRunFolder(runsDir, { timestamp: new Date().toISOString() })
+  await writeFile(join(runsDir, broken.run_id, 'metadata.json'), '{"metadata_version": 1, "run_id": ')
+  const impostor = uuidv7()
+  await writeRunFolder(runsDir, { timestamp: new Date().toISOString(), run_id: impostor })
+  const moved = uuidv7()
+  await mkdir(join(runsDir, moved))
+  await writeFile(join(runsDir, moved, 'metadata.json'), JSON.stringify({ ...other, run_id: impostor }))
+  const incomplete = uuidv7()
+  await mkdir(join(runsDir, incomplete))
+  await writeFile(join(runsDir, incomplete, 'metadata.json'), JSON.stringify({ run_id: incomplete, status: 'created' }))
+
+  const reopened = await openIndex(t, runsDir)
+  t.match(reopened.openReport, { rebuilt: null, fullScan: true, added: 1, updated: 1, removed: 0 })
+  t.same(reopened.openReport.skipped.map((s) => s.run_id).sort(), [broken.run_id, moved, incomplete].sort())
+  t.match(reopened.openReport.skipped.find((s) => s.run_id === moved), { reason: 'metadata.json names another run' })
+  t.same(ids(reopened, { status: 'failed' }), [run.run_id])
+  t.same(ids(reopened).sort(), [run.run_id, other.run_id, impostor].sort())
+})
+
+t.test('an update that fails makes the next start read every run again', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const { storage, index } = await wired(t, runsDir)
+  const run = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'x' })
+  t.throws(() => index.upsert({ ...run, outputs: undefined } as unknown as RunMetadata))
+  t.same(ids(index), [run.run_id], 'the failed update changed nothing')
+  index.close()
+  t.throws(() => index.upsert(run), 'a closed index refuses updates')
+  t.throws(() => index.remove(run.run_id))
+  const reopened = await openIndex(t, runsDir)
+  t.match(reopened.openReport, { rebuilt: null, fullScan: true })
+})
+
+t.test('a corrupt or outdated index file is rebuilt', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const { storage, index, indexPath } = await wired(t, runsDir)
+  const runs = []
+  for (let i = 0; i < 40; i++) runs.push(await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: `run ${i} `.repeat(200) }))
+  const expected = ids(index)
+  index.close()
+
+  await writeFile(indexPath, Buffer.from('this is not a database, just garbage bytes '.repeat(100)))
+  const fromGarbage = await openIndex(t, runsDir)
+  t.match(fromGarbage.openReport, { rebuilt: 'corrupt', added: 40 })
+  t.same(ids(fromGarbage), expected)
+  fromGarbage.close()
+
+  // a good header, damaged pages further in
+  const bytes = await readFile(indexPath)
+  t.ok(bytes.length > 8 * 4096)
+  bytes.fill(0xa5, 2 * 4096, bytes.length - 4096)
+  await writeFile(indexPath, bytes)
+  const fromDamaged = await openIndex(t, runsDir)
+  t.match(fromDamaged.openReport, { rebuilt: 'corrupt', added: 40 })
+  t.same(ids(fromDamaged), expected)
+  fromDamaged.close()
+
+  const raw = new Database(indexPath)
+  raw.pragma(`user_version = ${RUN_INDEX_VERSION + 1}`)
+  raw.close()
+  const fromOld = await openIndex(t, runsDir)
+  t.match(fromOld.openReport, { rebuilt: 'old-version', added: 40 })
+  t.same(ids(fromOld), expected)
+  fromOld.close()
+
+  // an earlier build that never finished has no version yet
+  const unfinished = new Database(indexPath)
+  unfinished.pragma('user_version = 0')
+  unfinished.close()
+  const fromUnfinished = await openIndex(t, runsDir)
+  t.match(fromUnfinished.openReport, { rebuilt: 'old-version', added: 40 })
+})
+
+t.test('the index folder is created; a path that cannot hold a database stops the start', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const storage = newStorage(runsDir)
+  await storage.init()
+  const deep = await RunIndex.open({ path: join(runsDir, 'var', 'lib', 'index.sqlite'), source: storage })
+  t.teardown(() => { deep.close() })
+  t.ok(deep.isOpen())
+  await mkdir(join(runsDir, 'a-folder.sqlite'))
+  await t.rejects(RunIndex.open({ path: join(runsDir, 'a-folder.sqlite'), source: storage }))
+  const failing = { listRunIds: async () => { throw new Error('disk gone') }, getMetadata: storage.getMetadata.bind(storage) }
+  await t.rejects(RunIndex.open({ path: join(runsDir, 'other.sqlite'), source: failing }), /disk gone/)
+})
