@@ -4,6 +4,7 @@ import { open, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable, Transform, type TransformCallback } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
+import { once } from 'node:events'
 import got, { HTTPError, RequestError, TimeoutError } from 'got'
 import { decodeDataUriOrBase64 } from '../data-uri.js'
 import {
@@ -105,10 +106,14 @@ export class MediaIngester {
 
   async #writeStream (input: Readable, path: string, source: StagedFile['source'], mapError: (err: unknown) => unknown = mapStreamError): Promise<StagedFile> {
     const meter = new MeteringStream(this.#options.maxBytes)
+    const sink = createWriteStream(path, { flags: 'wx' })
     try {
-      await pipeline(input, meter, createWriteStream(path, { flags: 'wx' }))
+      await pipeline(input, meter, sink)
     } catch (err) {
       input.destroy()
+      // The file may still be opening when the source fails; removing it
+      // before then would leave it behind, so wait until the sink is closed.
+      if (!sink.closed) await once(sink, 'close').catch(() => {})
       throw mapError(err)
     }
     await fsyncPath(path)
