@@ -2,14 +2,14 @@ import { randomInt } from 'node:crypto'
 import { STATUS_CODES } from 'node:http'
 import { join } from 'node:path'
 import type { AspectRatio, BlockedAnswer, ExecuteAnswer, MediaOutputAnswer, PipelineSummary } from '../../schemas/pipeline.js'
-import type { ExecutionMode, MediaOutput, RunMetadata, SafetyLevel, StageRecord } from '../../schemas/run.js'
+import type { ExecutionMode, MediaOutput, RunMetadata, RunStatus, SafetyLevel, StageRecord } from '../../schemas/run.js'
 import type { OutputConfig } from '../backends/output-configs.js'
 import type { BackendRegistry } from '../backends/registry.js'
 import type { GeneratorBackend } from '../backends/types.js'
 import { isCodedError, PipelineDefinitionError, PipelineNotFoundError, QueueFullError, ServiceStoppingError } from '../errors.js'
 import type { QueueReservation } from '../generation/queue.js'
 import { mediaUrl } from '../media/media-url.js'
-import type { RunStorage } from '../storage/run-storage.js'
+import type { RunChanges, RunStorage } from '../storage/run-storage.js'
 import type { PipelineDefinition } from './pipeline-definitions.js'
 import type { TextProviders } from './types.js'
 
@@ -283,6 +283,7 @@ export class PipelineRunner {
     let currentStage: string | null = null
     try {
       const metadata = await this.#storage.createRun({
+        status: 'running',
         schema: request.schema,
         execution_mode: request.execution_mode,
         input_text: request.input_text,
@@ -315,15 +316,15 @@ export class PipelineRunner {
           stages: this.#stages.map((s) => s.name)
         }
       })
-      await this.#storage.setStatus(metadata.run_id, 'running')
       for (const stage of this.#stages) {
         currentStage = stage.name
         signal.throwIfAborted()
         await stage.run(context)
         if (context.blocked !== null) return await this.#endBlocked(context, context.blocked)
+        await context.flushIfStale()
       }
       currentStage = null
-      const final = await this.#storage.setStatus(metadata.run_id, 'completed')
+      const final = await context.flush('completed')
       const answer = context.answer(final, performance.now() - started)
       emit({ type: 'completed', data: answer })
       return { status: 'completed', run_id: metadata.run_id, answer }
@@ -340,7 +341,7 @@ export class PipelineRunner {
   }
 
   async #endBlocked (context: RunContext, block: Block): Promise<ExecuteOutcome> {
-    await this.#storage.setStatus(context.runId, 'blocked')
+    await context.flush('blocked')
     const answer: BlockedAnswer = { status: 'blocked', run_id: context.runId, stage: block.stage, reason: block.reason, codes: block.codes }
     context.emit({ type: 'blocked', data: answer })
     return { status: 'blocked', run_id: context.runId, answer }
@@ -350,8 +351,8 @@ export class PipelineRunner {
   // what cannot be written is logged, and the original error is what the client gets.
   async #recordFailure (context: RunContext, stage: string | null, err: unknown): Promise<void> {
     try {
-      if (!context.isRecorded(err)) await context.recordError(stage, err)
-      await this.#storage.setStatus(context.runId, 'failed')
+      if (!context.isRecorded(err)) context.recordError(stage, err)
+      await context.flush('failed')
     } catch (recordingError) {
       this.#logger?.error({ err: recordingError, run_id: context.runId }, 'could not record that the run failed')
     }
@@ -378,6 +379,11 @@ export class PipelineRunner {
     return Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, Math.ceil(seconds)))
   }
 }
+
+// How stale the on-disk trail of a running run may get before a stage end writes it.
+const FLUSH_INTERVAL_MS = 250
+
+type PendingChanges = Required<Pick<RunChanges, 'stages' | 'errors'>> & Pick<RunChanges, 'transformed_text'>
 
 export interface RunContextOptions {
   runId: string
@@ -415,6 +421,8 @@ export class RunContext {
   readonly stored: MediaOutput[] = []
   readonly #options: RunContextOptions
   readonly #recorded = new WeakMap<object, string>()
+  #pending: PendingChanges = { stages: [], errors: [] }
+  #lastWrite = performance.now()
 
   constructor (options: RunContextOptions) {
     this.#options = options
@@ -463,11 +471,36 @@ export class RunContext {
       ...(report.details !== undefined ? { details: report.details } : {}),
       ...(failed ? { error: this.#options.describeError(report.error) } : {})
     }
-    await this.storage.recordStage(this.runId, record)
-    if (failed) await this.recordError(name, report.error)
+    this.#pending.stages.push(record)
+    if (failed) this.recordError(name, report.error)
     this.emit({ type: 'stage_completed', data: { run_id: this.runId, ...record } })
     if (failed) throw report.error
     return record
+  }
+
+  /** The interception result: transformed_text.txt and metadata, written with the next flush. */
+  setTransformedText (text: string): void {
+    this.#pending.transformed_text = text
+  }
+
+  /**
+   * Writes what the steps recorded since the last write (stage records,
+   * errors, the transformed text), with a new status if given, in one durable
+   * update: a run costs a few metadata writes, not one per step. Stages call
+   * it before anything leaves the service (a backend runs), so the trail up
+   * to that point is on disk.
+   */
+  async flush (status?: RunStatus): Promise<RunMetadata> {
+    const changes: RunChanges = { ...this.#pending, ...(status !== undefined ? { status } : {}) }
+    this.#pending = { stages: [], errors: [] }
+    this.#lastWrite = performance.now()
+    return await this.storage.update(this.runId, changes)
+  }
+
+  /** Flushes when the last write is older than FLUSH_INTERVAL_MS, so slow stages (an LLM) show up while the run goes on. */
+  async flushIfStale (): Promise<void> {
+    const pending = this.#pending.stages.length + this.#pending.errors.length > 0 || this.#pending.transformed_text !== undefined
+    if (pending && performance.now() - this.#lastWrite >= FLUSH_INTERVAL_MS) await this.flush()
   }
 
   /** Stops the run after the current stage: status "blocked", 403 with this stage, reason and codes. */
@@ -486,9 +519,10 @@ export class RunContext {
     this.#options.observeGeneration(backend, ms)
   }
 
-  async recordError (stage: string | null, err: unknown): Promise<void> {
+  /** Notes a failure for errors[]; it is written with the next flush. */
+  recordError (stage: string | null, err: unknown): void {
     const { code, message } = this.#options.describeError(err)
-    await this.storage.recordError(this.runId, { ...(stage !== null ? { stage } : {}), code, message })
+    this.#pending.errors.push({ ...(stage !== null ? { stage } : {}), code, message })
     if (typeof err === 'object' && err !== null) this.#recorded.set(err, stage ?? '')
   }
 

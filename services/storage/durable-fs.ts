@@ -18,28 +18,44 @@ export async function fsyncPath (path: string): Promise<void> {
   }
 }
 
+/** Writes and fsyncs a new file (it must not exist); for folders nobody can see yet. */
+export async function writeFileSynced (path: string, data: string | Buffer): Promise<void> {
+  const handle = await open(path, 'wx')
+  try {
+    await handle.writeFile(data)
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
+
 /**
  * The file at `path` holds either its old content or `data`, never a mix,
  * even across a crash: temp file, fsync, rename, fsync of the folder.
  */
 export async function writeFileDurably (path: string, data: string | Buffer): Promise<void> {
-  const dir = dirname(path)
-  const temp = join(dir, `${tempName()}-${basename(path)}`)
-  const handle = await open(temp, 'wx')
+  await writeFilesDurably(dirname(path), [[basename(path), data]])
+}
+
+/**
+ * writeFileDurably for several files of one folder, with one fsync of the
+ * folder for all. Files are renamed into place in the order given, so the
+ * one that makes the others count (metadata.json) goes last.
+ */
+export async function writeFilesDurably (dir: string, files: ReadonlyArray<readonly [string, string | Buffer]>): Promise<void> {
+  const temps: string[] = []
   try {
-    await handle.writeFile(data)
-    await handle.sync()
-  } catch (err) {
-    await handle.close()
-    await unlink(temp).catch(() => {})
-    throw err
-  }
-  await handle.close()
-  try {
-    await rename(temp, path)
-  } catch (err) {
-    await unlink(temp).catch(() => {})
-    throw err
+    for (const [name, data] of files) {
+      const temp = join(dir, `${tempName()}-${name}`)
+      temps.push(temp)
+      await writeFileSynced(temp, data)
+    }
+    for (const [i, [name]] of files.entries()) {
+      await rename(temps[i]!, join(dir, name))
+      temps[i] = ''
+    }
+  } finally {
+    for (const temp of temps) if (temp !== '') await unlink(temp).catch(() => {})
   }
   await fsyncPath(dir)
 }

@@ -4,7 +4,7 @@ import { FileNotFoundError, InvalidStatusTransitionError, MediaNotFoundError, Me
 import { LruCache } from '../cache/lru.js'
 import type { MediaType } from '../../schemas/media.js'
 import type { ErrorRecord, MediaOutput, MediaSourceRecord, RunMetadata, RunStatus, StageRecord } from '../../schemas/run.js'
-import { TEMP_PREFIX, fsyncPath, publishWithoutOverwrite, tempName, writeFileDurably } from './durable-fs.js'
+import { TEMP_PREFIX, fsyncPath, publishWithoutOverwrite, tempName, writeFileSynced, writeFilesDurably } from './durable-fs.js'
 import type { MediaIngester, MediaInput, StagedFile } from './ingest.js'
 import { KeyedLock } from './keyed-lock.js'
 import { probeMediaFile, type MediaProbe } from './probe.js'
@@ -15,12 +15,26 @@ export const INPUT_TEXT_FILE = 'input_text.txt'
 export const TRANSFORMED_TEXT_FILE = 'transformed_text.txt'
 
 export interface CreateRunInput {
+  /** 'running' for a run that starts work at once (saves a write) */
+  status?: 'created' | 'running'
   schema: string
   execution_mode: string
   input_text: string
   user_id?: string | null
   safety_level?: string | null
   seed?: number | null
+}
+
+export type NewErrorRecord = Omit<ErrorRecord, 'at'> & { at?: string }
+
+/** What one update may change; everything given is written together. */
+export interface RunChanges {
+  status?: RunStatus
+  transformed_text?: string
+  stages?: StageRecord[]
+  errors?: NewErrorRecord[]
+  seed?: number | null
+  safety_level?: string | null
 }
 
 export interface AddMediaOptions {
@@ -131,7 +145,7 @@ export class RunStorage {
       user_id: input.user_id ?? null,
       timestamp: now,
       updated_at: now,
-      status: 'created',
+      status: input.status ?? 'created',
       schema: input.schema,
       execution_mode: input.execution_mode,
       safety_level: input.safety_level ?? null,
@@ -146,8 +160,10 @@ export class RunStorage {
     const building = join(this.runsDir, tempName())
     await mkdir(building)
     try {
-      await writeFileDurably(join(building, INPUT_TEXT_FILE), input.input_text)
-      await writeFileDurably(join(building, METADATA_FILE), serialise(metadata))
+      // Nobody can see the folder yet, so its files need no rename of their own.
+      await writeFileSynced(join(building, INPUT_TEXT_FILE), input.input_text)
+      await writeFileSynced(join(building, METADATA_FILE), serialise(metadata))
+      await fsyncPath(building)
       await rename(building, this.#runDir(runId))
       await fsyncPath(this.runsDir)
     } catch (err) {
@@ -175,35 +191,45 @@ export class RunStorage {
     }
   }
 
-  async setTransformedText (runId: string, text: string): Promise<RunMetadata> {
-    return await this.#update(runId, async (metadata, dir) => {
-      await writeFileDurably(join(dir, TRANSFORMED_TEXT_FILE), text)
-      metadata.transformed_text = text
+  /**
+   * Applies several changes in one durable write of metadata.json (and of
+   * transformed_text.txt when the text changes): a pipeline records its
+   * stages, errors and status together instead of one write each.
+   */
+  async update (runId: string, changes: RunChanges): Promise<RunMetadata> {
+    return await this.#update(runId, (metadata) => {
+      const files: Array<[string, string]> = []
+      if (changes.transformed_text !== undefined) {
+        metadata.transformed_text = changes.transformed_text
+        files.push([TRANSFORMED_TEXT_FILE, changes.transformed_text])
+      }
+      for (const stage of changes.stages ?? []) metadata.stages.push(stripInternal(stage))
+      const now = new Date().toISOString()
+      for (const error of changes.errors ?? []) metadata.errors.push(stripInternal({ ...error, at: error.at ?? now }))
+      if (changes.seed !== undefined) metadata.seed = changes.seed
+      if (changes.safety_level !== undefined) metadata.safety_level = changes.safety_level
+      if (changes.status !== undefined && changes.status !== metadata.status) {
+        if (TERMINAL.has(metadata.status) || changes.status === 'created') throw new InvalidStatusTransitionError(metadata.status, changes.status)
+        metadata.status = changes.status
+      }
+      return files
     })
+  }
+
+  async setTransformedText (runId: string, text: string): Promise<RunMetadata> {
+    return await this.update(runId, { transformed_text: text })
   }
 
   async setStatus (runId: string, status: RunStatus): Promise<RunMetadata> {
-    return await this.#update(runId, (metadata) => {
-      if (metadata.status === status) return
-      if (TERMINAL.has(metadata.status)) throw new InvalidStatusTransitionError(metadata.status, status)
-      if (status === 'created') throw new InvalidStatusTransitionError(metadata.status, status)
-      metadata.status = status
-    })
+    return await this.update(runId, { status })
   }
 
   async recordStage (runId: string, stage: StageRecord): Promise<RunMetadata> {
-    return await this.#update(runId, (metadata) => { metadata.stages.push(stripInternal(stage)) })
+    return await this.update(runId, { stages: [stage] })
   }
 
-  async recordError (runId: string, error: Omit<ErrorRecord, 'at'> & { at?: string }): Promise<RunMetadata> {
-    return await this.#update(runId, (metadata) => {
-      metadata.errors.push(stripInternal({ ...error, at: error.at ?? new Date().toISOString() }))
-    })
-  }
-
-  /** Generic update for fields without a method of their own (e.g. the seed). */
-  async patch (runId: string, fields: Partial<Pick<RunMetadata, 'seed' | 'safety_level'>>): Promise<RunMetadata> {
-    return await this.#update(runId, (metadata) => { Object.assign(metadata, fields) })
+  async recordError (runId: string, error: NewErrorRecord): Promise<RunMetadata> {
+    return await this.update(runId, { errors: [error] })
   }
 
   async addMedia (runId: string, input: MediaInput, options: AddMediaOptions): Promise<MediaOutput> {
@@ -363,7 +389,8 @@ export class RunStorage {
 
   async #update (
     runId: string,
-    mutate: (metadata: RunMetadata, dir: string) => void | Promise<void>,
+    /** changes the copy it is given; returns other files of the run to write with it */
+    mutate: (metadata: RunMetadata, dir: string) => void | Array<[string, string]> | Promise<void>,
     rollback?: (dir: string) => Promise<void>
   ): Promise<RunMetadata> {
     const id = assertRunId(runId)
@@ -371,10 +398,10 @@ export class RunStorage {
       const current = await this.getMetadata(id)
       const next = structuredClone(current)
       const dir = this.#runDir(id)
-      await mutate(next, dir)
+      const files = await mutate(next, dir) ?? []
       next.updated_at = new Date().toISOString()
       try {
-        await writeFileDurably(join(dir, METADATA_FILE), serialise(next))
+        await writeFilesDurably(dir, [...files, [METADATA_FILE, serialise(next)]])
       } catch (err) {
         if (rollback !== undefined) await rollback(dir)
         throw err

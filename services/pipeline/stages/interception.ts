@@ -9,7 +9,7 @@ export class InterceptionStage implements PipelineStage {
     let result!: TextStageResult
     await context.step('interception', async () => {
       result = await context.providers.interceptor.transform(context.text, context.pipeline, context.signal)
-      await context.storage.setTransformedText(context.runId, result.output)
+      context.setTransformedText(result.output)
       return { output: result.output, provider: result.provider, model: result.model, ...(result.details !== undefined ? { details: result.details } : {}) }
     })
     context.text = result.output

@@ -17,20 +17,34 @@ import { InterceptionStage } from '../../../services/pipeline/stages/interceptio
 import { PreInterceptionStage } from '../../../services/pipeline/stages/pre-interception.js'
 import { PreOutputSafetyStage } from '../../../services/pipeline/stages/pre-output-safety.js'
 import { MediaIngester } from '../../../services/storage/ingest.js'
-import { RunStorage } from '../../../services/storage/run-storage.js'
+import { RunStorage, type CreateRunInput, type RunChanges } from '../../../services/storage/run-storage.js'
 import type { RunStatus } from '../../../schemas/run.js'
 import { tempRunsDir } from '../../helper.js'
 import { FailingBackend, GatedBackend } from '../../pipeline-setup.js'
 
 const CONFIGS = new URL('../../../configs/', import.meta.url)
 
-/** Remembers every status a run was moved to, as the run moves. */
+/** Remembers every status a run was written with, as the run moves. */
 class RecordingStorage extends RunStorage {
   readonly statuses = new Map<string, RunStatus[]>()
+  readonly writes = new Map<string, number>()
 
-  override async setStatus (runId: string, status: RunStatus) {
+  override async createRun (input: CreateRunInput) {
+    const metadata = await super.createRun(input)
+    this.#note(metadata.run_id, metadata.status)
+    return metadata
+  }
+
+  override async update (runId: string, changes: RunChanges) {
+    const metadata = await super.update(runId, changes)
+    if (changes.status !== undefined) this.#note(runId, changes.status)
+    else this.writes.set(runId, (this.writes.get(runId) ?? 0) + 1)
+    return metadata
+  }
+
+  #note (runId: string, status: RunStatus): void {
     this.statuses.set(runId, [...(this.statuses.get(runId) ?? []), status])
-    return await super.setStatus(runId, status)
+    this.writes.set(runId, (this.writes.get(runId) ?? 0) + 1)
   }
 }
 
@@ -110,7 +124,8 @@ t.test('a run goes created → running → completed, every step recorded and an
 
   const metadata = await readMetadata(runsDir, answer.run_id)
   t.equal(metadata.status, 'completed')
-  t.same(storage.statuses.get(answer.run_id), ['running', 'completed'], 'created by createRun, then running, then completed')
+  t.same(storage.statuses.get(answer.run_id), ['running', 'completed'], 'created running by createRun, then completed')
+  t.equal(storage.writes.get(answer.run_id), 3, 'the text stages\' trail is written in one go before generation, then the final status with the rest')
   t.match(metadata, { schema: 'dada', execution_mode: 'eco', safety_level: 'kids', seed: 42, input_text: 'Eine Blume auf der Wiese', user_id: null })
   t.same(metadata.stages.map((s: any) => s.stage), ['translation', 'safety', 'interception', 'pre_output_safety', 'generation'])
   for (const stage of metadata.stages) {

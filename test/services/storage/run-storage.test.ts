@@ -71,7 +71,7 @@ t.test('updates: transformed text, status, stages, errors; internal fields never
   const fresh = await newRun(storage)
   await storage.setStatus(fresh.run_id, 'running')
   await t.rejects(storage.setStatus(fresh.run_id, 'created'), { code: 'INVALID_STATUS' }, 'a run never goes back to created')
-  await storage.patch(fresh.run_id, { seed: 42 })
+  await storage.update(fresh.run_id, { seed: 42 })
   t.equal((await readJson(join(storage.runsDir, fresh.run_id, 'metadata.json'))).seed, 42)
 })
 
