@@ -299,3 +299,29 @@ t.test('getOutput tells "not yet" from "never"', async (t) => {
   await t.rejects(storage.getOutput(run.run_id, 'audio'), { code: 'MEDIA_NOT_FOUND' })
   t.equal((await storage.getOutput(run.run_id, 'image', 0)).output.filename, 'output_image.png')
 })
+
+t.test('update writes several changes at once, or none of them', async (t) => {
+  const storage = await makeStorage(t)
+  const run = await storage.createRun({ status: 'running', schema: 'dada', execution_mode: 'eco', input_text: 'x' })
+  t.equal(run.status, 'running', 'a run may start running')
+  const dir = join(storage.runsDir, run.run_id)
+  const updated = await storage.update(run.run_id, {
+    transformed_text: 'A surreal x',
+    stages: [{ stage: 'translation', status: 'completed' }, { stage: 'interception', status: 'completed' }],
+    errors: [{ stage: 'safety', code: 'X', message: 'y', at: '2026-01-01T00:00:00.000Z' }],
+    seed: 7,
+    safety_level: 'youth',
+    status: 'completed'
+  })
+  t.match(await readJson(join(dir, 'metadata.json')), {
+    transformed_text: 'A surreal x', seed: 7, safety_level: 'youth', status: 'completed',
+    stages: [{ stage: 'translation' }, { stage: 'interception' }], errors: [{ code: 'X', at: '2026-01-01T00:00:00.000Z' }]
+  })
+  t.same(await readJson(join(dir, 'metadata.json')), updated)
+  t.equal(await readFile(join(dir, 'transformed_text.txt'), 'utf8'), 'A surreal x')
+  const before = await readFile(join(dir, 'metadata.json'), 'utf8')
+  await t.rejects(storage.update(run.run_id, { transformed_text: 'changed', status: 'running' }), { code: 'INVALID_STATUS' })
+  t.equal(await readFile(join(dir, 'metadata.json'), 'utf8'), before, 'a refused update changes nothing')
+  t.equal(await readFile(join(dir, 'transformed_text.txt'), 'utf8'), 'A surreal x')
+  t.same((await readdir(dir)).filter((n) => n.startsWith('.')), [])
+})
