@@ -36,7 +36,6 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   const app = Fastify({
     logger: options.logger ?? { level: config.LOG_LEVEL },
     requestIdHeader: 'x-request-id',
-    requestIdLogLabel: 'request_id',
     genReqId: () => randomUUID(),
     // strictTypes off: the multipart body schema deliberately has no `type` (see routes/runs.ts)
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: true, allErrors: false, strictTypes: false } }

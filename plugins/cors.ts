@@ -9,7 +9,7 @@ export default fp(async function corsPlugin (app) {
   await app.register(cors, {
     origin: origins.includes('*') ? '*' : origins,
     methods: ['GET', 'HEAD', 'POST', 'PATCH', 'DELETE'],
-    exposedHeaders: ['Content-Length', 'Content-Range', 'Accept-Ranges', 'ETag', 'Last-Modified', 'Content-Disposition', 'X-Request-Id', 'Retry-After'],
+    exposedHeaders: ['Content-Length', 'Content-Range', 'Accept-Ranges', 'ETag', 'Last-Modified', 'Content-Disposition', 'X-Request-Id', 'X-Run-Id', 'Retry-After'],
     maxAge: 600
   })
 }, { name: 'cors', dependencies: ['config'] })
