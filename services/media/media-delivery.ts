@@ -14,7 +14,8 @@ export interface DeliveryRequest {
 
 export interface Delivery {
   statusCode: 200 | 206 | 304 | 416
-  headers: Record<string, string | number>
+  /** shared between answers of the same output: read, never change */
+  headers: HeaderValues
   body: Buffer | Readable | null
 }
 
@@ -29,6 +30,18 @@ interface CachedFile {
   bytes: Buffer
 }
 
+type HeaderValues = Readonly<Record<string, string | number>>
+
+/** What every answer for one output shares, built on its first request. */
+interface OutputHeaders {
+  runId: string
+  /** the cache key, built once so that a hit hashes no new string */
+  key: string
+  etag: string
+  inline: HeaderValues
+  attachment: HeaderValues
+}
+
 /**
  * Answers media requests for stored outputs. Stored files never change, so
  * their bytes and headers can be kept in memory and their ETag is their
@@ -37,7 +50,7 @@ interface CachedFile {
 export class MediaDelivery {
   readonly #files: LruCache<string, CachedFile>
   readonly #loading = new Map<string, Promise<Buffer>>()
-  readonly #headers = new WeakMap<MediaOutput, { inline: Record<string, string | number>, attachment: Record<string, string | number> }>()
+  readonly #headers = new WeakMap<MediaOutput, OutputHeaders>()
   readonly #maxCachedFileBytes: number
 
   constructor (options: MediaDeliveryOptions) {
@@ -55,41 +68,38 @@ export class MediaDelivery {
   }
 
   async deliver (runId: string, output: MediaOutput, path: string, request: DeliveryRequest): Promise<Delivery> {
-    const headers = { ...this.#baseHeaders(output, request.download === true) }
+    const shared = this.#outputHeaders(runId, output)
+    const headers = request.download === true ? shared.attachment : shared.inline
     const size = output.file_size_bytes
 
-    if (notModified(output, headers.ETag as string, request)) {
-      delete headers['Content-Length']
-      delete headers['Content-Disposition']
-      return { statusCode: 304, headers, body: null }
+    if (notModified(output, shared.etag, request)) {
+      const notModifiedHeaders = { ...headers }
+      delete notModifiedHeaders['Content-Length']
+      delete notModifiedHeaders['Content-Disposition']
+      return { statusCode: 304, headers: notModifiedHeaders, body: null }
     }
 
     const range = request.range !== undefined && rangeApplies(request.ifRange, headers)
       ? parseRange(request.range, size)
       : null
     if (range === 'unsatisfiable') {
-      headers['Content-Range'] = `bytes */${size}`
-      headers['Content-Length'] = 0
-      return { statusCode: 416, headers, body: null }
+      return { statusCode: 416, headers: { ...headers, 'Content-Range': `bytes */${size}`, 'Content-Length': 0 }, body: null }
     }
     if (range !== null) {
-      headers['Content-Range'] = `bytes ${range.start}-${range.end}/${size}`
-      headers['Content-Length'] = range.end - range.start + 1
-      const cached = this.#files.get(`${runId}/${output.filename}`)
+      const cached = this.#files.get(shared.key)
       const body = cached !== undefined
         ? cached.bytes.subarray(range.start, range.end + 1)
         : createReadStream(path, { start: range.start, end: range.end })
-      return { statusCode: 206, headers, body }
+      return { statusCode: 206, headers: { ...headers, 'Content-Range': `bytes ${range.start}-${range.end}/${size}`, 'Content-Length': range.end - range.start + 1 }, body }
     }
 
     if (size > this.#maxCachedFileBytes) return { statusCode: 200, headers, body: createReadStream(path) }
-    return { statusCode: 200, headers, body: await this.#load(`${runId}/${output.filename}`, path) }
+    // The hot path: shared headers, bytes from memory, nothing copied.
+    return { statusCode: 200, headers, body: this.#files.get(shared.key)?.bytes ?? await this.#load(shared.key, path) }
   }
 
+  /** Reads a file that is not cached yet into the cache; concurrent first requests read it once. */
   async #load (key: string, path: string): Promise<Buffer> {
-    const cached = this.#files.get(key)
-    if (cached !== undefined) return cached.bytes
-    // Concurrent first requests for one file read it once.
     let loading = this.#loading.get(key)
     if (loading === undefined) {
       loading = readFile(path).then((bytes) => {
@@ -101,25 +111,30 @@ export class MediaDelivery {
     return await loading
   }
 
-  #baseHeaders (output: MediaOutput, download: boolean): Record<string, string | number> {
-    let headers = this.#headers.get(output)
-    if (headers === undefined) {
+  #outputHeaders (runId: string, output: MediaOutput): OutputHeaders {
+    let shared = this.#headers.get(output)
+    if (shared === undefined || shared.runId !== runId) {
+      const etag = `"${output.sha256}"`
       const common = {
         'Content-Type': output.mime_type,
         'Content-Length': output.file_size_bytes,
         'Accept-Ranges': 'bytes',
-        ETag: `"${output.sha256}"`,
+        ETag: etag,
         'Last-Modified': new Date(output.created_at).toUTCString(),
         'Cache-Control': 'public, max-age=31536000, immutable',
         'X-Content-Type-Options': 'nosniff'
       }
-      headers = {
-        inline: { ...common, 'Content-Disposition': `inline; filename="${output.filename}"` },
-        attachment: { ...common, 'Content-Disposition': `attachment; filename="${output.filename}"` }
+      shared = {
+        runId,
+        key: `${runId}/${output.filename}`,
+        etag,
+        // frozen: answers hand them out without copying
+        inline: Object.freeze({ ...common, 'Content-Disposition': `inline; filename="${output.filename}"` }),
+        attachment: Object.freeze({ ...common, 'Content-Disposition': `attachment; filename="${output.filename}"` })
       }
-      this.#headers.set(output, headers)
+      this.#headers.set(output, shared)
     }
-    return download ? headers.attachment : headers.inline
+    return shared
   }
 }
 
@@ -139,7 +154,7 @@ function notModified (output: MediaOutput, etag: string, request: DeliveryReques
   return false
 }
 
-function rangeApplies (ifRange: string | undefined, headers: Record<string, string | number>): boolean {
+function rangeApplies (ifRange: string | undefined, headers: HeaderValues): boolean {
   if (ifRange === undefined) return true
   return ifRange.trim() === headers.ETag || ifRange.trim() === headers['Last-Modified']
 }
