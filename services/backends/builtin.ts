@@ -25,6 +25,7 @@ const MIN_DURATION_SECONDS = 0.5
  */
 export class BuiltinBackend implements GeneratorBackend {
   readonly name = 'builtin'
+  readonly inProcess = true
   readonly #maxSide: number
   readonly #maxDuration: number
 

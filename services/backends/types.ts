@@ -36,6 +36,12 @@ export interface MediaItem {
  */
 export interface GeneratorBackend {
   readonly name: string
+  /**
+   * true when generating never leaves this process and takes milliseconds
+   * (the builtin generator): the pipeline then need not write its trail to
+   * disk before generation starts
+   */
+  readonly inProcess?: boolean
   /** null when usable, else why not (e.g. "COMFYUI_URL is not set") */
   unavailableReason (): string | null
   generate (request: GenerationRequest): AsyncIterable<MediaItem>

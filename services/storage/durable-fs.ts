@@ -42,22 +42,34 @@ export async function writeFileDurably (path: string, data: string | Buffer): Pr
  * folder for all. Files are renamed into place in the order given, so the
  * one that makes the others count (metadata.json) goes last.
  */
-export async function writeFilesDurably (dir: string, files: ReadonlyArray<readonly [string, string | Buffer]>): Promise<void> {
-  const temps: string[] = []
+export async function writeFilesDurably (
+  dir: string,
+  files: ReadonlyArray<readonly [string, string | Buffer]>,
+  /** other writes the files stand for (a media file that metadata.json lists): none is renamed before these settle */
+  alongside: ReadonlyArray<Promise<void>> = []
+): Promise<void> {
+  const temps = files.map(([name]) => join(dir, `${tempName()}-${name}`))
+  let renamed = 0
   try {
-    for (const [name, data] of files) {
-      const temp = join(dir, `${tempName()}-${name}`)
-      temps.push(temp)
-      await writeFileSynced(temp, data)
-    }
+    // The files are synced together: the disk's flush latency is paid once, not once per file.
+    await settleAll([...alongside, ...files.map(async ([, data], i) => { await writeFileSynced(temps[i]!, data) })])
     for (const [i, [name]] of files.entries()) {
       await rename(temps[i]!, join(dir, name))
-      temps[i] = ''
+      renamed++
     }
   } finally {
-    for (const temp of temps) if (temp !== '') await unlink(temp).catch(() => {})
+    for (const temp of temps.slice(renamed)) await unlink(temp).catch(() => {})
   }
   await fsyncPath(dir)
+}
+
+/**
+ * Waits for every write, then fails with the first failure: cleanup must not
+ * start while another write of the same batch is still going.
+ */
+export async function settleAll (writes: ReadonlyArray<Promise<void>>): Promise<void> {
+  const failed = (await Promise.allSettled(writes)).find((r) => r.status === 'rejected')
+  if (failed !== undefined) throw failed.reason
 }
 
 /**

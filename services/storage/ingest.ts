@@ -27,9 +27,16 @@ export type MediaInput =
   | { kind: 'data', data: string }
   | { kind: 'url', url: string, headers?: Record<string, string> }
 
-/** A complete, durable file under a temporary name, not yet part of the run. */
+/** A complete file under a temporary name, not yet part of the run. */
 export interface StagedFile {
   path: string
+  /**
+   * Settles once the bytes are on disk. The fsync starts when the write ends
+   * and runs while the file is probed; whoever lists the file in metadata.json
+   * waits for it together with that file's own fsync, so the disk's flush
+   * latency is paid once. Never rejects unhandled.
+   */
+  durable: Promise<void>
   size: number
   sha256: string
   /** the first bytes, enough for magic-number and header probes */
@@ -91,12 +98,19 @@ export class MediaIngester {
     const handle = await open(path, 'wx')
     try {
       await handle.writeFile(bytes)
-      await handle.sync()
-    } finally {
+    } catch (err) {
       await handle.close()
+      throw err
     }
     return {
       path,
+      durable: syncInBackground(async () => {
+        try {
+          await handle.sync()
+        } finally {
+          await handle.close()
+        }
+      }),
       size: bytes.length,
       sha256: createHash('sha256').update(bytes).digest('hex'),
       head: Buffer.from(bytes.subarray(0, HEAD_BYTES)),
@@ -116,8 +130,7 @@ export class MediaIngester {
       if (!sink.closed) await once(sink, 'close').catch(() => {})
       throw mapError(err)
     }
-    await fsyncPath(path)
-    return { path, size: meter.bytes, sha256: meter.digest(), head: meter.head(), source }
+    return { path, durable: syncInBackground(async () => { await fsyncPath(path) }), size: meter.bytes, sha256: meter.digest(), head: meter.head(), source }
   }
 
   async #writeUrl (url: string, headers: Record<string, string>, path: string): Promise<StagedFile> {
@@ -186,6 +199,13 @@ class MeteringStream extends Transform {
   head (): Buffer {
     return Buffer.concat(this.#head)
   }
+}
+
+/** Starts an fsync now; its failure is reported to whoever awaits it, and never as an unhandled rejection. */
+function syncInBackground (sync: () => Promise<void>): Promise<void> {
+  const durable = sync()
+  durable.catch(() => {})
+  return durable
 }
 
 function mapStreamError (err: unknown): unknown {

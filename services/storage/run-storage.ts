@@ -4,7 +4,7 @@ import { FileNotFoundError, InvalidStatusTransitionError, MediaNotFoundError, Me
 import { LruCache } from '../cache/lru.js'
 import type { MediaType } from '../../schemas/media.js'
 import type { ErrorRecord, MediaOutput, MediaSourceRecord, RunMetadata, RunStatus, StageRecord } from '../../schemas/run.js'
-import { TEMP_PREFIX, fsyncPath, publishWithoutOverwrite, tempName, writeFileSynced, writeFilesDurably } from './durable-fs.js'
+import { TEMP_PREFIX, fsyncPath, publishWithoutOverwrite, settleAll, tempName, writeFilesDurably } from './durable-fs.js'
 import type { MediaIngester, MediaInput, StagedFile } from './ingest.js'
 import { KeyedLock } from './keyed-lock.js'
 import { probeMediaFile, type MediaProbe } from './probe.js'
@@ -160,10 +160,14 @@ export class RunStorage {
     const building = join(this.runsDir, tempName())
     await mkdir(building)
     try {
-      // Nobody can see the folder yet, so its files need no rename of their own.
-      await writeFileSynced(join(building, INPUT_TEXT_FILE), input.input_text)
-      await writeFileSynced(join(building, METADATA_FILE), serialise(metadata))
-      await fsyncPath(building)
+      // Nobody can see the folder yet, so its files need no rename of their own,
+      // and once they exist the folder and both files are synced at once.
+      const files = [join(building, INPUT_TEXT_FILE), join(building, METADATA_FILE)]
+      await settleAll([
+        writeFile(files[0]!, input.input_text, { flag: 'wx' }),
+        writeFile(files[1]!, serialise(metadata), { flag: 'wx' })
+      ])
+      await settleAll([...files, building].map(fsyncPath))
       await rename(building, this.#runDir(runId))
       await fsyncPath(this.runsDir)
     } catch (err) {
@@ -297,9 +301,12 @@ export class RunStorage {
           source: stripInternal({ ...file.source, ...options.source, kind: options.source?.kind ?? file.source.kind })
         }
         metadata.outputs.push(output)
-      }, async (dir) => {
-        // metadata.json could not be written: the file must not outlive its entry
-        if (output !== undefined) await unlink(join(dir, output.filename)).catch(() => {})
+      }, {
+        rollback: async (dir) => {
+          // metadata.json could not be written: the file must not outlive its entry
+          if (output !== undefined) await unlink(join(dir, output.filename)).catch(() => {})
+        },
+        alongside: [file.durable]
       })
     } finally {
       await unlink(file.path).catch(() => {})
@@ -391,8 +398,14 @@ export class RunStorage {
     runId: string,
     /** changes the copy it is given; returns other files of the run to write with it */
     mutate: (metadata: RunMetadata, dir: string) => void | Array<[string, string]> | Promise<void>,
-    rollback?: (dir: string) => Promise<void>
+    options: {
+      /** undoes what mutate did on disk when metadata.json cannot be written */
+      rollback?: (dir: string) => Promise<void>
+      /** writes the new metadata stands for: it is not renamed into place before these are durable */
+      alongside?: ReadonlyArray<Promise<void>>
+    } = {}
   ): Promise<RunMetadata> {
+    const { rollback, alongside } = options
     const id = assertRunId(runId)
     return await this.#lock.run(id, async () => {
       const current = await this.getMetadata(id)
@@ -401,7 +414,7 @@ export class RunStorage {
       const files = await mutate(next, dir) ?? []
       next.updated_at = new Date().toISOString()
       try {
-        await writeFilesDurably(dir, [...files, [METADATA_FILE, serialise(next)]])
+        await writeFilesDurably(dir, [...files, [METADATA_FILE, serialise(next)]], alongside)
       } catch (err) {
         if (rollback !== undefined) await rollback(dir)
         throw err

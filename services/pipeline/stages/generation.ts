@@ -16,8 +16,9 @@ export class GenerationStage implements PipelineStage {
   readonly name = 'generation'
 
   async run (context: RunContext): Promise<void> {
-    // Backends take long and may not come back: the trail so far goes to disk first.
-    await context.flush()
+    // Backends take long and may not come back: the trail so far goes to disk
+    // first, unless every generator is in-process, when the final write follows in milliseconds.
+    if (context.outputs.some((planned) => planned.backend.inProcess !== true)) await context.flush()
     const results = await Promise.allSettled(context.outputs.map(async (planned) => { await generate(context, planned) }))
     const failures = results.flatMap((r) => r.status === 'rejected' ? [r.reason as unknown] : [])
     if (failures.length === 0) return

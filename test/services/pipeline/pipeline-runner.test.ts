@@ -125,7 +125,7 @@ t.test('a run goes created → running → completed, every step recorded and an
   const metadata = await readMetadata(runsDir, answer.run_id)
   t.equal(metadata.status, 'completed')
   t.same(storage.statuses.get(answer.run_id), ['running', 'completed'], 'created running by createRun, then completed')
-  t.equal(storage.writes.get(answer.run_id), 3, 'the text stages\' trail is written in one go before generation, then the final status with the rest')
+  t.equal(storage.writes.get(answer.run_id), 2, 'created, then (the generator being in-process) the whole trail with the final status')
   t.match(metadata, { schema: 'dada', execution_mode: 'eco', safety_level: 'kids', seed: 42, input_text: 'Eine Blume auf der Wiese', user_id: null })
   t.same(metadata.stages.map((s: any) => s.stage), ['translation', 'safety', 'interception', 'pre_output_safety', 'generation'])
   for (const stage of metadata.stages) {
@@ -185,7 +185,8 @@ t.test('the run says "running" while it generates', async (t) => {
   const during = await storage.getMetadata(runId!)
   t.equal(during.status, 'running')
   t.same(during.outputs, [])
-  t.same(during.stages.map((s) => s.stage), ['translation', 'safety', 'interception', 'pre_output_safety'])
+  t.same(during.stages.map((s) => s.stage), ['translation', 'safety', 'interception', 'pre_output_safety'], 'the trail is on disk before an out-of-process backend starts')
+  t.equal(during.transformed_text, (await readFile(join(storage.runDir(runId!), 'transformed_text.txt'), 'utf8')))
   gated.open()
   t.equal((await running).status, 'completed')
   t.equal((await storage.getMetadata(runId!)).status, 'completed')

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { mkdir, readdir, readFile, writeFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { TEMP_PREFIX, tempName, fsyncPath, writeFileDurably, publishWithoutOverwrite } from '../../../services/storage/durable-fs.js'
+import { TEMP_PREFIX, tempName, fsyncPath, writeFileDurably, writeFilesDurably, publishWithoutOverwrite } from '../../../services/storage/durable-fs.js'
 import { tempRunsDir } from '../../helper.js'
 
 t.test('tempName carries the sweep prefix and is different every time', async (t) => {
@@ -71,6 +71,32 @@ t.test('when writing the data fails, the temp file is removed and the old file k
   // Not a string or Buffer: the write itself throws after the temp file exists.
   await t.rejects(writeFileDurably(path, 12345 as unknown as string), { code: 'ERR_INVALID_ARG_TYPE' })
   t.equal(await readFile(path, 'utf8'), 'old')
+  t.same(await readdir(dir), ['metadata.json'])
+})
+
+t.test('writeFilesDurably writes several files of one folder, metadata.json last', async (t) => {
+  const dir = await tempRunsDir(t)
+  await writeFile(join(dir, 'metadata.json'), 'old')
+  await writeFilesDurably(dir, [['transformed_text.txt', 'Eine Blume'], ['metadata.json', '{"new":true}']])
+  t.equal(await readFile(join(dir, 'transformed_text.txt'), 'utf8'), 'Eine Blume')
+  t.equal(await readFile(join(dir, 'metadata.json'), 'utf8'), '{"new":true}')
+  t.same((await readdir(dir)).sort(), ['metadata.json', 'transformed_text.txt'], 'no temp files')
+})
+
+t.test('writeFilesDurably renames nothing when a write it stands for fails, and leaves no temp file', async (t) => {
+  const dir = await tempRunsDir(t)
+  await writeFile(join(dir, 'metadata.json'), 'old')
+  const mediaSync = Promise.reject(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }))
+  await t.rejects(writeFilesDurably(dir, [['transformed_text.txt', 'x'], ['metadata.json', 'new']], [mediaSync]), { code: 'EIO' })
+  t.equal(await readFile(join(dir, 'metadata.json'), 'utf8'), 'old')
+  t.same(await readdir(dir), ['metadata.json'])
+})
+
+t.test('writeFilesDurably: one file that cannot be written stops all, the others\' temp files are removed', async (t) => {
+  const dir = await tempRunsDir(t)
+  await writeFile(join(dir, 'metadata.json'), 'old')
+  await t.rejects(writeFilesDurably(dir, [['a.txt', 'fine'], ['b.txt', 42 as unknown as string], ['metadata.json', 'new']]), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.equal(await readFile(join(dir, 'metadata.json'), 'utf8'), 'old')
   t.same(await readdir(dir), ['metadata.json'])
 })
 

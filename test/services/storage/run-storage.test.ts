@@ -236,6 +236,23 @@ t.test('a failed ingest leaves no file and no entry behind', async (t) => {
   }
 })
 
+t.test('staged bytes that cannot be made durable are never listed', async (t) => {
+  const storage = await makeStorage(t)
+  const run = await newRun(storage)
+  const dir = join(storage.runsDir, run.run_id)
+  const before = await readFile(join(dir, 'metadata.json'), 'utf8')
+  const staged = await storage.stageMedia(run.run_id, await readFile(fixtures.png.file))
+  await staged.file.durable
+  // The disk reports the fsync as failed (EIO): the file must not become an output.
+  const eio = Promise.reject(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }))
+  eio.catch(() => {}) // as the ingester does: reported to whoever awaits it
+  const failing = { ...staged, file: { ...staged.file, durable: eio } }
+  await t.rejects(storage.commitMedia(failing, { config: 'c', backend: 'b' }), { code: 'EIO' })
+  t.same((await readdir(dir)).sort(), ['input_text.txt', 'metadata.json'], 'neither the temp file nor output_image.png is left')
+  t.equal(await readFile(join(dir, 'metadata.json'), 'utf8'), before, 'metadata unchanged')
+  t.same((await storage.getMetadata(run.run_id)).outputs, [])
+})
+
 t.test('URLs into the lab network are refused unless allowed', async (t) => {
   const storage = await makeStorage(t, { allow: [] })
   const run = await newRun(storage)
