@@ -12,6 +12,7 @@ import { loadConfig } from '../config.js'
 import { BuiltinBackend } from '../services/backends/builtin.js'
 import type { GenerationRequest, GeneratorBackend, MediaItem } from '../services/backends/types.js'
 import type { RunStorage } from '../services/storage/run-storage.js'
+import { median, ms, percentile, positiveInteger, printTable } from './report.js'
 
 const TARGET_OVERHEAD_MS = 10
 const CONFIGS = new URL('../../configs/', import.meta.url)
@@ -102,18 +103,18 @@ export async function benchPipeline (): Promise<boolean> {
       }
       const medianOverhead = median(overhead)
       console.log(`  one client, ${runs} runs after ${warmupRuns} warm-up:`)
-      printTable([
+      printNested([
         ['per run', 'median ms', 'p90 ms', 'min ms'],
         ['total (HTTP round trip)', ms(median(total)), ms(percentile(total, 0.9)), ms(Math.min(...total))],
         ['pipeline overhead (total - generator)', ms(medianOverhead), ms(percentile(overhead, 0.9)), ms(Math.min(...overhead))],
         [`  of which RunStorage calls (${storageCalls} a run, each fsync'd)`, ms(median(stored)), ms(percentile(stored, 0.9)), ms(Math.min(...stored))]
       ])
       console.log('  stage durations as recorded in metadata.json (generation includes storing the image):')
-      printTable([['stage', 'median ms'], ...[...stageMs].map(([stage, values]) => [stage, ms(median(values))])])
+      printNested([['stage', 'median ms'], ...[...stageMs].map(([stage, values]) => [stage, ms(median(values))])])
 
       const load = await concurrentLoad(url, body, connections, seconds)
       console.log(`  ${connections} concurrent clients for ${seconds} s (a separate process, fetch with keep-alive), after 1 s warm-up:`)
-      printTable([
+      printNested([
         ['runs/s', 'runs', 'non-200', 'errors', 'p50 ms', 'p99 ms'],
         [load.runsPerSecond.toFixed(0), String(load.ok), String(load.non200), String(load.errors), ms(load.p50), ms(load.p99)]
       ])
@@ -234,29 +235,7 @@ async function concurrentLoad (url: string, body: string, connections: number, s
   }
 }
 
-function median (values: number[]): number {
-  return percentile(values, 0.5)
-}
-
-function percentile (values: number[], p: number): number {
-  if (values.length === 0) return Number.NaN
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!
-}
-
-function ms (value: number): string {
-  return value.toFixed(2)
-}
-
-function printTable (rows: string[][]): void {
-  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((r) => (r[column] ?? '').length)))
-  for (const r of rows) console.log('    ' + r.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd())
-}
-
-function positiveInteger (name: string, fallback: number): number {
-  const raw = process.env[name]
-  if (raw === undefined || raw === '') return fallback
-  const value = Number(raw)
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got ${raw}`)
-  return value
+/** The pipeline's tables sit one level below its heading. */
+function printNested (rows: string[][]): void {
+  printTable(rows, '    ')
 }

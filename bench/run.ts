@@ -6,7 +6,7 @@ import fastifyStatic from '@fastify/static'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { cpus, loadavg, tmpdir } from 'node:os'
-import { mkdtemp, open, rm } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { buildApp } from '../app.js'
@@ -15,6 +15,8 @@ import type { RunStorage } from '../services/storage/run-storage.js'
 import { measureLoad, type MeasuredLoad } from './load.js'
 import { noisyPng } from './png.js'
 import { benchPipeline } from './pipeline.js'
+import { median, ms, positiveInteger, printTable } from './report.js'
+import { writeFileSynced } from '../services/storage/durable-fs.js'
 
 const LOG_LEVEL = 'warn'
 const CONNECTIONS = positiveInteger('BENCH_CONNECTIONS', 32)
@@ -159,11 +161,11 @@ async function timeStores (storage: RunStorage, bytes: Buffer, url: string): Pro
   for (let i = 0; i < STORE_WARMUP_REPETITIONS + REPETITIONS; i++) {
     const sample = {
       buffer: await timed(async () => await storage.addMedia(run.run_id, bytes, options)),
-      write: await timed(async () => { await writeAndSync(join(dir, `reference-${n++}.png`), bytes) }),
+      write: await timed(async () => { await writeFileSynced(join(dir, `reference-${n++}.png`), bytes) }),
       url: await timed(async () => await storage.addMedia(run.run_id, { kind: 'url', url }, options)),
       fetchWrite: await timed(async () => {
         const response = await fetch(url)
-        await writeAndSync(join(dir, `reference-${n++}.png`), Buffer.from(await response.arrayBuffer()))
+        await writeFileSynced(join(dir, `reference-${n++}.png`), Buffer.from(await response.arrayBuffer()))
       })
     }
     if (i < STORE_WARMUP_REPETITIONS) continue
@@ -182,16 +184,6 @@ async function timeStores (storage: RunStorage, bytes: Buffer, url: string): Pro
   ])
 }
 
-async function writeAndSync (path: string, bytes: Buffer): Promise<void> {
-  const handle = await open(path, 'wx')
-  try {
-    await handle.writeFile(bytes)
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-}
-
 /** One GET must answer 200 with exactly these bytes before its server is measured. */
 async function assertServes (url: string, bytes: Buffer): Promise<void> {
   const response = await fetch(url)
@@ -205,16 +197,6 @@ async function timed (fn: () => Promise<unknown>): Promise<number> {
   const start = process.hrtime.bigint()
   await fn()
   return Number(process.hrtime.bigint() - start) / 1e6
-}
-
-function median (values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
-}
-
-function ms (value: number): string {
-  return value.toFixed(2)
 }
 
 function summarise (rounds: MeasuredLoad[]): Summary {
@@ -243,11 +225,6 @@ function loadAverage (): string {
   return loadavg().map((l) => l.toFixed(2)).join(' ')
 }
 
-function printTable (rows: string[][]): void {
-  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((r) => (r[column] ?? '').length)))
-  for (const r of rows) console.log('  ' + r.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd())
-}
-
 async function listen (app: FastifyInstance): Promise<string> {
   return await app.listen({ host: '127.0.0.1', port: 0 })
 }
@@ -264,14 +241,6 @@ function serverClosable (server: Server): Closable {
       await new Promise<void>((resolve) => server.close(() => resolve()))
     }
   }
-}
-
-function positiveInteger (name: string, fallback: number): number {
-  const raw = process.env[name]
-  if (raw === undefined || raw === '') return fallback
-  const value = Number(raw)
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got ${raw}`)
-  return value
 }
 
 main().then((ok) => {

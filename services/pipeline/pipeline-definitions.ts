@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { PipelineDefinitionError } from '../errors.js'
-import { loadDataFiles, parseDataFile } from '../data-files.js'
+import { loadDataFiles } from '../data-files.js'
 
 // A "pipeline" here is what the HTTP API calls a "schema" (dada, bauhaus, …);
 // the code says pipeline so nobody mistakes it for a TypeBox schema.
@@ -36,13 +36,6 @@ export type PipelineDefinition = Static<typeof PipelineDefinition>
 /** Every pipeline file of `dir`, by name; a broken file stops the load with its file and field named. */
 export async function loadPipelines (dir: string): Promise<Map<string, PipelineDefinition>> {
   return await loadDataFiles(dir, PipelineDefinition, (path, problem) => new PipelineDefinitionError(path, problem), checkTemplate)
-}
-
-/** Validates one file's text; `path` names the file in errors and fixes the expected name. */
-export function parsePipelineDefinition (text: string, path: string): PipelineDefinition {
-  const definition = parseDataFile(text, path, PipelineDefinition, (file, problem) => new PipelineDefinitionError(file, problem))
-  checkTemplate(definition, path)
-  return definition
 }
 
 function checkTemplate (definition: PipelineDefinition, path: string): void {
