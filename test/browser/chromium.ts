@@ -1,0 +1,46 @@
+import { execFileSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { chromium, type Browser } from 'playwright-core'
+
+export const CHROMIUM = '/usr/bin/chromium'
+
+/**
+ * Debian's Chromium, installed when missing (CI installs it in .ci/run; this
+ * covers `npm test` on a fresh machine of the same kind, where we are root).
+ */
+export function ensureChromium (): void {
+  if (existsSync(CHROMIUM)) return
+  const install = (): void => {
+    execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'chromium'], {
+      stdio: 'ignore',
+      timeout: 600_000,
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
+    })
+  }
+  try {
+    install()
+  } catch {
+    try {
+      execFileSync('apt-get', ['update'], { stdio: 'ignore', timeout: 300_000 })
+      install()
+    } catch (err) {
+      throw new Error(`the browser tests need Chromium at ${CHROMIUM}; install it with "apt-get install chromium" (${(err as Error).message})`)
+    }
+  }
+}
+
+/**
+ * Headless Chromium as this machine allows it: no sandbox (root), and no
+ * background connections, which the closed network would refuse.
+ */
+export async function launchChromium (): Promise<Browser> {
+  ensureChromium()
+  return await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required'
+    ]
+  })
+}
