@@ -7,6 +7,7 @@ import {
   ComfyuiPromptNotFoundError, InvalidWorkflowError
 } from '../errors.js'
 import type { MediaSourceRecord } from '../../schemas/run.js'
+import { relayBody } from '../http/relay.js'
 import type { GenerationRequest, GeneratorBackend, MediaItem } from './types.js'
 
 const BACKEND = 'comfyui'
@@ -243,7 +244,11 @@ export class ComfyuiClient {
       if (signal?.aborted) throw signal.reason
       throw this.#requestFailure(err, `GET /view ${describeFile(file)}`)
     }
-    if (statusCode === 200) return stream
+    if (statusCode === 200) {
+      // A body that breaks off is ComfyUI's failure (502/504), not a bad upload by whoever stores it.
+      const what = `GET /view ${describeFile(file)}`
+      return relayBody(stream, (err) => signal?.aborted === true ? signal.reason as Error : this.#requestFailure(err, what))
+    }
     stream.destroy()
     if (statusCode === 404) throw new ComfyuiFileMissingError(describeFile(file))
     throw new BackendFailedError(BACKEND, `GET /view ${describeFile(file)} answered ${statusCode}`)

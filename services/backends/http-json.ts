@@ -1,7 +1,8 @@
-import { PassThrough, Readable } from 'node:stream'
+import { Readable } from 'node:stream'
 import type { ReadableStream as WebReadableStream } from 'node:stream/web'
 import { decodeDataUriOrBase64 } from '../data-uri.js'
 import { BackendFailedError, BackendTimeoutError } from '../errors.js'
+import { relayBody } from '../http/relay.js'
 
 export interface RetryPolicy {
   /** how many times a rate-limited (or, if allowed, transiently failed) call is repeated */
@@ -110,12 +111,8 @@ export async function fetchStream (options: StreamFetchOptions): Promise<Readabl
     await response.body?.cancel().catch(() => {})
     throw new BackendFailedError(options.backend, `GET ${describeUrl(options.url)} answered ${response.status}`)
   }
-  const body = Readable.fromWeb(response.body as WebReadableStream<Uint8Array>)
   // The consumer sees backend errors, not undici's AbortError.
-  const out = new PassThrough()
-  body.on('error', (err) => { out.destroy(mapFetchError(err, what, timeoutSignal) as Error) })
-  out.on('close', () => { if (!body.destroyed) body.destroy() })
-  return body.pipe(out)
+  return relayBody(Readable.fromWeb(response.body as WebReadableStream<Uint8Array>), (err) => mapFetchError(err, what, timeoutSignal) as Error)
 }
 
 function withTimeout (timeoutMs: number, outer?: AbortSignal): { signal: AbortSignal, timeoutSignal: AbortSignal } {

@@ -54,6 +54,8 @@ export interface FakeComfyuiBehaviour {
   vanish: ((file: FakeFileInfo) => boolean) | null
   /** extension (".flac") → Content-Type /view sends, replacing the host's guess */
   contentTypes: Record<string, string>
+  /** GET /view of these files sends its headers and half the body, then the connection drops (a restart mid-download) */
+  cutDownloads: ((filename: string) => boolean) | null
 }
 
 export interface ReceivedPrompt {
@@ -130,7 +132,8 @@ const DEFAULT_BEHAVIOUR: FakeComfyuiBehaviour = {
   cutPromptResponses: 0,
   promptServerError: false,
   vanish: null,
-  contentTypes: {}
+  contentTypes: {},
+  cutDownloads: null
 }
 
 const LOWERCASE_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
@@ -420,6 +423,10 @@ export async function startFakeComfyui (options: Partial<FakeComfyuiBehaviour> =
       return
     }
     res.writeHead(200, { ...headers, 'Content-Length': stored.bytes.length })
+    if (behaviour.cutDownloads?.(filename) === true) {
+      res.write(stored.bytes.subarray(0, stored.bytes.length >> 1), () => { res.destroy() })
+      return
+    }
     res.end(stored.bytes)
   }
 

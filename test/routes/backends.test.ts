@@ -96,8 +96,10 @@ t.test('POST media with source comfyui stores every file of a prompt someone els
   const comfy = await startFakeComfyui({ runMs: 20 })
   t.teardown(comfy.close)
   const runsDir = await tempRunsDir(t)
-  const app = await build(t, { RUNS_DIR: runsDir, COMFYUI_URL: comfy.url })
+  // No allowed hosts but ComfyUI's own: the lab's GPU host is reachable because it is the configured backend.
+  const app = await build(t, { RUNS_DIR: runsDir, COMFYUI_URL: comfy.url, ALLOWED_FETCH_HOSTS: '' })
   t.ok(app.fetchPolicy.isAllowedHost('127.0.0.1'), 'the ComfyUI host is allowed for downloads')
+  t.notOk(app.fetchPolicy.isAllowedHost('10.0.0.7'), 'other lab hosts are not')
   const runId = await createRun(app)
 
   const promptId = await submitElsewhere(comfy.url, filledSd35(2))
@@ -135,6 +137,29 @@ t.test('a ComfyUI prompt whose later file vanished keeps the first and records t
   const metadata = (await app.inject({ url: `/api/runs/${runId}` })).json()
   t.equal(metadata.outputs.length, 1)
   t.match(metadata.errors, [{ stage: 'media', code: String, message: /00002/, details: { prompt_id: promptId, stored: 1 } }])
+})
+
+t.test('a ComfyUI download that breaks off is ComfyUI\'s failure (502), never a bad upload; what arrived whole stays', async (t) => {
+  const comfy = await startFakeComfyui({ runMs: 20, cutDownloads: (filename) => filename.includes('00002') })
+  t.teardown(comfy.close)
+  const runsDir = await tempRunsDir(t)
+  const app = await build(t, { RUNS_DIR: runsDir, COMFYUI_URL: comfy.url })
+  const runId = await createRun(app)
+  const promptId = await submitElsewhere(comfy.url, filledSd35(2))
+  const res = await app.inject({ method: 'POST', url: `/api/runs/${runId}/media`, payload: { source: 'comfyui', prompt_id: promptId, config: 'sd35_large' } })
+  t.equal(res.statusCode, 201, 'the first image arrived whole')
+  const metadata = (await app.inject({ url: `/api/runs/${runId}` })).json()
+  t.equal(metadata.outputs.length, 1)
+  t.equal(metadata.outputs[0].sha256, sha256(comfy.file('output', metadata.outputs[0].source.subfolder ?? '', metadata.outputs[0].source.original_filename)!))
+  t.match(metadata.errors, [{ stage: 'media', code: 'BACKEND_FAILED', message: /00002/ }])
+
+  comfy.setBehaviour({ cutDownloads: () => true })
+  const other = await createRun(app)
+  const broken = await app.inject({ method: 'POST', url: `/api/runs/${other}/media`, payload: { source: 'comfyui', prompt_id: promptId, config: 'sd35_large' } })
+  t.equal(broken.statusCode, 502)
+  t.match(broken.json(), { code: 'BACKEND_FAILED', message: /comfyui/i })
+  t.same((await app.inject({ url: `/api/runs/${other}` })).json().outputs, [])
+  t.same((await readdir(join(runsDir, other))).sort(), ['input_text.txt', 'metadata.json'], 'no half file left')
 })
 
 t.test('without COMFYUI_URL the comfyui source is a clear 503', async (t) => {

@@ -1,0 +1,14 @@
+import { PassThrough, type Readable } from 'node:stream'
+
+/**
+ * The body of an upstream answer, with the upstream's failures translated:
+ * whoever reads it (the storage) sees a coded backend error when the body
+ * breaks off, not a client library's own error. Destroying what it returns
+ * stops the upstream body too.
+ */
+export function relayBody (upstream: Readable, translate: (err: unknown) => Error): Readable {
+  const body = new PassThrough()
+  upstream.once('error', (err) => { body.destroy(translate(err)) })
+  body.once('close', () => { if (!upstream.destroyed) upstream.destroy() })
+  return upstream.pipe(body)
+}
