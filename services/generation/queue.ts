@@ -24,14 +24,14 @@ export class GenerationQueue {
     return this.#running
   }
 
-  /** reserved places not yet running: queued or about to queue */
+  /** places taken but not running: waiting in line, or reserved by a run still in its text stages */
   get waiting (): number {
-    return this.#reserved
+    return this.#reserved + this.#waiting.length
   }
 
   /** Takes a place or throws QUEUE_FULL (503). Every reservation must be run or released. */
   reserve (): QueueReservation {
-    if (this.#running + this.#reserved >= this.#concurrency + this.#limit) throw new QueueFullError(this.name)
+    if (this.#running + this.waiting >= this.#concurrency + this.#limit) throw new QueueFullError(this.name)
     this.#reserved++
     let settled = false
     const settle = (): boolean => {

@@ -402,6 +402,24 @@ t.test('a full queue answers 503 with Retry-After, and no run is created', async
   t.equal(again.statusCode, 200, 'the place is free again')
 })
 
+t.test('requests waiting in line count against GENERATION_QUEUE_LIMIT', async (t) => {
+  const { app, gated } = await setup(t, { GENERATION_QUEUE_LIMIT: '2', BACKEND_CONCURRENCY: '1' })
+  const execute = async (input: string) => await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: input, output_configs: ['gated_image'] } })
+  const accepted = [execute('a cat'), execute('a dog'), execute('a bird')]
+  await gated.started()
+  const queue = app.backends.queue('gated')
+  while (queue.waiting < 2 || (await app.storage.listRunIds()).length < 3) await new Promise((resolve) => setTimeout(resolve, 5))
+  t.equal(queue.running, 1)
+  const refused = await execute('a fish')
+  t.equal(refused.statusCode, 503, 'one generating and two waiting: the fourth is refused')
+  t.match(refused.json(), { code: 'QUEUE_FULL' })
+  t.equal((await app.storage.listRunIds()).length, 3, 'and no run was created for it')
+  const status = (await app.inject({ url: '/api/backends' })).json().backends.find((b: any) => b.name === 'gated')
+  t.match(status.queue, { running: 1, waiting: 2 }, 'GET /api/backends shows who waits')
+  gated.open()
+  t.same((await Promise.all(accepted)).map((r) => r.statusCode), [200, 200, 200])
+})
+
 t.test('50 executes at once all finish with their own outputs', async (t) => {
   const { app, runsDir } = await setup(t)
   const count = 50

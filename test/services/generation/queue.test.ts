@@ -44,6 +44,27 @@ t.test('over the limit a reservation is refused with QUEUE_FULL; released places
   t.equal(queue.running, 0)
 })
 
+t.test('those waiting in line hold their places: the limit counts them until they run', async (t) => {
+  const queue = new GenerationQueue('comfyui', { concurrency: 1, limit: 2 })
+  const gates = Array.from({ length: 3 }, deferred)
+  const runs = gates.map(async (gate) => { await queue.reserve().run(async () => await gate.promise) })
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(queue.running, 1)
+  t.equal(queue.waiting, 2, 'two wait in line')
+  t.throws(() => queue.reserve(), { code: 'QUEUE_FULL', statusCode: 503 }, 'one running and two waiting: full')
+  gates[0]!.resolve()
+  await runs[0]
+  t.equal(queue.running, 1, 'the place passed to the next in line')
+  t.equal(queue.waiting, 1)
+  const fourth = queue.reserve()
+  t.throws(() => queue.reserve(), { code: 'QUEUE_FULL' })
+  fourth.release()
+  for (const gate of gates) gate.resolve()
+  await Promise.all(runs)
+  t.equal(queue.running, 0)
+  t.equal(queue.waiting, 0)
+})
+
 t.test('a failing job frees its place', async (t) => {
   const queue = new GenerationQueue('x', { concurrency: 1, limit: 0 })
   await t.rejects(queue.reserve().run(async () => { throw new Error('boom') }), /boom/)
