@@ -4,6 +4,8 @@ import { Type, type Static } from '@sinclair/typebox'
 // Every setting of the service: its name is the environment variable, its
 // default makes `npm start` work on a fresh clone, its description is what
 // .env.example and the README say about it.
+const HTTP_URL = '^https?://[^\\s/?#]+'
+
 export const ConfigSchema = Type.Object({
   PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535, description: 'port to listen on' }),
   HOST: Type.String({ default: '127.0.0.1', description: 'address to listen on (0.0.0.0 in a container)' }),
@@ -11,7 +13,7 @@ export const ConfigSchema = Type.Object({
   RUN_INDEX_PATH: Type.Optional(Type.String({ description: 'SQLite index behind GET /api/runs, derived from the run folders and rebuilt from them when missing or damaged; default <RUNS_DIR>/.index.sqlite. Keep it on a local disk (SQLite WAL does not work on network file systems)' })),
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info', description: 'pino log level' }),
   MAX_UPLOAD_BYTES: Type.Integer({ default: 100 * 1024 * 1024, minimum: 1, description: 'largest media file accepted from an upload, data URI or URL' }),
-  PUBLIC_BASE_URL: Type.Optional(Type.String({ description: 'absolute base URL for links in answers (e.g. https://runstore.lab.example); relative links when unset' })),
+  PUBLIC_BASE_URL: Type.Optional(Type.String({ pattern: HTTP_URL, description: 'absolute base URL for links in answers (e.g. https://runstore.lab.example); relative links when unset' })),
   CORS_ORIGINS: Type.String({ default: '', description: 'comma-separated origins allowed to call the API from a browser, or * for any; empty: no CORS headers' }),
   MEDIA_CACHE_BYTES: Type.Integer({ default: 256 * 1024 * 1024, minimum: 0, description: 'memory for serving hot media files; 0 turns the cache off' }),
   MEDIA_CACHE_MAX_FILE_BYTES: Type.Integer({ default: 8 * 1024 * 1024, minimum: 0, description: 'larger media files are always streamed from disk' }),
@@ -22,19 +24,19 @@ export const ConfigSchema = Type.Object({
   ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'bearer token for admin routes (deleting runs); admin routes are off when unset' })),
   CONFIGS_DIR: Type.String({ default: './configs', description: 'data folder with pipelines/*.json and outputs/*.json' }),
 
-  COMFYUI_URL: Type.Optional(Type.String({ description: 'ComfyUI server, e.g. http://gpu-host:8188; the ComfyUI output configs are unavailable without it' })),
+  COMFYUI_URL: Type.Optional(Type.String({ pattern: HTTP_URL, description: 'ComfyUI server, e.g. http://gpu-host:8188; the ComfyUI output configs are unavailable without it' })),
   COMFYUI_TIMEOUT_MS: Type.Integer({ default: 600000, minimum: 1, description: 'longest a ComfyUI job may take, queueing and model loading included' }),
   OPENAI_API_KEY: Type.Optional(Type.String({ description: 'key for OpenAI images; gpt_image is unavailable without it' })),
-  OPENAI_BASE_URL: Type.String({ default: 'https://api.openai.com/v1', description: 'OpenAI API base URL' }),
+  OPENAI_BASE_URL: Type.String({ pattern: HTTP_URL, default: 'https://api.openai.com/v1', description: 'OpenAI API base URL' }),
   OPENROUTER_API_KEY: Type.Optional(Type.String({ description: 'key for OpenRouter; openrouter_image is unavailable without it' })),
-  OPENROUTER_BASE_URL: Type.String({ default: 'https://openrouter.ai/api/v1', description: 'OpenRouter API base URL' }),
+  OPENROUTER_BASE_URL: Type.String({ pattern: HTTP_URL, default: 'https://openrouter.ai/api/v1', description: 'OpenRouter API base URL' }),
   REPLICATE_API_TOKEN: Type.Optional(Type.String({ description: 'token for Replicate; replicate_flux is unavailable without it' })),
-  REPLICATE_BASE_URL: Type.String({ default: 'https://api.replicate.com/v1', description: 'Replicate API base URL' }),
+  REPLICATE_BASE_URL: Type.String({ pattern: HTTP_URL, default: 'https://api.replicate.com/v1', description: 'Replicate API base URL' }),
   BACKEND_TIMEOUT_MS: Type.Integer({ default: 300000, minimum: 1, description: 'longest a cloud generation (OpenAI, OpenRouter, Replicate) may take' }),
 
-  LLM_ECO_BASE_URL: Type.Optional(Type.String({ description: 'OpenAI-compatible chat server for the text stages in eco mode, e.g. Ollama at http://localhost:11434/v1; builtin providers when unset' })),
+  LLM_ECO_BASE_URL: Type.Optional(Type.String({ pattern: HTTP_URL, description: 'OpenAI-compatible chat server for the text stages in eco mode, e.g. Ollama at http://localhost:11434/v1; builtin providers when unset' })),
   LLM_ECO_MODEL: Type.Optional(Type.String({ description: 'model for eco mode, e.g. llama3.2' })),
-  LLM_FAST_BASE_URL: Type.Optional(Type.String({ description: 'OpenAI-compatible chat server for fast and ultra mode; builtin providers when unset' })),
+  LLM_FAST_BASE_URL: Type.Optional(Type.String({ pattern: HTTP_URL, description: 'OpenAI-compatible chat server for fast and ultra mode; builtin providers when unset' })),
   LLM_FAST_MODEL: Type.Optional(Type.String({ description: 'model for fast and ultra mode' })),
   LLM_FAST_API_KEY: Type.Optional(Type.String({ description: 'bearer key for the fast-mode server' })),
   LLM_TIMEOUT_MS: Type.Integer({ default: 120000, minimum: 1, description: 'longest one text-stage call may take (the first call of a local model includes loading it)' }),
@@ -47,7 +49,9 @@ export const ConfigSchema = Type.Object({
 export type Config = Static<typeof ConfigSchema>
 
 export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
-  return envSchema<Config>({ schema: ConfigSchema, data: env, dotenv: false })
+  // `COMFYUI_URL=` (a line of .env.example uncommented as it is) means "not set", not "set to nothing".
+  const given = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value.trim() !== ''))
+  return envSchema<Config>({ schema: ConfigSchema, data: given, dotenv: false })
 }
 
 export function listSetting (value: string): string[] {

@@ -77,12 +77,28 @@ t.test('configuration: defaults, validation, and .env.example in step with the c
   t.throws(() => loadConfig({ PORT: 'eighty' }), /PORT/)
   t.throws(() => loadConfig({ LOG_LEVEL: 'loud' }), /LOG_LEVEL/)
   t.throws(() => loadConfig({ MAX_UPLOAD_BYTES: '0' }), /MAX_UPLOAD_BYTES/)
+  t.throws(() => loadConfig({ COMFYUI_URL: 'gpu-host:8188' }), /COMFYUI_URL/, 'a URL without its scheme is refused at start')
+  t.throws(() => loadConfig({ OPENAI_BASE_URL: 'api.openai.com' }), /OPENAI_BASE_URL/)
+  const blank = loadConfig({ COMFYUI_URL: '', OPENAI_API_KEY: ' ', PORT: '', LLM_ECO_BASE_URL: '' })
+  t.match(blank, { PORT: 3000 }, 'an empty line of .env means the default')
+  t.equal(blank.COMFYUI_URL, undefined, 'and an optional setting left empty is not set')
+  t.equal(blank.OPENAI_API_KEY, undefined)
+  t.equal(blank.LLM_ECO_BASE_URL, undefined)
 
   const example = await readFile(new URL('.env.example', root), 'utf8')
   const documented = [...example.matchAll(/^#?\s*([A-Z][A-Z0-9_]+)=/gm)].map((m) => m[1])
   t.same(documented.sort(), Object.keys(ConfigSchema.properties).sort(), '.env.example lists exactly the settings')
   const readme = await readFile(new URL('README.md', root), 'utf8')
   for (const key of Object.keys(ConfigSchema.properties)) t.match(readme, key, `README mentions ${key}`)
+})
+
+t.test('the service starts with every setting of .env.example uncommented and left empty', async (t) => {
+  const example = await readFile(new URL('.env.example', root), 'utf8')
+  const empty = Object.fromEntries([...example.matchAll(/^#?\s*([A-Z][A-Z0-9_]+)=/gm)].map((m) => [m[1]!, '']))
+  const app = await build(t, { ...empty, RUNS_DIR: await tempRunsDir(t), RUN_INDEX_PATH: '', CONFIGS_DIR: '', LOG_LEVEL: 'silent' })
+  const backends = (await app.inject({ url: '/api/backends' })).json().backends
+  t.match(backends.find((b: any) => b.name === 'comfyui'), { available: false, unavailable_reason: /COMFYUI_URL/ })
+  t.equal((await app.inject({ method: 'POST', url: '/api/schema/pipeline/execute', payload: { schema: 'dada', input_text: 'Eine Blume' } })).statusCode, 200)
 })
 
 t.test('a storage root that cannot be created stops the start with an error', async (t) => {
