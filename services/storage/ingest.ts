@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto'
 import { createReadStream, createWriteStream } from 'node:fs'
-import { open, unlink } from 'node:fs/promises'
+import { open, unlink, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable, Transform, type TransformCallback } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
@@ -13,7 +13,7 @@ import {
 } from '../errors.js'
 import { FetchPolicy } from '../http/address-policy.js'
 import type { MediaSourceRecord } from '../../schemas/run.js'
-import { fsyncPath, tempName } from './durable-fs.js'
+import { tempName } from './durable-fs.js'
 
 /**
  * Where media bytes come from. Plain strings are never guessed at: a client's
@@ -104,13 +104,7 @@ export class MediaIngester {
     }
     return {
       path,
-      durable: syncInBackground(async () => {
-        try {
-          await handle.sync()
-        } finally {
-          await handle.close()
-        }
-      }),
+      durable: syncInBackground(async () => { await syncAndClose(handle) }),
       size: bytes.length,
       sha256: createHash('sha256').update(bytes).digest('hex'),
       head: Buffer.from(bytes.subarray(0, HEAD_BYTES)),
@@ -130,7 +124,10 @@ export class MediaIngester {
       if (!sink.closed) await once(sink, 'close').catch(() => {})
       throw mapError(err)
     }
-    return { path, durable: syncInBackground(async () => { await fsyncPath(path) }), size: meter.bytes, sha256: meter.digest(), head: meter.head(), source }
+    // Opened before the file is handed on: the committer renames it away, and a sync that
+    // only then opened it by name would find nothing there.
+    const handle = await open(path, 'r')
+    return { path, durable: syncInBackground(async () => { await syncAndClose(handle) }), size: meter.bytes, sha256: meter.digest(), head: meter.head(), source }
   }
 
   async #writeUrl (url: string, headers: Record<string, string>, path: string): Promise<StagedFile> {
@@ -198,6 +195,14 @@ class MeteringStream extends Transform {
 
   head (): Buffer {
     return Buffer.concat(this.#head)
+  }
+}
+
+async function syncAndClose (handle: FileHandle): Promise<void> {
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
   }
 }
 
