@@ -70,7 +70,8 @@ interface Match {
  * "Waffenhandel" is "Waffe", with an allow list for harmless compounds
  * ("Schwertfisch"). Before matching it undoes the usual disguises: case,
  * umlaut spellings, accents, leetspeak (k1ll, $hit), stretched letters
- * (kiiiill) and spelling out (k.i.l.l, k i l l).
+ * (kiiiill), spelling out (k.i.l.l, k i l l) and masked letters (f*ck, sh#t),
+ * where each mask stands for one letter of a listed word.
  */
 export class BuiltinSafetyChecker implements SafetyChecker {
   readonly #exact = new Map<string, Array<{ list: CompiledList, term: string }>>()
@@ -176,6 +177,12 @@ export class BuiltinSafetyChecker implements SafetyChecker {
       const candidates = variants(token)
       if (candidates.some((c) => this.#allowWords.has(c))) continue
       this.#matchWord(candidates, token, add)
+    }
+    for (const word of maskedWords(text)) {
+      const pattern = maskPattern(word)
+      for (const [form, entries] of this.#exact) {
+        if (pattern.test(form)) for (const { list, term } of entries) add(list, term, word)
+      }
     }
     return matches
   }
@@ -289,6 +296,19 @@ function tokenise (text: string): { sequences: string[][], joined: string[] } {
   }
   const sequences = decoded.join(' ') === plain.join(' ') ? [plain] : [plain, decoded]
   return { sequences, joined: [...new Set(joined)] }
+}
+
+// A word with letters hidden behind * or #: at least two letters shown, and a mask inside or at the end.
+const MASKED_WORD = /[\p{L}\p{N}]*\p{L}[\p{L}\p{N}]*[*#]+[\p{L}\p{N}*#]*/gu
+
+function maskedWords (text: string): string[] {
+  return (foldWord(text).match(MASKED_WORD) ?? []).filter((word) => (word.match(/\p{L}/gu) ?? []).length >= 2)
+}
+
+/** f*ck → /^f\p{L}ck$/u: each mask is one letter. */
+function maskPattern (word: string): RegExp {
+  const source = Array.from(word, (c) => c === '*' || c === '#' ? '\\p{L}' : c.replace(/[$]/g, '\\$&')).join('')
+  return new RegExp(`^${source}$`, 'u')
 }
 
 /**

@@ -69,7 +69,8 @@ t.test('with an LLM configured the text stages use it: translated, transformed a
     ['pre_output_safety', 'llm', 'llama3.2'], ['generation', 'builtin', 'procedural-v1']
   ])
   t.match(metadata.stages[0], { output: 'A flower on the meadow', details: { translated: true, source_language: 'de' } })
-  t.match(metadata.stages[1], { decision: { allowed: true, codes: [], fallback_used: false } })
+  t.match(metadata.stages[1], { output: 'Eine Blume auf der Wiese\nA flower on the meadow', decision: { allowed: true, codes: [], fallback_used: false } })
+  t.match(metadata.stages[3], { output: answer.transformed_text }, 'each check records the text it checked')
   t.match(metadata.stages[2].details, { pipeline: 'dada', thinking_stripped: true })
   t.equal(await readFile(join(runsDir, answer.run_id, 'transformed_text.txt'), 'utf8'), answer.transformed_text)
 
@@ -77,6 +78,7 @@ t.test('with an LLM configured the text stages use it: translated, transformed a
   t.same(chats.map(stageOf), ['translation', 'safety', 'interception', 'pre_output_safety'])
   t.ok(chats.every((r) => r.body.model === 'llama3.2' && r.body.stream === false))
   t.equal(chats[0]!.body.messages.at(-1).content, 'Eine Blume auf der Wiese')
+  t.equal(chats[1]!.body.messages.at(-1).content, 'Text to check:\n<<<\nEine Blume auf der Wiese\nA flower on the meadow\n>>>', 'the input check sees the child\'s own words with their translation')
   t.equal(chats[2]!.body.messages[0].content, DADA_INSTRUCTION, 'the pipeline\'s own instruction')
   t.equal(chats[2]!.body.messages.at(-1).content, 'A flower on the meadow', 'interception works on the translation')
   t.match(chats[3]!.body.messages.at(-1).content, answer.transformed_text, 'the second check sees the transformed prompt')

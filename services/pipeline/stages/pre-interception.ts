@@ -22,12 +22,16 @@ export class PreInterceptionStage implements PipelineStage {
         details: { translated: translation.translated, source_language: translation.source_language, ...translation.details }
       }
     })
+    const original = context.text
     context.text = translation.output
 
+    // The child's own words are checked with the translation: a translation
+    // that softens a word must not hide it from the German lists.
+    const checked = translation.output === original ? original : `${original}\n${translation.output}`
     let verdict!: SafetyVerdict
     await context.step('safety', async () => {
-      verdict = await safety.check(context.text, context.request.safety_level, { stage: 'input' }, context.signal)
-      return safetyReport(verdict)
+      verdict = await safety.check(checked, context.request.safety_level, { stage: 'input' }, context.signal)
+      return safetyReport(verdict, checked)
     })
     if (!verdict.allowed) context.block('safety', verdict.reason ?? BLOCKED_REASON, verdict.codes)
   }

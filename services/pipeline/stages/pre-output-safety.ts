@@ -18,7 +18,7 @@ export class PreOutputSafetyStage implements PipelineStage {
       let verdict!: SafetyVerdict
       await context.step('pre_output_safety', async () => {
         verdict = await context.providers.safety.check(context.text, context.request.safety_level, { stage: 'pre_output', media_type: mediaType }, context.signal)
-        return safetyReport(verdict)
+        return safetyReport(verdict, context.text)
       }, { media_type: mediaType })
       if (!verdict.allowed) {
         context.block('pre_output_safety', verdict.reason ?? BLOCKED_REASON, verdict.codes)

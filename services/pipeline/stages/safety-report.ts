@@ -1,10 +1,11 @@
 import type { StepReport } from '../pipeline-runner.js'
 import type { SafetyVerdict } from '../types.js'
 
-/** A safety verdict as a step record: the decision, who made it, and what it matched. */
-export function safetyReport (verdict: SafetyVerdict): StepReport {
+/** A safety verdict as a step record: the text checked (passed on unchanged), the decision, who made it, and what it matched. */
+export function safetyReport (verdict: SafetyVerdict, checked: string): StepReport {
   return {
     status: verdict.allowed ? 'completed' : 'blocked',
+    output: checked,
     provider: verdict.provider,
     model: verdict.model,
     decision: {

@@ -124,11 +124,35 @@ t.test('obfuscations are undone', async (t) => {
     ['Scheiße', 'profanity.mild'],
     ['Wäffe', ''],
     ['Waaaaffe', 'violence.weapon'],
-    ['ﬁrearm', 'violence.weapon']
+    ['ﬁrearm', 'violence.weapon'],
+    ['f*ck', 'profanity.strong'],
+    ['F**K this', 'profanity.strong'],
+    ['sh#t happens', 'profanity.mild'],
+    ['b*tch', 'profanity.mild'],
+    ['fck', 'profanity.strong'],
+    ['pr0n', 'sexual.explicit'],
+    ['Titten', 'sexual.nudity']
   ]
   for (const [text, code] of cases) {
     t.same(await codes(text, 'kids'), code === '' ? [] : [code], text)
   }
+})
+
+t.test('masks stand for single letters of listed words only', async (t) => {
+  t.same(await codes('a st*r in the sky'), [], 'a masked harmless word is harmless')
+  t.same(await codes('5 * 3 = 15'), [], 'arithmetic is not a mask')
+  t.same(await codes('f*'), [], 'one letter and a mask say nothing')
+  t.ok((await codes('f***ing dragon')).includes('profanity.strong'), 'masks inside a longer word')
+  t.same(await codes('sh**'), ['profanity.mild'], 'masks at the end')
+  t.same(await codes('fi*h'), [], 'fish is not listed')
+  const { matches } = (await checker.check('what the f*ck', 'kids', input)).details as { matches: Array<{ term: string, found: string }> }
+  t.ok(matches.some((m) => m.term === 'fuck' && m.found === 'f*ck'), 'the record shows the masked word and what it stands for')
+})
+
+t.test('a goal is not a shooting', async (t) => {
+  t.same(await codes('Ein Hund schießt ein Tor'), [])
+  t.same(await codes('Die Kinder wollen Tore schießen'), [])
+  t.same(await codes('Ein Hund schießt auf Menschen'), ['violence.fighting'])
 })
 
 t.test('single letters in a row are read as one word', async (t) => {
