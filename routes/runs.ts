@@ -5,7 +5,7 @@ import { errorResponses, RunIdParams } from '../schemas/common.js'
 import { MediaType, isMediaType } from '../schemas/media.js'
 import { ExecutionMode, MediaOutput, RunId, RunMetadata, RunStatus, SafetyLevel } from '../schemas/run.js'
 import type { ComfyuiBackend } from '../services/backends/comfyui.js'
-import { InvalidSourceError, UnsupportedMediaError } from '../services/errors.js'
+import { InvalidSourceError, isCodedError, UnsupportedMediaError } from '../services/errors.js'
 import { addMediaFromComfyui } from '../services/generation/comfyui-intake.js'
 import { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, type RunIndexEntry } from '../services/storage/run-index.js'
 import { exportRunZip } from '../services/storage/run-export.js'
@@ -191,10 +191,11 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request) => {
     const { run_id: runId } = request.params
     const { transformed_text: text, status } = request.body
-    let metadata = await storage.getMetadata(runId)
-    if (text !== undefined) metadata = await storage.setTransformedText(runId, text)
-    if (status !== undefined) metadata = await storage.setStatus(runId, status)
-    return metadata
+    // One write: a refused status leaves the text unchanged too.
+    return await storage.update(runId, {
+      ...(text !== undefined ? { transformed_text: text } : {}),
+      ...(status !== undefined ? { status } : {})
+    })
   })
 
   app.post('/api/runs/:run_id/media', {
@@ -202,10 +203,10 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['runs'],
       summary: 'store a media file in the run',
-      description: 'JSON with `source: "url"` (downloaded at once), `source: "data"` (data URI or bare base64) or `source: "comfyui"` (every file of a prompt submitted to COMFYUI_URL is stored; the answer is the first, the others are in the run\'s metadata), or multipart/form-data with one `file` and the fields `config`, `media_type?`. The type and format come from the bytes; a `media_type` that contradicts them is refused (415). Nothing is stored when the request fails.',
+      description: 'JSON with `source: "url"` (downloaded at once), `source: "data"` (data URI or bare base64) or `source: "comfyui"` (every file of a prompt submitted to COMFYUI_URL is stored; the answer is the first, the others are in the run\'s metadata), or multipart/form-data with one `file` and the fields `config`, `media_type?`. The type and format come from the bytes; a `media_type` that contradicts them is refused (415). Nothing is stored when the request fails, except with `source: "comfyui"`, where files stored before a later one failed stay and the failure is recorded in the run\'s errors. 503 when ComfyUI is not configured.',
       params: RunIdParams,
       body: { content: { 'application/json': { schema: AddMediaJson }, 'multipart/form-data': { schema: AddMediaMultipart } } },
-      response: { 201: MediaOutput, ...errorResponses(400, 404, 413, 415, 502, 504) }
+      response: { 201: MediaOutput, ...errorResponses(400, 404, 413, 415, 502, 503, 504) }
     }
   }, async (request, reply) => {
     const { run_id: runId } = request.params
@@ -239,7 +240,7 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
     let staged: StagedMedia | undefined
     let originalFilename: string | undefined
     try {
-      for await (const part of parts) {
+      for await (const part of readableParts(parts)) {
         if (part.type === 'file') {
           const file = part as MultipartFile
           if (file.fieldname !== 'file' || staged !== undefined) {
@@ -268,6 +269,21 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
     } finally {
       if (staged !== undefined) await storage.discardStaged(staged)
     }
+  }
+}
+
+/** The form's parts; a body that is not valid multipart is the client's error (400), not ours. */
+async function * readableParts<T> (parts: AsyncIterableIterator<T>): AsyncGenerator<T> {
+  for (;;) {
+    let next: IteratorResult<T>
+    try {
+      next = await parts.next()
+    } catch (err) {
+      if (isCodedError(err)) throw err
+      throw new InvalidSourceError(`the multipart body cannot be read: ${err instanceof Error ? err.message : String(err)}`)
+    }
+    if (next.done === true) return
+    yield next.value
   }
 }
 

@@ -89,6 +89,10 @@ t.test('PATCH sets the transformed text and moves the status on', async (t) => {
   const again = await app.inject({ method: 'PATCH', url: `/api/runs/${run.run_id}`, payload: { status: 'running' } })
   t.equal(again.statusCode, 409)
   t.match(again.json(), { code: 'INVALID_STATUS' })
+  const both = await app.inject({ method: 'PATCH', url: `/api/runs/${run.run_id}`, payload: { transformed_text: 'SNEAKY', status: 'running' } })
+  t.equal(both.statusCode, 409, 'a refused status refuses the whole patch')
+  t.equal(await readFile(join(runsDir, run.run_id, 'transformed_text.txt'), 'utf8'), 'A surreal flower', 'the text was not changed either')
+  t.equal((await app.inject({ url: `/api/runs/${run.run_id}` })).json().transformed_text, 'A surreal flower')
   t.equal((await app.inject({ method: 'PATCH', url: `/api/runs/${run.run_id}`, payload: {} })).statusCode, 400, 'an empty patch is refused')
   t.equal((await app.inject({ method: 'PATCH', url: `/api/runs/${run.run_id}`, payload: { status: 'done' } })).statusCode, 400)
   t.equal(JSON.parse(await readFile(join(runsDir, run.run_id, 'metadata.json'), 'utf8')).status, 'completed')
@@ -155,6 +159,19 @@ t.test('bad uploads: 4xx JSON, run unchanged', async (t) => {
   t.ok(res.statusCode === 400 || res.statusCode === 413, `two files refused (${res.statusCode})`)
   t.same((await readdir(dir)).sort(), ['input_text.txt', 'metadata.json'])
 
+  const broken: Array<[string, string, string | Buffer]> = [
+    ['no boundary', 'multipart/form-data', '--x\r\n'],
+    ['a body that is not multipart', 'multipart/form-data; boundary=abc', 'this is not a form at all'],
+    ['a form that ends inside its headers', 'multipart/form-data; boundary=abc', '--abc\r\nContent-Disposition: form-data; name="config"\r\n']
+  ]
+  for (const [name, contentType, payload] of broken) {
+    const res = await app.inject({ method: 'POST', url: `/api/runs/${run.run_id}/media`, headers: { 'content-type': contentType }, payload })
+    t.equal(res.statusCode, 400, name)
+    t.match(res.json(), { statusCode: 400, code: 'INVALID_SOURCE', message: /multipart/ }, name)
+    t.same((await readdir(dir)).sort(), ['input_text.txt', 'metadata.json'], `${name}: no file left`)
+  }
+  t.equal(await readFile(join(dir, 'metadata.json'), 'utf8'), before)
+
   const form = multipartBody([{ name: 'config', value: 'c' }, { name: 'file', value: png, filename: 'x.png' }])
   const unknownRun = await app.inject({ method: 'POST', url: '/api/runs/0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e/media', headers: { 'content-type': form.contentType }, payload: form.body })
   t.equal(unknownRun.statusCode, 404)
@@ -198,6 +215,44 @@ t.test('JSON media sources: url and data', async (t) => {
   }
   t.equal(await readFile(join(dir, 'metadata.json'), 'utf8'), before)
   t.same((await readdir(dir)).sort(), files)
+})
+
+t.test('over a real socket a .. run id is refused before any path is built', async (t) => {
+  const app = await build(t)
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as AddressInfo
+  for (const path of ['/api/runs/..', '/api/runs/%2e%2e', '/api/media/image/..', '/api/runs/../files/metadata.json']) {
+    const answer = await new Promise<{ status: number, body: string }>((resolve, reject) => {
+      // node:http sends the path as written; fetch() would resolve the dots first.
+      httpRequest({ port, host: '127.0.0.1', path }, (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (chunk: string) => { body += chunk })
+        res.on('end', () => { resolve({ status: res.statusCode!, body }) })
+      }).on('error', reject).end()
+    })
+    t.equal(answer.status, 400, path)
+    t.match(JSON.parse(answer.body), { statusCode: 400, code: 'INVALID_RUN_ID' }, path)
+  }
+})
+
+t.test('50 uploads at once into one run over HTTP: 50 outputs, one valid metadata.json', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const app = await build(t, { RUNS_DIR: runsDir })
+  const run = await createRun(app)
+  const png = await readFile(fixtures.png.file)
+  const answers = await Promise.all(Array.from({ length: 50 }, async (_, i) => {
+    const form = multipartBody([{ name: 'config', value: `child_${i}` }, { name: 'file', value: png, filename: `drawing-${i}.png` }])
+    return await app.inject({ method: 'POST', url: `/api/runs/${run.run_id}/media`, headers: { 'content-type': form.contentType }, payload: form.body })
+  }))
+  t.same(answers.map((a) => a.statusCode), Array(50).fill(201))
+  const metadata = JSON.parse(await readFile(join(runsDir, run.run_id, 'metadata.json'), 'utf8'))
+  t.equal(metadata.outputs.length, 50)
+  t.same(metadata.outputs.map((o: any) => o.index), Array.from({ length: 50 }, (_, i) => i))
+  t.same(new Set(metadata.outputs.map((o: any) => o.config)).size, 50, 'each upload is its own output')
+  const files = (await readdir(join(runsDir, run.run_id))).filter((name) => name.startsWith('output_'))
+  t.same(files.sort(), metadata.outputs.map((o: any) => o.filename).sort(), 'every listed file exists, nothing else')
+  t.same((await readdir(join(runsDir, run.run_id))).filter((name) => name.startsWith('.')), [], 'no temp file left')
 })
 
 t.test('a truncated upload over a real socket leaves the run unchanged', async (t) => {
