@@ -11,10 +11,25 @@ const DownloadQuery = Type.Object({
   }))
 })
 
-const MediaBytes = (type: string) => ({
-  description: `the ${type} bytes, with their detected MIME type; 206 for a Range`,
-  content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } }
+// What the Content-Type of each kind of output can be (model3d: model/gltf-binary, model/gltf+json).
+const MIME_RANGES: Record<MediaType, string> = { image: 'image/*', audio: 'audio/*', video: 'video/*', model3d: 'model/*' }
+const BINARY = { schema: { type: 'string', format: 'binary' } }
+
+const mediaBytes = (types: readonly MediaType[], what: string, statusCode: 200 | 206) => ({
+  description: statusCode === 200 ? `${what}, with its detected MIME type` : `the requested byte range of ${what} (Content-Range)`,
+  content: Object.fromEntries(types.map((type) => [MIME_RANGES[type], BINARY]))
 })
+
+/** The answers of a route that serves stored media through reply.sendMedia. */
+const deliveryAnswers = (types: readonly MediaType[], what: string) => ({
+  200: mediaBytes(types, what, 200),
+  206: mediaBytes(types, what, 206),
+  304: { description: 'not modified (If-None-Match, If-Modified-Since)', type: 'null' },
+  ...errorResponses(400, 404, 416)
+})
+
+// Media elements and link checkers ask with HEAD; the contract lists it, so the document shows it.
+const WITH_HEAD = { swagger: { exposeHeadRoute: true } }
 
 const MediaInfo = Type.Object({
   run_id: RunId,
@@ -32,16 +47,11 @@ const mediaRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const baseUrl = app.config.PUBLIC_BASE_URL ?? ''
 
   for (const type of MEDIA_TYPES) {
-    const binaryAnswers = {
-      200: MediaBytes(type),
-      206: MediaBytes(type),
-      304: { description: 'not modified (If-None-Match)', type: 'null' },
-      416: { description: 'the Range cannot be satisfied', type: 'null' },
-      ...errorResponses(400, 404)
-    }
+    const binaryAnswers = deliveryAnswers([type], `the ${type}`)
     const description = `Answers 404 MEDIA_NOT_READY while the run is still running and has no such ${type} yet, 404 MEDIA_NOT_FOUND once it has ended.`
 
     app.get(`/api/media/${type}/:run_id`, {
+      config: WITH_HEAD,
       schema: {
         tags: ['media'],
         summary: `the newest ${type} output of a run`,
@@ -56,6 +66,7 @@ const mediaRoutes: FastifyPluginAsyncTypebox = async (app) => {
     })
 
     app.get(`/api/media/${type}/:run_id/:index`, {
+      config: WITH_HEAD,
       schema: {
         tags: ['media'],
         summary: `the index-th ${type} output of a run (0-based among its ${type} outputs)`,
@@ -110,8 +121,11 @@ const mediaRoutes: FastifyPluginAsyncTypebox = async (app) => {
       params: Type.Object({ run_id: RunId, filename: Type.String({ maxLength: 255 }) }),
       querystring: DownloadQuery,
       response: {
-        200: { description: 'the file', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
-        ...errorResponses(400, 404)
+        ...deliveryAnswers(MEDIA_TYPES, 'the file'),
+        200: {
+          description: 'the file: metadata.json, a text file, or a media output (with the headers of the media routes)',
+          content: { 'application/json': BINARY, 'text/plain': BINARY, ...mediaBytes(MEDIA_TYPES, '', 200).content }
+        }
       }
     }
   }, async (request, reply) => {

@@ -21,6 +21,13 @@ export function testConfig (runsDir: string, env: Record<string, string> = {}): 
 export async function build (t: Test, env: Record<string, string> = {}): Promise<FastifyInstance> {
   const runsDir = env.RUNS_DIR ?? await tempRunsDir(t)
   const app = await buildApp(testConfig(runsDir, env))
+  // Clients are generated from /openapi.json: an answer whose status the route does not declare is a broken contract.
+  app.addHook('onSend', async (request, reply) => {
+    const declared = request.routeOptions.schema?.response as Record<string, unknown> | undefined
+    if (declared !== undefined && !(String(reply.statusCode) in declared) && !('default' in declared)) {
+      t.fail(`${request.method} ${request.routeOptions.url} answered ${reply.statusCode}, which its OpenAPI responses do not declare (${Object.keys(declared).join(', ')})`)
+    }
+  })
   t.teardown(async () => { await app.close() })
   await app.ready()
   return app

@@ -82,9 +82,7 @@ export class MediaDelivery {
     const range = request.range !== undefined && rangeApplies(request.ifRange, headers)
       ? parseRange(request.range, size)
       : null
-    if (range === 'unsatisfiable') {
-      return { statusCode: 416, headers: { ...headers, 'Content-Range': `bytes */${size}`, 'Content-Length': 0 }, body: null }
-    }
+    if (range === 'unsatisfiable') return rangeNotSatisfiable(request.range!, size)
     if (range !== null) {
       const cached = this.#files.get(shared.key)
       const body = cached !== undefined
@@ -152,6 +150,27 @@ function notModified (output: MediaOutput, etag: string, request: DeliveryReques
     return Number.isFinite(since) && Math.floor(Date.parse(output.created_at) / 1000) * 1000 <= since
   }
   return false
+}
+
+/** Like every error of the service, a JSON body; not cacheable, since the file itself is fine. */
+function rangeNotSatisfiable (range: string, size: number): Delivery {
+  const body = Buffer.from(JSON.stringify({
+    statusCode: 416,
+    error: 'Range Not Satisfiable',
+    code: 'RANGE_NOT_SATISFIABLE',
+    message: `the range ${JSON.stringify(range.slice(0, 100))} is not within the file's ${size} bytes`
+  }))
+  return {
+    statusCode: 416,
+    headers: {
+      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Length': body.length,
+      'Content-Range': `bytes */${size}`,
+      'Cache-Control': 'no-store',
+      'X-Content-Type-Options': 'nosniff'
+    },
+    body
+  }
 }
 
 function rangeApplies (ifRange: string | undefined, headers: HeaderValues): boolean {

@@ -58,6 +58,8 @@ t.test('media answers carry the bytes and the contract\'s headers', async (t) =>
   const bad = await app.inject({ url: `/api/media/image/${runId}`, headers: { range: `bytes=${png.length + 10}-` } })
   t.equal(bad.statusCode, 416)
   t.equal(bad.headers['content-range'], `bytes */${png.length}`)
+  t.match(bad.json(), { statusCode: 416, error: 'Range Not Satisfiable', code: 'RANGE_NOT_SATISFIABLE', message: String })
+  t.match(bad.headers['content-type'], /^application\/json/)
 
   const file = await app.inject({ url: `/api/runs/${runId}/files/output_image.png` })
   t.equal(file.statusCode, 200)
