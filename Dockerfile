@@ -1,5 +1,7 @@
 # Build stage: the same steps as .ci/run (clean install, compile).
 FROM node:24-bookworm-slim AS build
+# better-sqlite3 compiles from source when no prebuilt binary fits the platform.
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -12,14 +14,20 @@ COPY schemas ./schemas
 COPY bench ./bench
 RUN npm run build
 
-# Runtime stage: production dependencies and compiled code only.
+# Production dependencies only, built where the compilers are.
+FROM build AS production-dependencies
+WORKDIR /deps
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+
+# Runtime stage: production dependencies and compiled code only, no compilers.
 FROM node:24-bookworm-slim
 ENV HOST=0.0.0.0 \
     PORT=3000 \
     RUNS_DIR=/data/runs
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY --from=production-dependencies /deps/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY configs ./configs
 RUN mkdir -p /data/runs && chown -R node:node /data
