@@ -3,6 +3,8 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startFakeComfyui, type FakeComfyuiBehaviour } from '../fakes/comfyui.js'
 import { llmReplies, startFakeLlm, type FakeLlmReply, type FakeLlmRequest } from '../fakes/llm.js'
+import { FAKE_JPEG, startFakeOpenrouter } from '../fakes/openrouter.js'
+import { startFakeReplicate } from '../fakes/replicate.js'
 import { build, tempRunsDir } from '../helper.js'
 import { readJson, testConfigsDir, tinyImage } from '../pipeline-setup.js'
 
@@ -222,4 +224,90 @@ t.test('ComfyUI that takes longer than COMFYUI_TIMEOUT_MS: 504, the run failed',
   t.equal(res.statusCode, 504)
   t.match(res.json(), { code: 'BACKEND_TIMEOUT', message: /backend comfyui timed out/ })
   t.match(await readJson(join(runsDir, res.headers['x-run-id'] as string, 'metadata.json')), { status: 'failed', outputs: [], errors: [{ stage: 'generation', code: 'BACKEND_TIMEOUT' }] })
+})
+
+t.test('OpenRouter through the pipeline: a JPEG declared as PNG in wrapped base64 is stored as the JPEG it is', async (t) => {
+  const openrouter = await startFakeOpenrouter()
+  t.teardown(openrouter.close)
+  const runsDir = await tempRunsDir(t)
+  const app = await build(t, { RUNS_DIR: runsDir, OPENROUTER_API_KEY: openrouter.apiKey, OPENROUTER_BASE_URL: openrouter.baseUrl })
+  openrouter.behave({ kind: 'success', images: [{ bytes: FAKE_JPEG, declaredMime: 'image/png', wrapAt: 76 }] })
+  const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'bauhaus', input_text: 'Ein Haus am See', output_configs: ['openrouter_image'] } })
+  t.equal(res.statusCode, 200)
+  const { run_id: runId } = res.json()
+  const output = (await readJson(join(runsDir, runId, 'metadata.json'))).outputs[0]
+  t.match(output, {
+    type: 'image', format: 'jpg', mime_type: 'image/jpeg', filename: 'output_image.jpg', backend: 'openrouter', config: 'openrouter_image',
+    file_size_bytes: FAKE_JPEG.length, source: { kind: 'openrouter', declared_mime_type: 'image/png', model: String }
+  })
+  t.same(await readFile(join(runsDir, runId, 'output_image.jpg')), FAKE_JPEG)
+  const served = await app.inject({ url: `/api/media/image/${runId}` })
+  t.equal(served.headers['content-type'], 'image/jpeg', 'served by what the bytes are, not what OpenRouter said')
+  t.match(openrouter.requests.at(-1)!.body, { modalities: ['image', 'text'] })
+})
+
+t.test('Replicate through the pipeline: polled to success, the output fetched with the token and stored', async (t) => {
+  const replicate = await startFakeReplicate()
+  t.teardown(replicate.close)
+  const runsDir = await tempRunsDir(t)
+  const app = await build(t, { RUNS_DIR: runsDir, REPLICATE_API_TOKEN: replicate.apiToken, REPLICATE_BASE_URL: replicate.baseUrl })
+  replicate.behave({ statuses: ['starting', 'processing', 'succeeded'], output: 'array' })
+  const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Ein Fuchs im Schnee', output_configs: ['replicate_flux'] } })
+  t.equal(res.statusCode, 200)
+  const { run_id: runId } = res.json()
+  const metadata = await readJson(join(runsDir, runId, 'metadata.json'))
+  const [prediction] = [...replicate.predictions.values()]
+  t.equal(replicate.creates().length, 1, 'created once')
+  t.match(metadata.outputs, [{ type: 'image', format: 'png', backend: 'replicate', config: 'replicate_flux', source: { kind: 'replicate', prediction_id: prediction!.id, url: String } }])
+  t.equal(prediction!.input.prompt, metadata.transformed_text, 'Replicate got the transformed prompt')
+  t.equal(prediction!.input.seed, metadata.seed, 'and the run\'s seed')
+  const delivery = replicate.requests.filter((r) => r.path.startsWith('/delivery/'))
+  t.ok(delivery.length > 0 && delivery.every((r) => r.headers.authorization === `Bearer ${replicate.apiToken}`), 'the file was fetched with the token')
+  t.equal(metadata.outputs.length, delivery.length, 'every image of the output list is stored')
+  const served = await app.inject({ url: `/api/media/image/${runId}/0` })
+  t.equal(served.statusCode, 200)
+  t.equal(served.headers.etag, `"${metadata.outputs[0].sha256}"`)
+})
+
+t.test('ComfyUI outputs of every kind are stored as what their bytes are, whatever /view claims', async (t) => {
+  const comfyui = await startFakeComfyui({ runMs: 20, contentTypes: { '.flac': 'application/octet-stream', '.mp4': 'image/png', '.glb': 'text/plain' } })
+  t.teardown(comfyui.close)
+  const runsDir = await tempRunsDir(t)
+  const sd35 = JSON.parse(await readFile(new URL('../../configs/outputs/sd35_large.json', import.meta.url), 'utf8'))
+  const clip = {
+    ...sd35,
+    name: 'comfyui_clip',
+    media_type: 'video',
+    params: {
+      workflow: {
+        ...sd35.params.workflow,
+        9: { class_type: 'SaveVideo', inputs: { filename_prefix: '{{filename_prefix}}', video: ['8', 0] } },
+        21: { class_type: 'VHS_VideoCombine', inputs: { images: ['8', 0], frame_rate: 12, filename_prefix: '{{filename_prefix}}_vhs' } },
+        22: { class_type: 'SaveGLB', inputs: { mesh: ['8', 0], filename_prefix: '{{filename_prefix}}_mesh' } }
+      }
+    }
+  }
+  const configsDir = await testConfigsDir(t, { outputs: [clip] })
+  const app = await build(t, { RUNS_DIR: runsDir, CONFIGS_DIR: configsDir, COMFYUI_URL: comfyui.url })
+
+  const sound = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Ein Vogel singt', output_configs: ['comfyui_audio'] } })
+  t.equal(sound.statusCode, 200)
+  const audio = (await readJson(join(runsDir, sound.json().run_id, 'metadata.json'))).outputs
+  t.match(audio, [{ type: 'audio', format: 'flac', mime_type: 'audio/flac', filename: 'output_audio.flac', backend: 'comfyui', source: { kind: 'comfyui', node_id: String } }])
+  t.ok(audio[0].duration_seconds > 0, 'with its duration')
+  t.equal(sound.json().media_output.media_type, 'audio')
+
+  const film = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Ein Zug fährt', output_configs: ['comfyui_clip'] } })
+  t.equal(film.statusCode, 200)
+  const { run_id: runId } = film.json()
+  const outputs = (await readJson(join(runsDir, runId, 'metadata.json'))).outputs
+  t.same(outputs.map((o: any) => [o.type, o.format, o.filename]), [
+    ['video', 'mp4', 'output_video.mp4'],
+    ['video', 'mp4', 'output_video_2.mp4'],
+    ['model3d', 'glb', 'output_model3d.glb']
+  ])
+  t.match(outputs[0], { mime_type: 'video/mp4', width: Number, height: Number, duration_seconds: Number })
+  const model = await app.inject({ url: `/api/media/model3d/${runId}` })
+  t.equal(model.headers['content-type'], 'model/gltf-binary')
+  t.same(model.rawPayload, await readFile(join(runsDir, runId, 'output_model3d.glb')))
 })
