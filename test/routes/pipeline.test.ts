@@ -380,6 +380,24 @@ t.test('a client that disconnects does not stop the run from being stored', asyn
   t.same(image.rawPayload, smallPng(metadata.transformed_text, metadata.seed))
 })
 
+t.test('a frontend polling GET /api/media/info sees the run running, then its image', async (t) => {
+  const { app, gated } = await setup(t)
+  const executing = app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Eine Katze', output_configs: ['gated_image'] } })
+  await gated.started()
+  const [runId] = await app.storage.listRunIds()
+  const during = await app.inject({ url: `/api/media/info/${runId!}` })
+  t.equal(during.statusCode, 200)
+  t.match(during.json(), { run_id: runId, status: 'running', type: null, url: null, outputs: [] })
+  const notYet = await app.inject({ url: `/api/media/image/${runId!}` })
+  t.equal(notYet.statusCode, 404)
+  t.match(notYet.json(), { code: 'MEDIA_NOT_READY' }, 'not ready, rather than not found, while it runs')
+  gated.open()
+  t.equal((await executing).statusCode, 200)
+  t.match((await app.inject({ url: `/api/media/info/${runId!}` })).json(), { status: 'completed', type: 'image', url: `/api/media/image/${runId!}/0` })
+  t.equal((await app.inject({ url: `/api/media/image/${runId!}` })).statusCode, 200)
+  t.match((await app.inject({ url: `/api/media/audio/${runId!}` })).json(), { code: 'MEDIA_NOT_FOUND' }, 'and an audio it will never have is not found')
+})
+
 t.test('a full queue answers 503 with Retry-After, and no run is created', async (t) => {
   const { app, runsDir, gated } = await setup(t, { GENERATION_QUEUE_LIMIT: '0', BACKEND_CONCURRENCY: '1' })
   const first = app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'a cat', output_configs: ['gated_image'] } })

@@ -117,14 +117,14 @@ class EmptyBackend implements GeneratorBackend {
   async * generate (): AsyncGenerator<MediaItem> {}
 }
 
-t.test('a run goes created → running → completed, every step recorded and announced in order', async (t) => {
+t.test('a run is created running (one write: nothing runs it in between), then completed; every step recorded and announced in order', async (t) => {
   const { runner, storage, runsDir } = await setup(t)
   const { events, listener } = collect()
   const answer = completed(await runner.run({ schema: 'dada', input_text: 'Eine Blume auf der Wiese', output_configs: ['tiny_image'], seed: 42 }, listener))
 
   const metadata = await readMetadata(runsDir, answer.run_id)
   t.equal(metadata.status, 'completed')
-  t.same(storage.statuses.get(answer.run_id), ['running', 'completed'], 'created running by createRun, then completed')
+  t.same(storage.statuses.get(answer.run_id), ['running', 'completed'], 'created running by createRun (created → running in its one write), then completed')
   t.equal(storage.writes.get(answer.run_id), 2, 'created, then (the generator being in-process) the whole trail with the final status')
   t.match(metadata, { schema: 'dada', execution_mode: 'eco', safety_level: 'kids', seed: 42, input_text: 'Eine Blume auf der Wiese', user_id: null })
   t.same(metadata.stages.map((s: any) => s.stage), ['translation', 'safety', 'interception', 'pre_output_safety', 'generation'])
