@@ -25,7 +25,8 @@ export const ExecuteBody = Type.Object({
     description: 'output configs to run; the pipeline\'s default for the execution mode when absent'
   })),
   seed: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'random per request when absent; recorded in the run' })),
-  aspect_ratio: Type.Optional(AspectRatio)
+  aspect_ratio: Type.Optional(AspectRatio),
+  negative_prompt: Type.Optional(Type.String({ maxLength: 2000, description: 'what the generators should avoid (ComfyUI workflows); the pipeline\'s own when absent' }))
 }, { additionalProperties: false })
 export type ExecuteBody = Static<typeof ExecuteBody>
 

@@ -17,6 +17,7 @@ export const PipelineDefinition = Type.Object({
   title: Type.String({ minLength: 1 }),
   description: Type.String(),
   instruction: Type.String({ minLength: 1, description: 'system prompt for the LLM interceptor' }),
+  negative_prompt: Type.Optional(Type.String({ description: 'what this pipeline\'s media should avoid, for generators that take one ({{negative_prompt}} in ComfyUI workflows); a request may give its own' })),
   builtin: Type.Object({
     template: Type.String({ minLength: 1, description: 'contains {prompt}; may contain {vocabulary}, {prefix}, {suffix}' }),
     vocabulary: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),

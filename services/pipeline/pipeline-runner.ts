@@ -23,6 +23,7 @@ export interface ExecuteRequest {
   output_configs?: string[] | undefined
   seed?: number | undefined
   aspect_ratio?: AspectRatio | undefined
+  negative_prompt?: string | undefined
 }
 
 /** The request with every default decided, as the run is made from it. */
@@ -35,6 +36,8 @@ export interface RunRequest {
   output_configs: string[]
   seed: number
   aspect_ratio: AspectRatio | null
+  /** what the generators should avoid: the request's, else the pipeline's, else empty */
+  negative_prompt: string
 }
 
 /** One output config of a run, with its place in its backend's queue already taken. */
@@ -222,7 +225,8 @@ export class PipelineRunner {
         output_configs: outputs.map((o) => o.config.name),
         // Per request, never shared: a seed is part of what a child made.
         seed: input.seed ?? randomInt(0, 2 ** 32),
-        aspect_ratio: aspectRatio
+        aspect_ratio: aspectRatio,
+        negative_prompt: input.negative_prompt ?? pipeline.negative_prompt ?? ''
       },
       pipeline,
       outputs,

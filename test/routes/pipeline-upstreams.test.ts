@@ -12,7 +12,9 @@ import { readJson, testConfigsDir, tinyImage } from '../pipeline-setup.js'
 // (as Ollama speaks it) for the text stages, and ComfyUI for generation.
 
 const EXECUTE = '/api/schema/pipeline/execute'
-const DADA_INSTRUCTION: string = JSON.parse(await readFile(new URL('../../configs/pipelines/dada.json', import.meta.url), 'utf8')).instruction
+const DADA = JSON.parse(await readFile(new URL('../../configs/pipelines/dada.json', import.meta.url), 'utf8'))
+const DADA_INSTRUCTION: string = DADA.instruction
+const DADA_NEGATIVE: string = DADA.negative_prompt
 
 type TextStage = 'translation' | 'safety' | 'pre_output_safety' | 'interception'
 
@@ -191,11 +193,16 @@ t.test('ComfyUI: the transformed prompt and the run\'s seed go into the workflow
   const graph = comfyui.prompts[0]!.prompt!
   t.equal(graph['6']!.inputs!.text, answer.transformed_text)
   t.equal(graph['3']!.inputs!.seed, 123456789)
+  t.equal(graph['7']!.inputs!.text, DADA_NEGATIVE, 'the pipeline\'s negative prompt')
   t.same([graph['5']!.inputs!.width, graph['5']!.inputs!.height], [1280, 832])
   const metadata = await readJson(join(runsDir, answer.run_id, 'metadata.json'))
   const output = metadata.outputs[0]
   t.match(output, { config: 'sd35_large', backend: 'comfyui', type: 'image', source: { kind: 'comfyui', prompt_id: comfyui.prompts[0]!.prompt_id, node_id: '9' } })
-  t.match(metadata.stages.at(-1), { stage: 'generation', provider: 'comfyui', details: { config: 'sd35_large', width: 1280, height: 832, seed: 123456789 } })
+  t.match(metadata.stages.at(-1), { stage: 'generation', provider: 'comfyui', details: { config: 'sd35_large', width: 1280, height: 832, seed: 123456789, negative_prompt: DADA_NEGATIVE } })
+
+  const own = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Ein Baum', output_configs: ['sd35_large'], negative_prompt: 'no people' } })
+  t.equal(own.statusCode, 200)
+  t.equal(comfyui.prompts[1]!.prompt!['7']!.inputs!.text, 'no people', 'a request\'s own negative prompt wins')
   const served = (await app.inject({ url: answer.media_output.url })).rawPayload
   t.same(served, comfyui.file('output', output.source.subfolder, output.source.original_filename))
 })

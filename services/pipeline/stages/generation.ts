@@ -35,6 +35,7 @@ async function generate (context: RunContext, planned: PlannedOutput): Promise<v
   const request: GenerationRequest = {
     run_id: context.runId,
     prompt: context.text,
+    negative_prompt: context.request.negative_prompt,
     seed: context.request.seed,
     width,
     height,
@@ -69,6 +70,7 @@ async function generate (context: RunContext, planned: PlannedOutput): Promise<v
         width,
         height,
         seed: context.request.seed,
+        negative_prompt: context.request.negative_prompt,
         queue_wait_ms: Math.round(queueWaitMs * 100) / 100,
         outputs: stored.outputs.map((o) => ({ index: o.index, filename: o.filename, type: o.type }))
       }
