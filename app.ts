@@ -27,6 +27,8 @@ import mediaRoutes from './routes/media.js'
 import pipelineRoutes from './routes/pipeline.js'
 import backendRoutes from './routes/backends.js'
 
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
 export interface BuildOptions {
   /** pino options or an instance; defaults to a logger at config.LOG_LEVEL */
   logger?: FastifyServerOptions['logger']
@@ -35,14 +37,21 @@ export interface BuildOptions {
 export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logger: options.logger ?? { level: config.LOG_LEVEL },
-    requestIdHeader: 'x-request-id',
-    genReqId: () => randomUUID(),
+    // A caller's X-Request-Id (a proxy's, a frontend's) is kept when it is a plain token;
+    // anything else would be echoed into logs and headers, so it gets a fresh id.
+    requestIdHeader: false,
+    genReqId: (request) => {
+      const given = request.headers['x-request-id']
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+    },
     // strictTypes off: the multipart body schema deliberately has no `type` (see routes/runs.ts)
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: true, allErrors: false, strictTypes: false } }
   }).withTypeProvider<TypeBoxTypeProvider>()
 
-  app.addHook('onSend', async (request, reply) => {
+  // A callback hook, not an async one: it runs on every media answer, the hot path.
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('X-Request-Id', request.id)
+    done()
   })
 
   await app.register(configPlugin, { config })

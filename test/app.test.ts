@@ -106,6 +106,23 @@ t.test('the service starts with every setting of .env.example uncommented and le
   t.equal((await app.inject({ method: 'POST', url: '/api/schema/pipeline/execute', payload: { schema: 'dada', input_text: 'Eine Blume' } })).statusCode, 200)
 })
 
+t.test('X-Request-Id: a caller\'s plain token is kept, anything else replaced; every answer carries one', async (t) => {
+  const app = await build(t)
+  const kept = await app.inject({ url: '/health', headers: { 'x-request-id': 'frontend-42.a:b_c' } })
+  t.equal(kept.headers['x-request-id'], 'frontend-42.a:b_c')
+  for (const junk of ['x'.repeat(129), 'a b', 'evil\u00e9', '']) {
+    const res = await app.inject({ url: '/health', headers: { 'x-request-id': junk } })
+    t.match(res.headers['x-request-id'], /^[0-9a-f-]{36}$/, `${JSON.stringify(junk.slice(0, 10))} is replaced by a fresh id`)
+  }
+  const ids = new Set<string>()
+  for (const url of ['/health', '/api/nothing', '/api/runs/not-a-uuid']) {
+    const res = await app.inject({ url })
+    t.match(res.headers['x-request-id'], /^[0-9a-f-]{36}$/, `${url} (${res.statusCode}) names its request`)
+    ids.add(String(res.headers['x-request-id']))
+  }
+  t.equal(ids.size, 3, 'a new id per request')
+})
+
 t.test('a storage root that cannot be created stops the start with an error', async (t) => {
   const runsDir = await tempRunsDir(t)
   await writeFile(join(runsDir, 'a-file'), 'not a folder')
