@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
+import { MediaType } from '../../schemas/media.js'
 import type { SafetyLevel } from '../../schemas/run.js'
 import safetyWordsFile from './data/safety-words.json' with { type: 'json' }
 import type { SafetyChecker, SafetyContext, SafetyVerdict } from './types.js'
@@ -15,6 +16,8 @@ export const SafetyWordLists = Type.Object({
     min_level: BlockingLevel,
     reason: Type.Optional(Type.String()),
     reason_de: Type.Optional(Type.String()),
+    /** only for prompts about to go to generators of these media types (stage 3); absent: for every check */
+    media_types: Type.Optional(Type.Array(MediaType, { minItems: 1 })),
     en: Words,
     de: Words,
     de_stems: Words,
@@ -48,6 +51,7 @@ interface CompiledList {
   severity: number
   reason: string
   reasonDe: string | null
+  mediaTypes: ReadonlySet<MediaType> | null
 }
 
 interface Phrase {
@@ -90,7 +94,8 @@ export class BuiltinSafetyChecker implements SafetyChecker {
         minLevel: entry.min_level,
         severity,
         reason: entry.reason ?? GENERIC_REASON,
-        reasonDe: entry.reason_de ?? null
+        reasonDe: entry.reason_de ?? null,
+        mediaTypes: entry.media_types === undefined ? null : new Set(entry.media_types)
       }
       if (!this.#lists.has(list.code)) this.#lists.set(list.code, list)
       for (const term of entry.en ?? []) this.#addTerm(term, list, englishForms)
@@ -116,7 +121,8 @@ export class BuiltinSafetyChecker implements SafetyChecker {
     if (level === 'off') {
       return { ...base, allowed: true, reason: null, codes: [], details: { level, stage: context.stage, checked: false } }
     }
-    const matches = this.scan(text)
+    // What is fine as a picture may not be as a sound: media lists count only for their media.
+    const matches = this.scan(text).filter((m) => concerns(this.#lists.get(m.code)!, context))
     const matchedCodes = new Set(matches.map((m) => m.code))
     for (const combination of this.#combinations) {
       if (combination.allOf.every((code) => matchedCodes.has(code)) && combination.anyOf.some((code) => matchedCodes.has(code))) {
@@ -141,6 +147,8 @@ export class BuiltinSafetyChecker implements SafetyChecker {
       allowed_at_this_level: noted
     }
     if (context.media_type !== undefined) details.media_type = context.media_type
+    const mediaLists = [...this.#lists.values()].filter((list) => list.mediaTypes !== null && concerns(list, context)).map((list) => list.code)
+    if (mediaLists.length > 0) details.media_lists = mediaLists
     if (blocking.length === 0) return { ...base, allowed: true, reason: null, codes: [], details }
     const first = this.#lists.get(blocking[0]!)!
     if (first.reasonDe !== null) details.reason_de = first.reasonDe
@@ -226,6 +234,10 @@ export class BuiltinSafetyChecker implements SafetyChecker {
     phrases.push({ words, list, term: words.join(' ') })
     this.#phrases.set(words[0]!, phrases)
   }
+}
+
+function concerns (list: CompiledList, context: SafetyContext): boolean {
+  return list.mediaTypes === null || (context.media_type !== undefined && list.mediaTypes.has(context.media_type))
 }
 
 function blocks (minLevel: SafetyLevel | null, level: SafetyLevel): boolean {

@@ -185,6 +185,18 @@ t.test('blocked at stage 3: interception added what the input did not have', asy
   t.same(metadata.outputs, [])
 })
 
+t.test('stage 3 checks per media type: a screaming cat may be drawn, not played', async (t) => {
+  const { app, runsDir } = await setup(t)
+  const picture = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'a cat screaming at the moon', output_configs: ['tiny_image'] } })
+  t.equal(picture.statusCode, 200)
+  const sound = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'a cat screaming at the moon', output_configs: ['tiny_image', 'builtin_audio'] } })
+  t.equal(sound.statusCode, 403)
+  t.match(sound.json(), { status: 'blocked', stage: 'pre_output_safety', codes: ['sound.frightening'], reason: /sound/ })
+  const metadata = await readJson(join(runsDir, sound.json().run_id, 'metadata.json'))
+  t.same(metadata.stages.filter((s: any) => s.stage === 'pre_output_safety').map((s: any) => [s.details.media_type, s.status]), [['image', 'completed'], ['audio', 'blocked']])
+  t.same(metadata.outputs, [], 'nothing generated, not even the picture')
+})
+
 t.test('a backend\'s moderation refusing the prompt is a 403 blocked at generation', async (t) => {
   const { app, runsDir } = await setup(t)
   const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'a cat', output_configs: ['refusing_image'] } })

@@ -149,6 +149,19 @@ t.test('masks stand for single letters of listed words only', async (t) => {
   t.ok(matches.some((m) => m.term === 'fuck' && m.found === 'f*ck'), 'the record shows the masked word and what it stands for')
 })
 
+t.test('media lists: a sound can be too frightening where a picture of it is not', async (t) => {
+  const text = 'A cat screaming at the moon'
+  t.same((await checker.check(text, 'kids', input)).codes, [], 'the input check is about the idea, not a medium')
+  t.same((await checker.check(text, 'kids', { stage: 'pre_output', media_type: 'image' })).codes, [])
+  const audio = await checker.check(text, 'kids', { stage: 'pre_output', media_type: 'audio' })
+  t.same(audio.codes, ['sound.frightening'])
+  t.match(audio.reason, /sound/)
+  t.match(audio.details, { media_type: 'audio', media_lists: ['sound.frightening'], reason_de: /Klang/ })
+  t.same((await checker.check('Eine Katze kreischt', 'kids', { stage: 'pre_output', media_type: 'video' })).codes, ['sound.frightening'], 'German, and video has sound too')
+  t.same((await checker.check(text, 'youth', { stage: 'pre_output', media_type: 'audio' })).codes, [], 'a kids-only list')
+  t.notOk('media_lists' in (await checker.check(text, 'kids', input)).details!, 'no media lists where none apply')
+})
+
 t.test('a goal is not a shooting', async (t) => {
   t.same(await codes('Ein Hund schießt ein Tor'), [])
   t.same(await codes('Die Kinder wollen Tore schießen'), [])
