@@ -39,6 +39,7 @@ export const ConfigSchema = Type.Object({
   LLM_FAST_BASE_URL: Type.Optional(Type.String({ pattern: HTTP_URL, description: 'OpenAI-compatible chat server for fast and ultra mode; builtin providers when unset' })),
   LLM_FAST_MODEL: Type.Optional(Type.String({ description: 'model for fast and ultra mode' })),
   LLM_FAST_API_KEY: Type.Optional(Type.String({ description: 'bearer key for the fast-mode server' })),
+  LLM_STEPS: Type.String({ default: 'translation,safety,interception', pattern: '^\\s*(translation|safety|interception)\\s*(,\\s*(translation|safety|interception)\\s*)*$', description: 'text steps that use the configured LLM (translation, safety, interception); the others stay builtin, e.g. safety to keep the deterministic word lists' }),
   LLM_TIMEOUT_MS: Type.Integer({ default: 120000, minimum: 1, description: 'longest one text-stage call may take (the first call of a local model includes loading it)' }),
 
   COMFYUI_CONCURRENCY: Type.Integer({ default: 1, minimum: 1, description: 'ComfyUI jobs at once (one GPU: 1-2)' }),

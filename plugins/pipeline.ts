@@ -1,6 +1,8 @@
 import fp from 'fastify-plugin'
 import { join, resolve } from 'node:path'
+import { listSetting } from '../config.js'
 import { createTextProviders } from '../services/pipeline/llm-providers.js'
+import type { TextStep } from '../services/pipeline/types.js'
 import { loadPipelines } from '../services/pipeline/pipeline-definitions.js'
 import { PipelineRunner } from '../services/pipeline/pipeline-runner.js'
 
@@ -26,7 +28,8 @@ export default fp(async function pipelinePlugin (app) {
     textProviders: createTextProviders({
       eco: { baseUrl: config.LLM_ECO_BASE_URL, model: config.LLM_ECO_MODEL },
       fast: { baseUrl: config.LLM_FAST_BASE_URL, model: config.LLM_FAST_MODEL, apiKey: config.LLM_FAST_API_KEY },
-      timeoutMs: config.LLM_TIMEOUT_MS
+      timeoutMs: config.LLM_TIMEOUT_MS,
+      llmSteps: listSetting(config.LLM_STEPS) as TextStep[]
     }),
     publicBaseUrl: config.PUBLIC_BASE_URL,
     logger: app.log

@@ -72,8 +72,8 @@ const pipelineRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async () => {
     const modes = Object.fromEntries(EXECUTION_MODES.map((mode) => {
       const providers = pipeline.textProviders(mode)
-      return [mode, { provider: providers.kind, model: providers.model }]
-    })) as Record<typeof EXECUTION_MODES[number], { provider: 'builtin' | 'llm', model: string | null }>
+      return [mode, { provider: providers.kind, model: providers.model, llm_steps: providers.llmSteps }]
+    })) as PipelineList['execution_modes']
     return {
       pipelines: pipeline.listPipelines(),
       output_configs: app.backends.listOutputConfigs(),

@@ -92,7 +92,8 @@ export const OutputConfigSummary = Type.Object({
 
 export const TextProviderSummary = Type.Object({
   provider: Type.Union([Type.Literal('builtin'), Type.Literal('llm')]),
-  model: Type.Union([Type.String(), Type.Null()])
+  model: Type.Union([Type.String(), Type.Null()]),
+  llm_steps: Type.Array(Type.Union([Type.Literal('translation'), Type.Literal('safety'), Type.Literal('interception')]), { description: 'the steps the LLM runs (LLM_STEPS); the others are builtin' })
 }, { description: 'what runs the text stages (translation, safety, interception) in this mode' })
 
 export const PipelineList = Type.Object({

@@ -4,8 +4,9 @@ import { BuiltinSafetyChecker } from './builtin-safety.js'
 import { BuiltinTranslator } from './builtin-translator.js'
 import { LlmClient } from './llm-client.js'
 import type { PipelineDefinition } from './pipeline-definitions.js'
-import type {
-  Interceptor, SafetyChecker, SafetyContext, SafetyVerdict, TextProviders, TextStageResult, Translator, TranslationResult
+import {
+  TEXT_STEPS, type Interceptor, type SafetyChecker, type SafetyContext, type SafetyVerdict, type TextProviders, type TextStageResult,
+  type TextStep, type Translator, type TranslationResult
 } from './types.js'
 
 const TRANSLATION_INSTRUCTION = 'You translate prompts for an image generator into English. Translate the user\'s text into natural English, ' +
@@ -220,6 +221,8 @@ export interface TextProvidersConfig {
   eco?: LlmModeConfig | undefined
   fast?: LlmModeConfig | undefined
   timeoutMs: number
+  /** which steps the LLM runs when a mode has one (default: all); the others stay builtin */
+  llmSteps?: readonly TextStep[]
 }
 
 /** The builtin providers: offline, deterministic, no configuration. */
@@ -228,7 +231,7 @@ export function createBuiltinTextProviders (): TextProviders {
 }
 
 function builtinProviders (translator: BuiltinTranslator, safety: BuiltinSafetyChecker): TextProviders {
-  return { kind: 'builtin', model: null, translator, safety, interceptor: new BuiltinInterceptor() }
+  return { kind: 'builtin', model: null, llmSteps: [], translator, safety, interceptor: new BuiltinInterceptor() }
 }
 
 /**
@@ -245,13 +248,16 @@ export function createTextProviders (config: TextProvidersConfig): Record<Execut
     const baseUrl = mode?.baseUrl?.trim() ?? ''
     const model = mode?.model?.trim() ?? ''
     if (baseUrl === '' || model === '') return builtin
+    const steps = TEXT_STEPS.filter((step) => config.llmSteps?.includes(step) ?? true)
+    if (steps.length === 0) return builtin
     const client = new LlmClient({ baseUrl, model, apiKey: mode?.apiKey?.trim(), timeoutMs: config.timeoutMs })
     return {
       kind: 'llm',
       model,
-      translator: new LlmTranslator(client, translator),
-      safety: new LlmSafetyChecker(client, safety),
-      interceptor: new LlmInterceptor(client)
+      llmSteps: steps,
+      translator: steps.includes('translation') ? new LlmTranslator(client, translator) : translator,
+      safety: steps.includes('safety') ? new LlmSafetyChecker(client, safety) : safety,
+      interceptor: steps.includes('interception') ? new LlmInterceptor(client) : builtin.interceptor
     }
   }
   const fast = forMode(config.fast)

@@ -53,9 +53,14 @@ export interface Interceptor {
 }
 
 /** The three text stages as one execution mode runs them. */
+export const TEXT_STEPS = ['translation', 'safety', 'interception'] as const
+export type TextStep = typeof TEXT_STEPS[number]
+
 export interface TextProviders {
   kind: TextProviderKind
   model: string | null
+  /** the steps an LLM runs; empty for builtin */
+  llmSteps: TextStep[]
   translator: Translator
   safety: SafetyChecker
   interceptor: Interceptor

@@ -5,6 +5,7 @@ import { startFakeComfyui, type FakeComfyuiBehaviour } from '../fakes/comfyui.js
 import { llmReplies, startFakeLlm, type FakeLlmReply, type FakeLlmRequest } from '../fakes/llm.js'
 import { FAKE_JPEG, startFakeOpenrouter } from '../fakes/openrouter.js'
 import { startFakeReplicate } from '../fakes/replicate.js'
+import { loadConfig } from '../../config.js'
 import { build, tempRunsDir } from '../helper.js'
 import { readJson, testConfigsDir, tinyImage } from '../pipeline-setup.js'
 
@@ -90,7 +91,22 @@ t.test('with an LLM configured the text stages use it: translated, transformed a
   t.notOk(chats[0]!.headers.authorization, 'no key for eco')
 
   const modes = (await app.inject({ url: '/api/schema/pipelines' })).json().execution_modes
-  t.same(modes, { eco: { provider: 'llm', model: 'llama3.2' }, fast: { provider: 'builtin', model: null }, ultra: { provider: 'builtin', model: null } }, 'fast has no server, so it stays builtin')
+  t.same(modes, { eco: { provider: 'llm', model: 'llama3.2', llm_steps: ['translation', 'safety', 'interception'] }, fast: { provider: 'builtin', model: null, llm_steps: [] }, ultra: { provider: 'builtin', model: null, llm_steps: [] } }, 'fast has no server, so it stays builtin')
+})
+
+t.test('LLM_STEPS: the LLM translates and transforms, the word lists keep the safety checks', async (t) => {
+  const { app, llm, runsDir } = await withLlm(t, model(), { LLM_STEPS: 'translation, interception' })
+  const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Eine Blume auf der Wiese', output_configs: ['tiny_image'] } })
+  t.equal(res.statusCode, 200)
+  const metadata = await readJson(join(runsDir, res.json().run_id, 'metadata.json'))
+  t.same(metadata.stages.slice(0, 4).map((s: any) => [s.stage, s.provider]), [['translation', 'llm'], ['safety', 'builtin'], ['interception', 'llm'], ['pre_output_safety', 'builtin']])
+  t.same(llm.requests.filter((r) => r.path === '/v1/chat/completions').map(stageOf), ['translation', 'interception'], 'no safety question reached the model')
+  t.match((await app.inject({ url: '/api/schema/pipelines' })).json().execution_modes.eco, { provider: 'llm', llm_steps: ['translation', 'interception'] })
+
+  const blocked = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'ein Messer', output_configs: ['tiny_image'] } })
+  t.equal(blocked.statusCode, 403, 'the word lists block, whatever the model would have said')
+  t.match(blocked.json(), { stage: 'safety', codes: ['violence.weapon'] })
+  t.throws(() => loadConfig({ LLM_STEPS: 'translation,moderation' }), /LLM_STEPS/, 'an unknown step is refused at start')
 })
 
 t.test('fast and ultra use their own server and key', async (t) => {

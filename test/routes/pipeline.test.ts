@@ -258,7 +258,7 @@ t.test('GET /api/schema/pipelines lists pipelines and output configs with availa
   t.match(configs.builtin_audio, { media_type: 'audio', available: true })
   t.match(configs.sd35_large, { media_type: 'image', backend: 'comfyui', available: false, unavailable_reason: 'COMFYUI_URL is not set' })
   t.match(configs.gated_image, { available: true })
-  t.same(list.execution_modes, { eco: { provider: 'builtin', model: null }, fast: { provider: 'builtin', model: null }, ultra: { provider: 'builtin', model: null } })
+  t.same(list.execution_modes, { eco: { provider: 'builtin', model: null, llm_steps: [] }, fast: { provider: 'builtin', model: null, llm_steps: [] }, ultra: { provider: 'builtin', model: null, llm_steps: [] } })
 })
 
 t.test('the OpenAPI document describes both routes under the pipeline tag', async (t) => {

@@ -175,6 +175,18 @@ t.test('createTextProviders: a mode needs both base URL and model', async (t) =>
   t.equal(providers.ultra.kind, 'builtin')
 })
 
+t.test('createTextProviders: llmSteps picks what the model runs; none at all is builtin', async (t) => {
+  const eco = { baseUrl: 'http://127.0.0.1:1/v1', model: 'llama3.2' }
+  const some = createTextProviders({ eco, timeoutMs: 1000, llmSteps: ['safety'] })
+  t.match(some.eco, { kind: 'llm', model: 'llama3.2', llmSteps: ['safety'] })
+  t.ok(some.eco.safety instanceof LlmSafetyChecker)
+  t.ok(some.eco.translator instanceof BuiltinTranslator)
+  t.ok(some.eco.interceptor instanceof BuiltinInterceptor)
+  const none = createTextProviders({ eco, timeoutMs: 1000, llmSteps: [] })
+  t.match(none.eco, { kind: 'builtin', model: null, llmSteps: [] })
+  t.same(createTextProviders({ eco, timeoutMs: 1000 }).eco.llmSteps, ['translation', 'safety', 'interception'], 'all by default')
+})
+
 t.test('createTextProviders: eco and fast talk to their own servers; ultra uses fast', async (t) => {
   const eco = await startFakeLlm({ responder: () => llmReplies.text('from eco') })
   const fast = await startFakeLlm({ responder: () => llmReplies.text('from fast') })
