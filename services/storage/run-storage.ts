@@ -339,6 +339,13 @@ export class RunStorage {
     return { metadata, path: join(this.#runDir(metadata.run_id), filename), filename, output }
   }
 
+  /** The seed's get_media_path: where a listed media output lives; an error (not null) for anything else. */
+  async getMediaPath (runId: string, filename: string): Promise<string> {
+    const file = await this.resolveFile(runId, filename)
+    if (file.output === null) throw new FileNotFoundError(file.metadata.run_id, filename.slice(0, 120))
+    return file.path
+  }
+
   /** The bytes of a text file of the run (metadata.json, input_text.txt, transformed_text.txt). */
   async readRunFile (file: ResolvedFile): Promise<Buffer> {
     return await readFile(file.path)

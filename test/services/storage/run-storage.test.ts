@@ -96,6 +96,14 @@ t.test('reading never creates anything; ids are checked before any path is built
   await t.rejects(storage.resolveFile(run.run_id, 'notes.txt'), { code: 'FILE_NOT_FOUND' }, 'only names the metadata lists')
   const file = await storage.resolveFile(run.run_id, 'input_text.txt')
   t.equal((await storage.readRunFile(file)).toString(), 'Eine Blume auf der Wiese')
+
+  await t.rejects(storage.getMediaPath(missing, 'output_image.png'), { code: 'RUN_NOT_FOUND' })
+  await t.rejects(storage.getMediaPath('..', 'output_image.png'), { code: 'INVALID_RUN_ID' })
+  await t.rejects(storage.getMediaPath(run.run_id, 'output_image.png'), { code: 'FILE_NOT_FOUND' }, 'not yet stored')
+  await t.rejects(storage.getMediaPath(run.run_id, 'input_text.txt'), { code: 'FILE_NOT_FOUND' }, 'a run file, but not media')
+  const output = await storage.addMedia(run.run_id, await readFile(fixtures.png.file), { config: 'c', backend: 'b' })
+  t.equal(await storage.getMediaPath(run.run_id, output.filename), join(storage.runsDir, run.run_id, 'output_image.png'))
+  t.same((await readdir(join(storage.runsDir, run.run_id))).sort(), ['input_text.txt', 'metadata.json', 'notes.txt', 'output_image.png'], 'asking created nothing')
 })
 
 t.test('addMedia from every kind of source, typed by the bytes', async (t) => {
