@@ -73,10 +73,12 @@ export async function settleAll (writes: ReadonlyArray<Promise<void>>): Promise<
 }
 
 /**
- * Moves a complete temp file to a name that must not exist yet. link() fails
- * with EEXIST instead of replacing, so a stored file can never be overwritten.
+ * Gives a complete temp file a second name that must not exist yet. link()
+ * fails with EEXIST instead of replacing, so a stored file can never be
+ * overwritten. The temp name stays until the caller has durably listed the
+ * file and removes it: a temp file with two links found after a crash marks
+ * an output whose listing may never have been written.
  */
-export async function publishWithoutOverwrite (tempPath: string, finalPath: string): Promise<void> {
+export async function linkWithoutOverwrite (tempPath: string, finalPath: string): Promise<void> {
   await link(tempPath, finalPath)
-  await unlink(tempPath)
 }

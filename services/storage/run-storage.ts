@@ -1,10 +1,10 @@
-import { access, constants, mkdir, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises'
+import { access, constants, lstat, mkdir, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { FileNotFoundError, InvalidStatusTransitionError, MediaNotFoundError, MediaNotReadyError, MediaTypeMismatchError, RunNotFoundError } from '../errors.js'
 import { LruCache } from '../cache/lru.js'
 import type { MediaType } from '../../schemas/media.js'
 import type { ErrorRecord, MediaOutput, MediaSourceRecord, RunMetadata, RunStatus, StageRecord } from '../../schemas/run.js'
-import { TEMP_PREFIX, fsyncPath, publishWithoutOverwrite, settleAll, tempName, writeFilesDurably } from './durable-fs.js'
+import { TEMP_PREFIX, fsyncPath, linkWithoutOverwrite, settleAll, tempName, writeFilesDurably } from './durable-fs.js'
 import type { MediaIngester, MediaInput, StagedFile } from './ingest.js'
 import { KeyedLock } from './keyed-lock.js'
 import { probeMediaFile, type MediaProbe } from './probe.js'
@@ -114,14 +114,43 @@ export class RunStorage {
         await rm(join(this.runsDir, entry.name), { recursive: true, force: true })
         removed.push(entry.name)
       } else if (entry.isDirectory() && isRunId(entry.name)) {
-        for (const name of await readdir(join(this.runsDir, entry.name))) {
+        const dir = join(this.runsDir, entry.name)
+        for (const name of await readdir(dir)) {
           if (!name.startsWith(TEMP_PREFIX)) continue
-          await rm(join(this.runsDir, entry.name, name), { recursive: true, force: true })
+          const info = await lstat(join(dir, name))
+          if (info.isFile() && info.nlink > 1) {
+            for (const twin of await this.#unlistedTwins(dir, info.ino)) {
+              await rm(join(dir, twin), { force: true })
+              removed.push(`${entry.name}/${twin}`)
+            }
+          }
+          await rm(join(dir, name), { recursive: true, force: true })
           removed.push(`${entry.name}/${name}`)
         }
       }
     }
     return { removed }
+  }
+
+  /**
+   * Output names that are the same file as a staged temp file (a crash came
+   * between linking it and listing it) but that metadata.json does not list.
+   * The shared inode proves they are ours; a file copied in by hand never is.
+   */
+  async #unlistedTwins (dir: string, ino: number): Promise<string[]> {
+    let listed: Set<string>
+    try {
+      listed = new Set((JSON.parse(await readFile(join(dir, METADATA_FILE), 'utf8')) as RunMetadata).outputs.map((o) => o.filename))
+    } catch {
+      return [] // unreadable metadata: leave everything for a person to look at
+    }
+    const twins: string[] = []
+    for (const name of await readdir(dir)) {
+      if (name.startsWith(TEMP_PREFIX) || listed.has(name) || name === METADATA_FILE) continue
+      const info = await lstat(join(dir, name))
+      if (info.isFile() && info.ino === ino) twins.push(name)
+    }
+    return twins
   }
 
   async isWritable (): Promise<boolean> {
@@ -277,7 +306,7 @@ export class RunStorage {
         // A stray file of that name (copied in by hand) is never replaced: take the next number.
         for (;;) {
           try {
-            await publishWithoutOverwrite(file.path, join(dir, filename))
+            await linkWithoutOverwrite(file.path, join(dir, filename))
             break
           } catch (err) {
             if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err

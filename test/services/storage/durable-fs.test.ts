@@ -1,7 +1,7 @@
 import t from 'tap'
 import { mkdir, readdir, readFile, writeFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { TEMP_PREFIX, tempName, fsyncPath, writeFileDurably, writeFilesDurably, publishWithoutOverwrite } from '../../../services/storage/durable-fs.js'
+import { TEMP_PREFIX, tempName, fsyncPath, writeFileDurably, writeFilesDurably, linkWithoutOverwrite } from '../../../services/storage/durable-fs.js'
 import { tempRunsDir } from '../../helper.js'
 
 t.test('tempName carries the sweep prefix and is different every time', async (t) => {
@@ -109,24 +109,25 @@ t.test('fsyncPath syncs files and folders and reports a missing path', async (t)
   await t.rejects(fsyncPath(join(dir, 'missing')), { code: 'ENOENT' })
 })
 
-t.test('publishWithoutOverwrite moves the temp file when the name is free', async (t) => {
+t.test('linkWithoutOverwrite gives the temp file its name when the name is free, and keeps the temp name', async (t) => {
   const dir = await tempRunsDir(t)
   const temp = join(dir, `${tempName()}-output_image.png`)
   const bytes = Buffer.from('\x89PNG fake but exact bytes')
   await writeFile(temp, bytes)
-  await publishWithoutOverwrite(temp, join(dir, 'output_image.png'))
+  await linkWithoutOverwrite(temp, join(dir, 'output_image.png'))
   t.same(await readFile(join(dir, 'output_image.png')), bytes)
-  t.same(await readdir(dir), ['output_image.png'], 'the temp name is gone')
+  t.same((await readdir(dir)).sort(), [temp.slice(dir.length + 1), 'output_image.png'].sort(), 'both names, one file, until the caller lists it')
+  t.equal((await stat(join(dir, 'output_image.png'))).nlink, 2)
 })
 
-t.test('publishWithoutOverwrite never replaces an existing file', async (t) => {
+t.test('linkWithoutOverwrite never replaces an existing file', async (t) => {
   const dir = await tempRunsDir(t)
   const final = join(dir, 'output_image.png')
   const stored = Buffer.from('the stored image')
   await writeFile(final, stored)
   const temp = join(dir, `${tempName()}-output_image.png`)
   await writeFile(temp, 'an intruder, longer than the stored image')
-  await t.rejects(publishWithoutOverwrite(temp, final), { code: 'EEXIST' })
+  await t.rejects(linkWithoutOverwrite(temp, final), { code: 'EEXIST' })
   t.same(await readFile(final), stored, 'stored bytes unchanged')
   // The caller still owns the temp file (and the startup sweep finds it by prefix).
   t.same((await readdir(dir)).sort(), [temp.slice(dir.length + 1), 'output_image.png'].sort())
@@ -140,15 +141,15 @@ t.test('two publishes racing for one name: exactly one wins', async (t) => {
     await writeFile(temp, content)
     return { temp, content }
   }))
-  const results = await Promise.allSettled(temps.map(async ({ temp }) => { await publishWithoutOverwrite(temp, final) }))
+  const results = await Promise.allSettled(temps.map(async ({ temp }) => { await linkWithoutOverwrite(temp, final) }))
   const won = results.flatMap((r, i) => r.status === 'fulfilled' ? [temps[i]!.content] : [])
   t.equal(won.length, 1)
   t.ok(results.every((r) => r.status === 'fulfilled' || (r.reason as NodeJS.ErrnoException).code === 'EEXIST'))
   t.equal(await readFile(final, 'utf8'), won[0], 'the file holds the winner\'s bytes')
 })
 
-t.test('publishWithoutOverwrite with a missing temp file creates nothing', async (t) => {
+t.test('linkWithoutOverwrite with a missing temp file creates nothing', async (t) => {
   const dir = await tempRunsDir(t)
-  await t.rejects(publishWithoutOverwrite(join(dir, '.tmp-missing'), join(dir, 'output_image.png')), { code: 'ENOENT' })
+  await t.rejects(linkWithoutOverwrite(join(dir, '.tmp-missing'), join(dir, 'output_image.png')), { code: 'ENOENT' })
   t.same(await readdir(dir), [])
 })

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { createHash } from 'node:crypto'
-import { mkdir, readdir, readFile, writeFile, stat } from 'node:fs/promises'
-import { join } from 'node:path'
+import { link, mkdir, readdir, readFile, writeFile, stat } from 'node:fs/promises'
+import { basename, join } from 'node:path'
 import { Readable } from 'node:stream'
 import { FetchPolicy } from '../../../services/http/address-policy.js'
 import { MediaIngester } from '../../../services/storage/ingest.js'
@@ -295,6 +295,31 @@ t.test('leftovers of a crash are removed at start and never listed', async (t) =
   t.same(await readdir(storage.runsDir), [run.run_id])
   t.same((await readdir(join(storage.runsDir, run.run_id))).sort(), ['input_text.txt', 'metadata.json'])
   t.same(await restarted.getMetadata(run.run_id), run, 'the real run is intact')
+})
+
+t.test('a crash between naming an output and listing it: the start removes the unlisted twin, never a stranger', async (t) => {
+  const storage = await makeStorage(t)
+  const run = await newRun(storage)
+  const dir = join(storage.runsDir, run.run_id)
+  const png = await readFile(fixtures.png.file)
+  // What commitMedia has done when the process dies before metadata.json is written:
+  const orphan = await storage.stageMedia(run.run_id, png)
+  await link(orphan.file.path, join(dir, 'output_image.png'))
+  // ... and when it dies after metadata.json, before the temp name is removed:
+  const listed = await storage.addMedia(run.run_id, await readFile(fixtures.wav.file), { config: 'c', backend: 'b' })
+  const late = join(dir, '.tmp-0000000000000001')
+  await link(join(dir, listed.filename), late)
+  // A file somebody copied in by hand, with an output's name:
+  await writeFile(join(dir, 'output_video.mp4'), 'not ours')
+  await orphan.file.durable
+
+  const restarted = new RunStorage({ runsDir: storage.runsDir, ingester: new MediaIngester({ maxBytes: 1024 * 1024, fetchTimeoutMs: 1, maxRedirects: 0, fetchPolicy: new FetchPolicy() }) })
+  const { removed } = await restarted.init()
+  t.same(removed.sort(), [`${run.run_id}/.tmp-0000000000000001`, `${run.run_id}/${basename(orphan.file.path)}`, `${run.run_id}/output_image.png`].sort())
+  t.same((await readdir(dir)).sort(), ['input_text.txt', listed.filename, 'metadata.json', 'output_video.mp4'].sort(), 'the listed output and the stranger stay')
+  t.same((await restarted.getMetadata(run.run_id)).outputs.map((o) => o.filename), [listed.filename])
+  const next = await restarted.addMedia(run.run_id, png, { config: 'c', backend: 'b' })
+  t.equal(next.filename, 'output_image.png', 'the first image\'s name is free again')
 })
 
 t.test('deleteRun removes the folder at once; isWritable reports the root', async (t) => {
