@@ -26,6 +26,7 @@ export const ConfigSchema = Type.Object({
 
   COMFYUI_URL: Type.Optional(Type.String({ pattern: HTTP_URL, description: 'ComfyUI server, e.g. http://gpu-host:8188; the ComfyUI output configs are unavailable without it' })),
   COMFYUI_TIMEOUT_MS: Type.Integer({ default: 600000, minimum: 1, description: 'longest a ComfyUI job may take, queueing and model loading included' }),
+  COMFYUI_REQUEST_TIMEOUT_MS: Type.Integer({ default: 30000, minimum: 1, description: 'longest one ComfyUI request may wait (POST /prompt, a /history poll, the first bytes and each pause of a /view download)' }),
   OPENAI_API_KEY: Type.Optional(Type.String({ description: 'key for OpenAI images; gpt_image is unavailable without it' })),
   OPENAI_BASE_URL: Type.String({ pattern: HTTP_URL, default: 'https://api.openai.com/v1', description: 'OpenAI API base URL' }),
   OPENROUTER_API_KEY: Type.Optional(Type.String({ description: 'key for OpenRouter; openrouter_image is unavailable without it' })),

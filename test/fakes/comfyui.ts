@@ -34,6 +34,8 @@ export interface FakeComfyuiBehaviour {
   runMs: number
   /** the gap between execution_success and the history being written (the race) */
   historyDelayMs: number
+  /** every HTTP answer waits this long first: a server busy loading a model */
+  answerDelayMs: number
   /** false: /ws answers 404, as behind proxies that don't pass WebSockets */
   webSocket: boolean
   /** close every socket right after sending this event type */
@@ -123,6 +125,7 @@ const DEFAULT_CONTENT_TYPES: Record<string, string> = {
 const DEFAULT_BEHAVIOUR: FakeComfyuiBehaviour = {
   runMs: 60,
   historyDelayMs: 30,
+  answerDelayMs: 0,
   webSocket: true,
   dropSocketsAfter: null,
   failNode: null,
@@ -222,6 +225,7 @@ export async function startFakeComfyui (options: Partial<FakeComfyuiBehaviour> =
     // The origin-only middleware: a browser page of another site must not queue work.
     if (!originMatches(req)) return empty(res, 403)
     const body = method === 'POST' ? await readBody(req) : ''
+    if (behaviour.answerDelayMs > 0) await sleep(behaviour.answerDelayMs)
 
     if (method === 'POST' && path === '/prompt') return postPrompt(req, res, body)
     if (method === 'GET' && path === '/prompt') return json(res, 200, queueInfo())

@@ -162,6 +162,20 @@ t.test('a ComfyUI download that breaks off is ComfyUI\'s failure (502), never a 
   t.same((await readdir(join(runsDir, other))).sort(), ['input_text.txt', 'metadata.json'], 'no half file left')
 })
 
+t.test('COMFYUI_REQUEST_TIMEOUT_MS bounds each request to a ComfyUI that does not answer: 504', async (t) => {
+  const comfy = await startFakeComfyui({ runMs: 20 })
+  t.teardown(comfy.close)
+  const app = await build(t, { COMFYUI_URL: comfy.url, COMFYUI_REQUEST_TIMEOUT_MS: '150' })
+  const runId = await createRun(app)
+  const promptId = await submitElsewhere(comfy.url, filledSd35(1))
+  await comfy.finished(promptId)
+  comfy.setBehaviour({ answerDelayMs: 2000 })
+  const res = await app.inject({ method: 'POST', url: `/api/runs/${runId}/media`, payload: { source: 'comfyui', prompt_id: promptId, config: 'sd35_large' } })
+  t.equal(res.statusCode, 504, 'the answer would have come, valid, after 2 s: only the timeout explains a 504')
+  t.match(res.json(), { code: 'BACKEND_TIMEOUT' })
+  t.same((await app.inject({ url: `/api/runs/${runId}` })).json().outputs, [])
+})
+
 t.test('without COMFYUI_URL the comfyui source is a clear 503', async (t) => {
   const app = await build(t)
   const runId = await createRun(app)
