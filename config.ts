@@ -33,7 +33,7 @@ export const ConfigSchema = Type.Object({
   OPENROUTER_BASE_URL: Type.String({ pattern: HTTP_URL, default: 'https://openrouter.ai/api/v1', description: 'OpenRouter API base URL' }),
   REPLICATE_API_TOKEN: Type.Optional(Type.String({ description: 'token for Replicate; replicate_flux is unavailable without it' })),
   REPLICATE_BASE_URL: Type.String({ pattern: HTTP_URL, default: 'https://api.replicate.com/v1', description: 'Replicate API base URL' }),
-  BACKEND_TIMEOUT_MS: Type.Integer({ default: 300000, minimum: 1, description: 'longest a cloud generation (OpenAI, OpenRouter, Replicate) may take' }),
+  BACKEND_TIMEOUT_MS: Type.Integer({ default: 300000, minimum: 1, description: 'longest a cloud generation (OpenAI, OpenRouter, Replicate) may take, waits for rate limits included' }),
 
   LLM_ECO_BASE_URL: Type.Optional(Type.String({ pattern: HTTP_URL, description: 'OpenAI-compatible chat server for the text stages in eco mode, e.g. Ollama at http://localhost:11434/v1; builtin providers when unset' })),
   LLM_ECO_MODEL: Type.Optional(Type.String({ description: 'model for eco mode, e.g. llama3.2' })),

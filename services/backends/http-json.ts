@@ -115,6 +115,30 @@ export async function fetchStream (options: StreamFetchOptions): Promise<Readabl
   return relayBody(Readable.fromWeb(response.body as WebReadableStream<Uint8Array>), (err) => mapFetchError(err, what, timeoutSignal) as Error)
 }
 
+/**
+ * Runs a whole generation under one deadline: every call, every wait for a
+ * retry and every download share it, so BACKEND_TIMEOUT_MS bounds what a
+ * client waits, retries included. Running out is BACKEND_TIMEOUT (504).
+ */
+export async function * underDeadline<T> (
+  backend: string,
+  timeoutMs: number,
+  outer: AbortSignal | undefined,
+  generate: (signal: AbortSignal) => AsyncGenerator<T>
+): AsyncGenerator<T> {
+  const deadline = AbortSignal.timeout(timeoutMs)
+  const signal = outer === undefined ? deadline : AbortSignal.any([outer, deadline])
+  try {
+    yield * generate(signal)
+  } catch (err) {
+    // A call that timed out names itself; anything else cut short by the deadline is the deadline.
+    if (deadline.aborted && outer?.aborted !== true && !(err instanceof BackendTimeoutError)) {
+      throw new BackendTimeoutError(backend, `the generation took longer than ${timeoutMs} ms`)
+    }
+    throw err
+  }
+}
+
 function withTimeout (timeoutMs: number, outer?: AbortSignal): { signal: AbortSignal, timeoutSignal: AbortSignal } {
   const timeoutSignal = AbortSignal.timeout(timeoutMs)
   return { signal: outer === undefined ? timeoutSignal : AbortSignal.any([outer, timeoutSignal]), timeoutSignal }

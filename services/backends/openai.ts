@@ -2,7 +2,7 @@ import {
   BackendFailedError, BackendUnavailableError, GenerationBlockedError
 } from '../errors.js'
 import {
-  callJson, decodeUpstreamData, fetchStream, isRecord, numberParam, stringParam, type JsonResponse, type RetryPolicy
+  callJson, decodeUpstreamData, fetchStream, isRecord, numberParam, stringParam, underDeadline, type JsonResponse, type RetryPolicy
 } from './http-json.js'
 import type { GenerationRequest, GeneratorBackend, MediaItem } from './types.js'
 
@@ -50,13 +50,9 @@ export class OpenaiImageBackend implements GeneratorBackend {
     const reason = this.unavailableReason()
     if (reason !== null) throw new BackendUnavailableError(this.name, reason)
     const api = stringParam(request.params, 'api') ?? 'images'
-    if (api === 'images') {
-      yield * this.#viaImagesApi(request)
-    } else if (api === 'responses') {
-      yield * this.#viaResponsesApi(request)
-    } else {
-      throw new BackendFailedError(this.name, `unknown api "${api}"; use images or responses`)
-    }
+    if (api !== 'images' && api !== 'responses') throw new BackendFailedError(this.name, `unknown api "${api}"; use images or responses`)
+    yield * underDeadline(this.name, this.#timeoutMs, request.signal, (signal) =>
+      api === 'images' ? this.#viaImagesApi({ ...request, signal }) : this.#viaResponsesApi({ ...request, signal }))
   }
 
   async * #viaImagesApi (request: GenerationRequest): AsyncGenerator<MediaItem> {

@@ -2,7 +2,7 @@ import {
   BackendFailedError, BackendUnavailableError, GenerationBlockedError
 } from '../errors.js'
 import {
-  callJson, decodeUpstreamData, fetchStream, isRecord, stringParam, type JsonResponse, type RetryPolicy
+  callJson, decodeUpstreamData, fetchStream, isRecord, stringParam, underDeadline, type JsonResponse, type RetryPolicy
 } from './http-json.js'
 import type { GenerationRequest, GeneratorBackend, MediaItem } from './types.js'
 
@@ -49,6 +49,10 @@ export class OpenrouterImageBackend implements GeneratorBackend {
   async * generate (request: GenerationRequest): AsyncGenerator<MediaItem> {
     const reason = this.unavailableReason()
     if (reason !== null) throw new BackendUnavailableError(this.name, reason)
+    yield * underDeadline(this.name, this.#timeoutMs, request.signal, (signal) => this.#generate({ ...request, signal }))
+  }
+
+  async * #generate (request: GenerationRequest): AsyncGenerator<MediaItem> {
     const requestedModel = stringParam(request.params, 'model') ?? DEFAULT_MODEL
     const body: Record<string, unknown> = {
       model: requestedModel,

@@ -196,6 +196,13 @@ t.test('429s beyond the retry budget fail with the upstream message', async (t) 
   t.equal(fake.requests.length, 2)
 })
 
+t.test('BACKEND_TIMEOUT_MS bounds the whole generation, waits for 429s included: 504, not the last 429', async (t) => {
+  const { fake, backend } = await setup(t, { timeoutMs: 300, maxRetries: 10 })
+  fake.behave({ kind: 'rate_limited', retryAfterMs: '200' })
+  t.match(await failure(backend, request()), { code: 'BACKEND_TIMEOUT', statusCode: 504, message: /300 ms/ })
+  t.ok(fake.requests.length < 11, `it stopped asking (${fake.requests.length} requests), not after the whole retry budget`)
+})
+
 t.test('a Retry-After longer than the allowed wait fails at once', async (t) => {
   const { fake, backend } = await setup(t, { maxRetryDelayMs: 2000 })
   fake.behave({ kind: 'rate_limited', retryAfter: '120' })

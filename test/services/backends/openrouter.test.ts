@@ -183,6 +183,13 @@ t.test('a 429 honours Retry-After, then succeeds; beyond the budget it fails', a
   t.equal(fake.requests.length, 4)
 })
 
+t.test('BACKEND_TIMEOUT_MS bounds the whole generation, waits for 429s included', async (t) => {
+  const { fake, backend } = await setup(t, { timeoutMs: 1500, maxRetries: 10 })
+  fake.behave({ kind: 'rate_limited', retryAfter: '1' })
+  t.match(await failure(backend, request()), { code: 'BACKEND_TIMEOUT', statusCode: 504, message: /1500 ms/ })
+  t.ok(fake.requests.length < 11, `it stopped asking (${fake.requests.length} requests), not after the whole retry budget`)
+})
+
 t.test('a slow answer times out', async (t) => {
   const { fake, backend } = await setup(t, { timeoutMs: 200 })
   fake.behave({ kind: 'slow', delayMs: 5000 })
