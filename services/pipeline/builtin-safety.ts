@@ -310,11 +310,16 @@ function tokenise (text: string): { sequences: string[][], joined: string[] } {
   return { sequences, joined: [...new Set(joined)] }
 }
 
-// A word with letters hidden behind * or #: at least two letters shown, and a mask inside or at the end.
-const MASKED_WORD = /[\p{L}\p{N}]*\p{L}[\p{L}\p{N}]*[*#]+[\p{L}\p{N}*#]*/gu
+// Words are cut at anything but letters, digits and masks, with one linear
+// split: a pattern that finds masked words in one go backtracks badly on long
+// unmasked runs, and the text is a client's.
+const NOT_WORD = /[^\p{L}\p{N}*#]+/u
+const MAX_MASKED_WORD = 40
 
+/** Words with letters hidden behind * or #: at least two letters shown, no longer than a real word. */
 function maskedWords (text: string): string[] {
-  return (foldWord(text).match(MASKED_WORD) ?? []).filter((word) => (word.match(/\p{L}/gu) ?? []).length >= 2)
+  return foldWord(text).split(NOT_WORD).filter((word) =>
+    word.length <= MAX_MASKED_WORD && /[*#]/.test(word) && (word.match(/\p{L}/gu) ?? []).length >= 2)
 }
 
 /** f*ck → /^f\p{L}ck$/u: each mask is one letter. */

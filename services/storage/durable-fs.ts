@@ -60,7 +60,22 @@ export async function writeFilesDurably (
   } finally {
     for (const temp of temps.slice(renamed)) await unlink(temp).catch(() => {})
   }
-  await fsyncPath(dir)
+  try {
+    await fsyncPath(dir)
+  } catch (err) {
+    throw new FolderNotSyncedError(dir, err)
+  }
+}
+
+/**
+ * The files are in place (readers see them), but the folder's fsync failed:
+ * whether the renames survive a crash is unknown. Nothing must be undone.
+ */
+export class FolderNotSyncedError extends Error {
+  constructor (dir: string, cause: unknown) {
+    super(`the files in ${dir} are written, but the folder could not be synced`, { cause })
+    this.name = 'FolderNotSyncedError'
+  }
 }
 
 /**

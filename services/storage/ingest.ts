@@ -124,8 +124,8 @@ export class MediaIngester {
       if (!sink.closed) await once(sink, 'close').catch(() => {})
       throw mapError(err)
     }
-    // Opened before the file is handed on: the committer renames it away, and a sync that
-    // only then opened it by name would find nothing there.
+    // Opened before the file is handed on: the committer removes the temp name once the
+    // file is listed, and a sync that only then opened it by name would find nothing there.
     const handle = await open(path, 'r')
     return { path, durable: syncInBackground(async () => { await syncAndClose(handle) }), size: meter.bytes, sha256: meter.digest(), head: meter.head(), source }
   }

@@ -4,7 +4,7 @@ import { FileNotFoundError, InvalidStatusTransitionError, MediaNotFoundError, Me
 import { LruCache } from '../cache/lru.js'
 import type { MediaType } from '../../schemas/media.js'
 import type { ErrorRecord, MediaOutput, MediaSourceRecord, RunMetadata, RunStatus, StageRecord } from '../../schemas/run.js'
-import { TEMP_PREFIX, fsyncPath, linkWithoutOverwrite, settleAll, tempName, writeFilesDurably } from './durable-fs.js'
+import { FolderNotSyncedError, TEMP_PREFIX, fsyncPath, linkWithoutOverwrite, settleAll, tempName, writeFilesDurably } from './durable-fs.js'
 import type { MediaIngester, MediaInput, StagedFile } from './ingest.js'
 import { KeyedLock } from './keyed-lock.js'
 import { probeMediaFile, type MediaProbe } from './probe.js'
@@ -452,7 +452,13 @@ export class RunStorage {
       try {
         await writeFilesDurably(dir, [...files, [METADATA_FILE, serialise(next)]], alongside)
       } catch (err) {
-        if (rollback !== undefined) await rollback(dir)
+        if (err instanceof FolderNotSyncedError) {
+          // metadata.json is already the new one: memory and the index follow it, nothing is rolled back.
+          this.#metadata.set(id, next)
+          this.#notify({ kind: 'written', metadata: next })
+        } else if (rollback !== undefined) {
+          await rollback(dir)
+        }
         throw err
       }
       this.#metadata.set(id, next)

@@ -1,7 +1,7 @@
 import type { StepReport } from '../pipeline-runner.js'
 import type { SafetyVerdict } from '../types.js'
 
-/** A safety verdict as a step record: the text checked (passed on unchanged), the decision, who made it, and what it matched. */
+/** A safety verdict as a step record: the text checked (what the stage passes on is not changed by it), the decision, who made it, and what it matched. */
 export function safetyReport (verdict: SafetyVerdict, checked: string): StepReport {
   return {
     status: verdict.allowed ? 'completed' : 'blocked',

@@ -145,6 +145,10 @@ t.test('masks stand for single letters of listed words only', async (t) => {
   t.ok((await codes('f***ing dragon')).includes('profanity.strong'), 'masks inside a longer word')
   t.same(await codes('sh**'), ['profanity.mild'], 'masks at the end')
   t.same(await codes('fi*h'), [], 'fish is not listed')
+  // A client's text: long runs without masks must cost a linear scan, not a backtracking one.
+  t.same(await codes('a'.repeat(20000)), [], 'a 20000-letter word is checked in passing')
+  t.same(await codes(`${'a'.repeat(20000)} f*ck`), ['profanity.strong'])
+  t.same(await codes(`${'a*'.repeat(5000)}`), [], 'an over-long masked word is no word')
   const { matches } = (await checker.check('what the f*ck', 'kids', input)).details as { matches: Array<{ term: string, found: string }> }
   t.ok(matches.some((m) => m.term === 'fuck' && m.found === 'f*ck'), 'the record shows the masked word and what it stands for')
 })

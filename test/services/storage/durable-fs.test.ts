@@ -153,3 +153,23 @@ t.test('linkWithoutOverwrite with a missing temp file creates nothing', async (t
   await t.rejects(linkWithoutOverwrite(join(dir, '.tmp-missing'), join(dir, 'output_image.png')), { code: 'ENOENT' })
   t.same(await readdir(dir), [])
 })
+
+t.test('when only the folder\'s fsync fails, the files are in place and the error says so', async (t) => {
+  const dir = await tempRunsDir(t)
+  const real = await import('node:fs/promises')
+  const durable = await t.mockImport<typeof import('../../../services/storage/durable-fs.js')>('../../../services/storage/durable-fs.js', {
+    'node:fs/promises': {
+      ...real,
+      open: async (path: string, flags?: string) => {
+        if (path === dir && flags === 'r') throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' })
+        return await real.open(path, flags)
+      }
+    }
+  })
+  await writeFile(join(dir, 'metadata.json'), 'old')
+  const err = await durable.writeFilesDurably(dir, [['metadata.json', 'new']]).catch((e: unknown) => e)
+  t.ok(err instanceof durable.FolderNotSyncedError)
+  t.match(err, { message: /could not be synced/, cause: { code: 'EIO' } })
+  t.equal(await readFile(join(dir, 'metadata.json'), 'utf8'), 'new', 'the new file is what readers see: nothing may be undone')
+  t.same(await readdir(dir), ['metadata.json'])
+})

@@ -375,3 +375,28 @@ t.test('update writes several changes at once, or none of them', async (t) => {
   t.equal(await readFile(join(dir, 'transformed_text.txt'), 'utf8'), 'A surreal x')
   t.same((await readdir(dir)).filter((n) => n.startsWith('.')), [])
 })
+
+t.test('a media file whose listing is in place when only the folder\'s fsync fails stays, listed, in memory too', async (t) => {
+  const durable = await import('../../../services/storage/durable-fs.js')
+  let failFolderSync = false
+  const { RunStorage: MockedStorage } = await t.mockImport<typeof import('../../../services/storage/run-storage.js')>('../../../services/storage/run-storage.js', {
+    '../../../services/storage/durable-fs.js': {
+      ...durable,
+      writeFilesDurably: async (...args: Parameters<typeof durable.writeFilesDurably>) => {
+        await durable.writeFilesDurably(...args)
+        if (failFolderSync) throw new durable.FolderNotSyncedError(args[0], new Error('EIO'))
+      }
+    }
+  })
+  const runsDir = await tempRunsDir(t)
+  const storage = new MockedStorage({ runsDir, ingester: new MediaIngester({ maxBytes: 1024 * 1024, fetchTimeoutMs: 1000, maxRedirects: 0, fetchPolicy: new FetchPolicy() }) })
+  await storage.init()
+  const run = await newRun(storage as RunStorage)
+  failFolderSync = true
+  await t.rejects(storage.addMedia(run.run_id, await readFile(fixtures.png.file), { config: 'c', backend: 'b' }), durable.FolderNotSyncedError)
+  const onDisk = await readJson(join(runsDir, run.run_id, 'metadata.json'))
+  t.same(onDisk.outputs.map((o: any) => o.filename), ['output_image.png'], 'metadata.json lists it')
+  t.ok((await stat(join(runsDir, run.run_id, 'output_image.png'))).isFile(), 'and the file is not rolled back')
+  t.same((await storage.getMetadata(run.run_id)).outputs.map((o) => o.filename), ['output_image.png'], 'memory agrees with the disk')
+  t.same((await readdir(join(runsDir, run.run_id))).filter((n) => n.startsWith('.')), [], 'no temp file left')
+})
