@@ -5,7 +5,7 @@ import swaggerUi from '@fastify/swagger-ui'
 export default fp(async function swaggerPlugin (app) {
   await app.register(swagger, {
     openapi: {
-      openapi: '3.0.3',
+      openapi: '3.1.0',
       info: {
         title: 'runstore',
         description: 'Runs the generation pipeline of an AI art education platform and keeps every run\'s media: one folder per run with metadata.json, input_text.txt, transformed_text.txt and its media files.',
