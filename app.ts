@@ -6,7 +6,6 @@ import configPlugin from './plugins/config.js'
 import errorsPlugin from './plugins/errors.js'
 import corsPlugin from './plugins/cors.js'
 import swaggerPlugin from './plugins/swagger.js'
-import multipartPlugin from './plugins/multipart.js'
 import storagePlugin from './plugins/storage.js'
 import adminPlugin from './plugins/admin.js'
 import mediaDeliveryPlugin from './plugins/media-delivery.js'
@@ -58,7 +57,6 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(errorsPlugin)
   await app.register(corsPlugin)
   await app.register(swaggerPlugin)
-  await app.register(multipartPlugin)
   await app.register(storagePlugin)
   await app.register(adminPlugin)
   await app.register(mediaDeliveryPlugin)

@@ -1,6 +1,11 @@
 import fp from 'fastify-plugin'
 import multipart from '@fastify/multipart'
 
+/**
+ * Multipart uploads. Registered by the routes that take them (routes/runs.ts),
+ * not at the root: the plugin adds an onRequest and an onResponse hook to
+ * every route of the context it lands in.
+ */
 export default fp(async function multipartPlugin (app) {
   await app.register(multipart, {
     limits: {

@@ -11,6 +11,7 @@ import { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, type RunIndexEntry } from '../servi
 import { exportRunZip } from '../services/storage/run-export.js'
 import type { MediaInput } from '../services/storage/ingest.js'
 import type { StagedMedia } from '../services/storage/run-storage.js'
+import multipartPlugin from '../plugins/multipart.js'
 
 const Name = Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]*$' })
 
@@ -96,6 +97,9 @@ const AddMediaMultipart = Type.Unsafe({
 })
 
 const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  // Only these routes take uploads: @fastify/multipart's hooks run on every
+  // request of the context it is registered in, and must stay off the media hot path.
+  await app.register(multipartPlugin)
   const { storage } = app
   // base64 is 4/3 of the bytes; the storage enforces the real limit on the decoded media.
   const jsonBodyLimit = Math.ceil(app.config.MAX_UPLOAD_BYTES * 4 / 3) + 64 * 1024
