@@ -111,6 +111,11 @@ export class BuiltinSafetyChecker implements SafetyChecker {
     this.#allowPhrases = data.allow.phrases.map((phrase) => tokensOf(phrase))
   }
 
+  /** The codes a verdict in this context can name, in list order: what the LLM checker offers its model. */
+  categories (context: SafetyContext): string[] {
+    return [...this.#lists.values()].filter((list) => list.minLevel !== null && concerns(list, context)).map((list) => list.code)
+  }
+
   async check (text: string, level: SafetyLevel, context: SafetyContext, signal?: AbortSignal): Promise<SafetyVerdict> {
     signal?.throwIfAborted()
     return this.evaluate(text, level, context)

@@ -22,10 +22,6 @@ const LEVEL_RULES: Record<Exclude<SafetyLevel, 'off'>, string> = {
     '(dismemberment, torture shown in detail), sexual violence, hate speech and extremist symbols.'
 }
 
-const SAFETY_CODES = 'violence.weapon, violence.fighting, violence.killing, gore.blood, gore.extreme, horror.scary, sexual.nudity, ' +
-  'sexual.explicit, sexual.violence, sexual.minors, drugs.alcohol, drugs.tobacco, drugs.illegal, profanity.mild, profanity.strong, ' +
-  'hate.slur, hate.extremism, self_harm'
-
 const GENERIC_REASON = 'This idea is not something we can make a picture of here. Let\'s try another one!'
 
 export class LlmTranslator implements Translator {
@@ -95,7 +91,7 @@ export class LlmSafetyChecker implements SafetyChecker {
   async check (text: string, level: SafetyLevel, context: SafetyContext, signal?: AbortSignal): Promise<SafetyVerdict> {
     if (level === 'off') return this.#fallback.evaluate(text, level, context)
     const answer = await this.#client.chat([
-      { role: 'system', content: safetyInstruction(level, context) },
+      { role: 'system', content: safetyInstruction(level, context, this.#fallback.categories(context)) },
       { role: 'user', content: `Text to check:\n<<<\n${text}\n>>>` }
     ], { temperature: 0, signal })
     const parsed = parseVerdict(answer.content)
@@ -181,7 +177,8 @@ function jsonObjects (text: string): string[] {
   return found
 }
 
-function safetyInstruction (level: Exclude<SafetyLevel, 'off'>, context: SafetyContext): string {
+/** `codes`: the word lists' categories for this context, so model and lists name things alike. */
+function safetyInstruction (level: Exclude<SafetyLevel, 'off'>, context: SafetyContext, codes: string[]): string {
   const what = context.stage === 'input'
     ? 'a prompt a workshop participant typed'
     : `the final prompt about to be sent to a${context.media_type === 'audio' ? 'n' : ''} ${context.media_type ?? 'media'} generator`
@@ -190,7 +187,7 @@ function safetyInstruction (level: Exclude<SafetyLevel, 'off'>, context: SafetyC
     'Judge what the text asks to be shown, not single words out of context. ' +
     'Answer with one JSON object and nothing else: ' +
     '{"allowed": true or false, "reason": a short, kind sentence a child understands saying why it is blocked (null when allowed), ' +
-    `"codes": the categories that apply, chosen from ${SAFETY_CODES} (empty when allowed)}.`
+    `"codes": the categories that apply, chosen from ${codes.join(', ')} (empty when allowed)}.`
 }
 
 function answerDetails (answer: { finish_reason: string | null, thinking: string | null }): Record<string, unknown> {

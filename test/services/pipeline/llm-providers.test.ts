@@ -90,6 +90,13 @@ t.test('safety: a JSON verdict is taken as it is', async (t) => {
   t.same({ ...blocked, details: undefined }, { allowed: false, reason: 'That sounds too scary for a picture.', codes: ['horror.scary'], provider: 'llm', model: 'llama3.2', details: undefined })
   t.match(server.requests[1]!.body.messages[0].content, /teenagers aged 13 to 17/)
   t.match(server.requests[1]!.body.messages[0].content, /a prompt a workshop participant typed/)
+
+  // The codes offered are the word lists' own, for the medium at hand.
+  t.match(system, /chosen from .*sound\.frightening/, "an audio prompt may be named sound.frightening")
+  const inputSystem = server.requests[1]!.body.messages[0].content as string
+  t.match(inputSystem, /chosen from .*violence\.weapon.*horror\.scary/)
+  t.notMatch(inputSystem, /sound\.frightening/, 'a medium\'s list is not offered for the input')
+  t.notMatch(inputSystem, /context\.minor/, 'nor a list that never blocks on its own')
 })
 
 t.test('safety: verdict inside text, blocked without a reason, allowed with a note', async (t) => {
