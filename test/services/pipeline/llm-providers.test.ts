@@ -92,7 +92,7 @@ t.test('safety: a JSON verdict is taken as it is', async (t) => {
   t.match(server.requests[1]!.body.messages[0].content, /a prompt a workshop participant typed/)
 
   // The codes offered are the word lists' own, for the medium at hand.
-  t.match(system, /chosen from .*sound\.frightening/, "an audio prompt may be named sound.frightening")
+  t.match(system, /chosen from .*sound\.frightening/, 'an audio prompt may be named sound.frightening')
   const inputSystem = server.requests[1]!.body.messages[0].content as string
   t.match(inputSystem, /chosen from .*violence\.weapon.*horror\.scary/)
   t.notMatch(inputSystem, /sound\.frightening/, 'a medium\'s list is not offered for the input')
