@@ -24,7 +24,8 @@ export default fp(async function errorsPlugin (app) {
     }
     if (error.statusCode >= 500) request.log.error({ err }, 'request failed')
     else request.log.info({ code: error.code, message: error.message }, 'request refused')
-    return reply.code(error.statusCode).type('application/json; charset=utf-8').send({
+    // Errors describe a moment (MEDIA_NOT_READY turns into the image), never the resource: nothing may cache them.
+    return reply.code(error.statusCode).type('application/json; charset=utf-8').header('Cache-Control', 'no-store').header('X-Content-Type-Options', 'nosniff').send({
       statusCode: error.statusCode,
       error: STATUS_CODES[error.statusCode] ?? 'Error',
       code: error.code,
@@ -33,7 +34,7 @@ export default fp(async function errorsPlugin (app) {
   })
 
   app.setNotFoundHandler((request, reply) => {
-    return reply.code(404).send({
+    return reply.code(404).header('Cache-Control', 'no-store').send({
       statusCode: 404,
       error: 'Not Found',
       code: 'ROUTE_NOT_FOUND',

@@ -18,6 +18,7 @@ export const IncompleteUploadError = createError<[string]>('INCOMPLETE_UPLOAD', 
 export const SourceFailedError = createError<[string]>('SOURCE_FAILED', 'media source failed: %s', 502)
 export const SourceTimeoutError = createError<[string]>('SOURCE_TIMEOUT', 'media source timed out: %s', 504)
 export const FetchForbiddenError = createError<[string]>('FETCH_FORBIDDEN', 'fetching %s is not allowed', 400)
+export const RangeNotSatisfiableError = createError<[string, number]>('RANGE_NOT_SATISFIABLE', 'the range %s is not within the file\'s %s bytes', 416)
 export const InvalidStatusTransitionError = createError<[string, string]>('INVALID_STATUS', 'a run cannot go from %s to %s', 409)
 
 // Generator backends and pipeline stages.

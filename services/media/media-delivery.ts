@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import { LruCache } from '../cache/lru.js'
 import type { MediaOutput } from '../../schemas/run.js'
+import { RangeNotSatisfiableError } from '../errors.js'
 
 export interface DeliveryRequest {
   range?: string
@@ -13,7 +14,7 @@ export interface DeliveryRequest {
 }
 
 export interface Delivery {
-  statusCode: 200 | 206 | 304 | 416
+  statusCode: 200 | 206 | 304
   /** shared between answers of the same output: read, never change */
   headers: HeaderValues
   body: Buffer | Readable | null
@@ -24,10 +25,6 @@ export interface MediaDeliveryOptions {
   cacheBytes: number
   /** files larger than this always stream from disk */
   maxCachedFileBytes: number
-}
-
-interface CachedFile {
-  bytes: Buffer
 }
 
 type HeaderValues = Readonly<Record<string, string | number>>
@@ -48,13 +45,13 @@ interface OutputHeaders {
  * content hash; only large files and partial requests go to the disk.
  */
 export class MediaDelivery {
-  readonly #files: LruCache<string, CachedFile>
+  readonly #files: LruCache<string, Buffer>
   readonly #loading = new Map<string, Promise<Buffer>>()
   readonly #headers = new WeakMap<MediaOutput, OutputHeaders>()
   readonly #maxCachedFileBytes: number
 
   constructor (options: MediaDeliveryOptions) {
-    this.#files = new LruCache(options.cacheBytes, (f) => f.bytes.length)
+    this.#files = new LruCache(options.cacheBytes, (bytes) => bytes.length)
     this.#maxCachedFileBytes = Math.min(options.maxCachedFileBytes, options.cacheBytes)
   }
 
@@ -67,6 +64,7 @@ export class MediaDelivery {
     this.#files.deleteWhere((key) => key.startsWith(`${runId}/`))
   }
 
+  /** The answer for one request; an unsatisfiable Range throws RANGE_NOT_SATISFIABLE (416). */
   async deliver (runId: string, output: MediaOutput, path: string, request: DeliveryRequest): Promise<Delivery> {
     const shared = this.#outputHeaders(runId, output)
     const headers = request.download === true ? shared.attachment : shared.inline
@@ -82,18 +80,18 @@ export class MediaDelivery {
     const range = request.range !== undefined && rangeApplies(request.ifRange, headers)
       ? parseRange(request.range, size)
       : null
-    if (range === 'unsatisfiable') return rangeNotSatisfiable(request.range!, size)
+    if (range === 'unsatisfiable') throw new RangeNotSatisfiableError(JSON.stringify(request.range!.slice(0, 100)), size)
     if (range !== null) {
       const cached = this.#files.get(shared.key)
       const body = cached !== undefined
-        ? cached.bytes.subarray(range.start, range.end + 1)
+        ? cached.subarray(range.start, range.end + 1)
         : createReadStream(path, { start: range.start, end: range.end })
       return { statusCode: 206, headers: { ...headers, 'Content-Range': `bytes ${range.start}-${range.end}/${size}`, 'Content-Length': range.end - range.start + 1 }, body }
     }
 
     if (size > this.#maxCachedFileBytes) return { statusCode: 200, headers, body: createReadStream(path) }
     // The hot path: shared headers, bytes from memory, nothing copied.
-    return { statusCode: 200, headers, body: this.#files.get(shared.key)?.bytes ?? await this.#load(shared.key, path) }
+    return { statusCode: 200, headers, body: this.#files.get(shared.key) ?? await this.#load(shared.key, path) }
   }
 
   /** Reads a file that is not cached yet into the cache; concurrent first requests read it once. */
@@ -101,7 +99,7 @@ export class MediaDelivery {
     let loading = this.#loading.get(key)
     if (loading === undefined) {
       loading = readFile(path).then((bytes) => {
-        this.#files.set(key, { bytes })
+        this.#files.set(key, bytes)
         return bytes
       }).finally(() => this.#loading.delete(key))
       this.#loading.set(key, loading)
@@ -150,27 +148,6 @@ function notModified (output: MediaOutput, etag: string, request: DeliveryReques
     return Number.isFinite(since) && Math.floor(Date.parse(output.created_at) / 1000) * 1000 <= since
   }
   return false
-}
-
-/** Like every error of the service, a JSON body; not cacheable, since the file itself is fine. */
-function rangeNotSatisfiable (range: string, size: number): Delivery {
-  const body = Buffer.from(JSON.stringify({
-    statusCode: 416,
-    error: 'Range Not Satisfiable',
-    code: 'RANGE_NOT_SATISFIABLE',
-    message: `the range ${JSON.stringify(range.slice(0, 100))} is not within the file's ${size} bytes`
-  }))
-  return {
-    statusCode: 416,
-    headers: {
-      'Content-Type': 'application/json; charset=utf-8',
-      'Content-Length': body.length,
-      'Content-Range': `bytes */${size}`,
-      'Cache-Control': 'no-store',
-      'X-Content-Type-Options': 'nosniff'
-    },
-    body
-  }
 }
 
 function rangeApplies (ifRange: string | undefined, headers: HeaderValues): boolean {

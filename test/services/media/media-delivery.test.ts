@@ -228,18 +228,10 @@ t.test('a file larger than maxCachedFileBytes streams, whole and in ranges', asy
   t.equal(exact.delivery.cachedBytes, 1000)
 })
 
-t.test('an unsatisfiable Range answers 416 with Content-Range: bytes */size', async (t) => {
+t.test('an unsatisfiable Range is a RANGE_NOT_SATISFIABLE error (416) naming the range and the size', async (t) => {
   const { delivery, file } = await setup(t)
   for (const range of ['bytes=1000-', 'bytes=20-10', 'bytes=-0', 'bytes=abc', 'items=0-1']) {
-    const res = await delivery.deliver(RUN, file.output, file.path, { range })
-    t.equal(res.statusCode, 416, range)
-    t.equal(res.headers['Content-Range'], 'bytes */1000')
-    t.match(res.headers['Content-Type'], /^application\/json/, 'an error, as JSON like every other')
-    t.equal(res.headers['Cache-Control'], 'no-store', 'the immutable caching of the file does not apply')
-    t.notOk('ETag' in res.headers)
-    const body = JSON.parse((res.body as Buffer).toString('utf8'))
-    t.match(body, { statusCode: 416, error: 'Range Not Satisfiable', code: 'RANGE_NOT_SATISFIABLE', message: /1000 bytes/ })
-    t.equal(res.headers['Content-Length'], (res.body as Buffer).length)
+    await t.rejects(delivery.deliver(RUN, file.output, file.path, { range }), { code: 'RANGE_NOT_SATISFIABLE', statusCode: 416, message: new RegExp(`${JSON.stringify(range).replace(/[-[\]{}()*+?.\\^$|]/g, '\\$&')}.*1000 bytes`) }, range)
   }
   const full = await delivery.deliver(RUN, file.output, file.path, {})
   t.notOk('Content-Range' in full.headers, 'a 416 does not leave its headers behind')
@@ -374,7 +366,5 @@ t.test('an empty file: 200 with no bytes, and any Range is unsatisfiable', async
   t.equal(res.statusCode, 200)
   t.equal(res.headers['Content-Length'], 0)
   t.same(await bodyBytes(res.body), Buffer.alloc(0))
-  const ranged = await delivery.deliver(RUN, empty.output, empty.path, { range: 'bytes=0-' })
-  t.equal(ranged.statusCode, 416)
-  t.equal(ranged.headers['Content-Range'], 'bytes */0')
+  await t.rejects(delivery.deliver(RUN, empty.output, empty.path, { range: 'bytes=0-' }), { code: 'RANGE_NOT_SATISFIABLE', message: /0 bytes/ })
 })
