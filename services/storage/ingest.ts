@@ -104,7 +104,7 @@ export class MediaIngester {
     }
     return {
       path,
-      durable: syncInBackground(async () => { await syncAndClose(handle) }),
+      durable: syncInBackground(handle),
       size: bytes.length,
       sha256: createHash('sha256').update(bytes).digest('hex'),
       head: Buffer.from(bytes.subarray(0, HEAD_BYTES)),
@@ -127,7 +127,7 @@ export class MediaIngester {
     // Opened before the file is handed on: the committer removes the temp name once the
     // file is listed, and a sync that only then opened it by name would find nothing there.
     const handle = await open(path, 'r')
-    return { path, durable: syncInBackground(async () => { await syncAndClose(handle) }), size: meter.bytes, sha256: meter.digest(), head: meter.head(), source }
+    return { path, durable: syncInBackground(handle), size: meter.bytes, sha256: meter.digest(), head: meter.head(), source }
   }
 
   async #writeUrl (url: string, headers: Record<string, string>, path: string): Promise<StagedFile> {
@@ -198,17 +198,12 @@ class MeteringStream extends Transform {
   }
 }
 
-async function syncAndClose (handle: FileHandle): Promise<void> {
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-}
-
-/** Starts an fsync now; its failure is reported to whoever awaits it, and never as an unhandled rejection. */
-function syncInBackground (sync: () => Promise<void>): Promise<void> {
-  const durable = sync()
+/**
+ * Starts the file's fsync now and closes it after; a failure is reported to
+ * whoever awaits the result, and never as an unhandled rejection.
+ */
+function syncInBackground (handle: FileHandle): Promise<void> {
+  const durable = handle.sync().finally(async () => { await handle.close() })
   durable.catch(() => {})
   return durable
 }
