@@ -11,6 +11,17 @@ export interface RetryPolicy {
   maxDelayMs: number
 }
 
+/** What every cloud backend (OpenAI, OpenRouter, Replicate) is configured with. */
+export interface CloudBackendOptions {
+  baseUrl?: string
+  /** the whole generation: every call, every wait for a 429 and every download */
+  timeoutMs?: number
+  /** how often a 429 is waited out */
+  maxRetries?: number
+  /** the longest single wait for a 429; a longer Retry-After fails at once */
+  maxRetryDelayMs?: number
+}
+
 export interface JsonCallOptions {
   /** backend name, used in error messages */
   backend: string

@@ -2,19 +2,13 @@ import {
   BackendFailedError, BackendUnavailableError, GenerationBlockedError
 } from '../errors.js'
 import {
-  callJson, decodeUpstreamData, fetchStream, isRecord, numberParam, stringParam, underDeadline, type JsonResponse, type RetryPolicy
+  callJson, decodeUpstreamData, fetchStream, isRecord, numberParam, stringParam, underDeadline,
+  type CloudBackendOptions, type JsonResponse, type RetryPolicy
 } from './http-json.js'
 import type { GenerationRequest, GeneratorBackend, MediaItem } from './types.js'
 
-export interface OpenaiImageBackendOptions {
+export interface OpenaiImageBackendOptions extends CloudBackendOptions {
   apiKey?: string | undefined
-  baseUrl?: string
-  /** per HTTP call; image generation at high quality can take minutes */
-  timeoutMs?: number
-  /** how often a 429 is waited out */
-  maxRetries?: number
-  /** the longest single wait for a 429; a longer Retry-After fails at once */
-  maxRetryDelayMs?: number
 }
 
 const DEFAULT_BASE_URL = 'https://api.openai.com/v1'

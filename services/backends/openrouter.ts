@@ -2,16 +2,13 @@ import {
   BackendFailedError, BackendUnavailableError, GenerationBlockedError
 } from '../errors.js'
 import {
-  callJson, decodeUpstreamData, fetchStream, isRecord, stringParam, underDeadline, type JsonResponse, type RetryPolicy
+  callJson, decodeUpstreamData, fetchStream, isRecord, stringParam, underDeadline,
+  type CloudBackendOptions, type JsonResponse, type RetryPolicy
 } from './http-json.js'
 import type { GenerationRequest, GeneratorBackend, MediaItem } from './types.js'
 
-export interface OpenrouterImageBackendOptions {
+export interface OpenrouterImageBackendOptions extends CloudBackendOptions {
   apiKey?: string | undefined
-  baseUrl?: string
-  timeoutMs?: number
-  maxRetries?: number
-  maxRetryDelayMs?: number
   /** sent as HTTP-Referer and X-Title so the usage shows up under the app's name */
   appUrl?: string
   appTitle?: string

@@ -3,23 +3,18 @@ import {
 } from '../errors.js'
 import {
   callJson, decodeUpstreamData, errorText, fetchStream, isRecord, sleep, stringParam,
-  type JsonResponse, type RetryPolicy
+  type CloudBackendOptions, type JsonResponse, type RetryPolicy
 } from './http-json.js'
 import type { GenerationRequest, GeneratorBackend, MediaItem } from './types.js'
 
-export interface ReplicateBackendOptions {
+export interface ReplicateBackendOptions extends CloudBackendOptions {
   apiToken?: string | undefined
-  baseUrl?: string
   /** pause between polls of an unfinished prediction */
   pollIntervalMs?: number
-  /** the whole prediction, from create to the last file, may take this long */
-  timeoutMs?: number
   /** per HTTP call (a create waits `waitSeconds` on top of it) */
   requestTimeoutMs?: number
   /** `Prefer: wait=N`: how long a create may hold the connection for a finished answer, 1–60 */
   waitSeconds?: number
-  maxRetries?: number
-  maxRetryDelayMs?: number
 }
 
 const DEFAULT_BASE_URL = 'https://api.replicate.com/v1'
