@@ -157,3 +157,14 @@ export function parseSse (text: string): SseEvent[] {
 export async function readJson (path: string): Promise<any> {
   return JSON.parse(await readFile(path, 'utf8'))
 }
+
+/** The events of a run with one output, in order; stage events carry their stage. */
+export const EVENTS_OF_ONE_OUTPUT = [
+  'run_created',
+  'stage_started:translation', 'stage_completed:translation',
+  'stage_started:safety', 'stage_completed:safety',
+  'stage_started:interception', 'stage_completed:interception',
+  'stage_started:pre_output_safety', 'stage_completed:pre_output_safety',
+  'stage_started:generation', 'media_stored', 'stage_completed:generation',
+  'completed'
+]
