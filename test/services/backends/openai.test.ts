@@ -7,31 +7,10 @@ import {
   BackendFailedError, BackendTimeoutError, BackendUnavailableError, GenerationBlockedError
 } from '../../../services/errors.js'
 import { startFakeOpenai, type FakeOpenai } from '../../fakes/openai.js'
+import { collectGenerated as collect, generationFailure as failure } from '../../generated-media.js'
 
 function request (overrides: Partial<GenerationRequest> = {}): GenerationRequest {
   return { run_id: '0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e', prompt: 'a friendly robot painting flowers', seed: 7, width: 1024, height: 1024, params: {}, ...overrides }
-}
-
-async function bytesOf (body: MediaItem['body']): Promise<Buffer> {
-  if (Buffer.isBuffer(body)) return body
-  const chunks: Buffer[] = []
-  for await (const chunk of body as Readable) chunks.push(chunk as Buffer)
-  return Buffer.concat(chunks)
-}
-
-async function collect (backend: OpenaiImageBackend, req: GenerationRequest): Promise<Array<{ item: MediaItem, bytes: Buffer }>> {
-  const items: Array<{ item: MediaItem, bytes: Buffer }> = []
-  for await (const item of backend.generate(req)) items.push({ item, bytes: await bytesOf(item.body) })
-  return items
-}
-
-async function failure (backend: OpenaiImageBackend, req: GenerationRequest): Promise<unknown> {
-  try {
-    await collect(backend, req)
-  } catch (err) {
-    return err
-  }
-  throw new Error('expected the generation to fail')
 }
 
 async function setup (t: Test, options: OpenaiImageBackendOptions = {}): Promise<{ fake: FakeOpenai, backend: OpenaiImageBackend }> {

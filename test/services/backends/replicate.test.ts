@@ -7,33 +7,12 @@ import {
   BackendFailedError, BackendTimeoutError, BackendUnavailableError, GenerationBlockedError
 } from '../../../services/errors.js'
 import { startFakeReplicate, type FakeReplicate } from '../../fakes/replicate.js'
+import { bytesOf, collectGenerated as collect, generationFailure as failure } from '../../generated-media.js'
 
 const FLUX = 'black-forest-labs/flux-schnell'
 
 function request (overrides: Partial<GenerationRequest> = {}): GenerationRequest {
   return { run_id: '0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e', prompt: 'a fox in the snow', seed: 1234, width: 1024, height: 1024, params: { model: FLUX }, ...overrides }
-}
-
-async function bytesOf (body: MediaItem['body']): Promise<Buffer> {
-  if (Buffer.isBuffer(body)) return body
-  const chunks: Buffer[] = []
-  for await (const chunk of body as Readable) chunks.push(chunk as Buffer)
-  return Buffer.concat(chunks)
-}
-
-async function collect (backend: ReplicateBackend, req: GenerationRequest): Promise<Array<{ item: MediaItem, bytes: Buffer }>> {
-  const items: Array<{ item: MediaItem, bytes: Buffer }> = []
-  for await (const item of backend.generate(req)) items.push({ item, bytes: await bytesOf(item.body) })
-  return items
-}
-
-async function failure (backend: ReplicateBackend, req: GenerationRequest): Promise<unknown> {
-  try {
-    await collect(backend, req)
-  } catch (err) {
-    return err
-  }
-  throw new Error('expected the generation to fail')
 }
 
 async function setup (t: Test, options: ReplicateBackendOptions = {}): Promise<{ fake: FakeReplicate, backend: ReplicateBackend }> {
