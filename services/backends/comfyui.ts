@@ -8,6 +8,7 @@ import {
 } from '../errors.js'
 import type { MediaSourceRecord } from '../../schemas/run.js'
 import { relayBody } from '../http/relay.js'
+import { isRecord, parseJson } from '../json.js'
 import type { GenerationRequest, GeneratorBackend, MediaItem } from './types.js'
 
 const BACKEND = 'comfyui'
@@ -595,20 +596,9 @@ function describeFile (file: Pick<ComfyuiFileRef, 'filename' | 'subfolder' | 'ty
   return `${file.type}/${file.subfolder ? file.subfolder + '/' : ''}${file.filename}`
 }
 
-function parseJson (text: string): unknown {
-  try {
-    return JSON.parse(text)
-  } catch {
-    return undefined
-  }
-}
-
 function snippet (text: string): string {
   const flat = text.replace(/\s+/g, ' ').trim()
   if (flat === '') return '(empty body)'
   return flat.length > 200 ? flat.slice(0, 200) + '…' : flat
 }
 
-function isRecord (value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-}

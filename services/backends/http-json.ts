@@ -3,6 +3,8 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web'
 import { decodeDataUriOrBase64 } from '../data-uri.js'
 import { BackendFailedError, BackendTimeoutError } from '../errors.js'
 import { relayBody } from '../http/relay.js'
+import { describeUrl } from '../http/urls.js'
+import { parseJson } from '../json.js'
 
 export interface RetryPolicy {
   /** how many times a rate-limited (or, if allowed, transiently failed) call is repeated */
@@ -168,25 +170,6 @@ function mapFetchError (err: unknown, options: { backend: string, method: string
   return new BackendFailedError(options.backend, `${where}: ${detail}`)
 }
 
-/** Query strings may carry signatures; error messages end up in run records. */
-export function describeUrl (url: string): string {
-  try {
-    const parsed = new URL(url)
-    return `${parsed.origin}${parsed.pathname}`
-  } catch {
-    return url.slice(0, 200)
-  }
-}
-
-function parseJson (text: string): unknown {
-  if (text === '') return null
-  try {
-    return JSON.parse(text)
-  } catch {
-    return null
-  }
-}
-
 /** Milliseconds to wait, from retry-after-ms (OpenAI), Retry-After seconds or an HTTP date; null if absent or unreadable. */
 export function retryAfterMs (headers: Headers, now = Date.now()): number | null {
   const ms = Number.parseFloat(headers.get('retry-after-ms') ?? '')
@@ -224,10 +207,6 @@ export function errorText (value: unknown): string {
   if (typeof value === 'string') return value
   if (value === null || value === undefined) return ''
   return JSON.stringify(value)
-}
-
-export function isRecord (value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
 export function stringParam (params: Record<string, unknown>, key: string): string | undefined {

@@ -2,9 +2,9 @@ import {
   BackendFailedError, BackendUnavailableError, GenerationBlockedError
 } from '../errors.js'
 import {
-  callJson, decodeUpstreamData, fetchStream, isRecord, numberParam, stringParam, underDeadline,
-  type CloudBackendOptions, type JsonResponse, type RetryPolicy
+  callJson, decodeUpstreamData, fetchStream, numberParam, stringParam, underDeadline, type CloudBackendOptions, type JsonResponse, type RetryPolicy
 } from './http-json.js'
+import { isRecord } from '../json.js'
 import type { GenerationRequest, GeneratorBackend, MediaItem } from './types.js'
 
 export interface OpenaiImageBackendOptions extends CloudBackendOptions {

@@ -2,9 +2,9 @@ import {
   BackendFailedError, BackendTimeoutError, BackendUnavailableError, GenerationBlockedError
 } from '../errors.js'
 import {
-  callJson, decodeUpstreamData, errorText, fetchStream, isRecord, sleep, stringParam,
-  type CloudBackendOptions, type JsonResponse, type RetryPolicy
+  callJson, decodeUpstreamData, errorText, fetchStream, sleep, stringParam, type CloudBackendOptions, type JsonResponse, type RetryPolicy
 } from './http-json.js'
+import { isRecord } from '../json.js'
 import type { GenerationRequest, GeneratorBackend, MediaItem } from './types.js'
 
 export interface ReplicateBackendOptions extends CloudBackendOptions {

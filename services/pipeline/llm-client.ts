@@ -1,5 +1,7 @@
 import got, { TimeoutError } from 'got'
 import { BackendFailedError, BackendTimeoutError } from '../errors.js'
+import { describeUrl } from '../http/urls.js'
+import { isRecord, parseJson } from '../json.js'
 
 const BACKEND = 'llm'
 
@@ -84,7 +86,7 @@ export class LlmClient {
     if (status >= 400) {
       throw new BackendFailedError(BACKEND, `${where} answered ${status}: ${serverMessage(body) ?? (text.slice(0, 200) || 'no message')}`)
     }
-    if (body === undefined) throw new BackendFailedError(BACKEND, `${where} answered ${status} with something that is not JSON: ${text.slice(0, 100)}`)
+    if (body === null) throw new BackendFailedError(BACKEND, `${where} answered ${status} with something that is not JSON: ${text.slice(0, 100)}`)
     const choice = isRecord(body) && Array.isArray(body.choices) ? body.choices[0] : undefined
     const message = isRecord(choice) ? choice.message : undefined
     const content = isRecord(message) ? message.content : undefined
@@ -144,20 +146,6 @@ function serverMessage (body: unknown): string | null {
   return null
 }
 
-function parseJson (text: string): unknown {
-  try {
-    return JSON.parse(text)
-  } catch {
-    return undefined
-  }
-}
-
-// Keys may sit in query strings of proxies; error messages end up in run records.
-function describeUrl (url: string): string {
-  const parsed = new URL(url)
-  return `${parsed.origin}${parsed.pathname}`
-}
-
 function isHttpUrl (url: string): boolean {
   try {
     return ['http:', 'https:'].includes(new URL(url).protocol)
@@ -166,6 +154,3 @@ function isHttpUrl (url: string): boolean {
   }
 }
 
-function isRecord (value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-}

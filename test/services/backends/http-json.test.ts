@@ -2,8 +2,9 @@ import t, { type Test } from 'tap'
 import { createServer, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import {
-  callJson, decodeUpstreamData, describeUrl, errorText, fetchStream, retryAfterMs, sleep
+  callJson, decodeUpstreamData, errorText, fetchStream, retryAfterMs, sleep
 } from '../../../services/backends/http-json.js'
+import { describeUrl } from '../../../services/http/urls.js'
 import { BackendFailedError, BackendTimeoutError } from '../../../services/errors.js'
 
 /** A server whose answers are scripted per request; returns its base URL and the number of requests seen. */
