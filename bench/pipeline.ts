@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildApp } from '../app.js'
 import { loadConfig } from '../config.js'
-import { BuiltinBackend } from '../services/backends/builtin.js'
+import { BuiltinBackend } from '../services/backends/builtin/backend.js'
 import type { GenerationRequest, GeneratorBackend, MediaItem } from '../services/backends/types.js'
 import type { RunStorage } from '../services/storage/run-storage.js'
 import { median, ms, percentile, positiveInteger, printTable } from './report.js'
@@ -69,7 +69,7 @@ export async function benchPipeline (): Promise<boolean> {
     const config = loadConfig({ RUNS_DIR: runsDir, CONFIGS_DIR: configsDir, LOG_LEVEL: 'warn', GENERATION_QUEUE_LIMIT: '1000' })
     const app = await buildApp(config)
     const timed = new TimedBackend()
-    app.backends.register(timed)
+    app.backends.register(timed, { concurrency: config.BACKEND_CONCURRENCY })
     const storageTime = timeStorage(app.storage)
     try {
       const url = `${await app.listen({ host: '127.0.0.1', port: 0 })}/api/schema/pipeline/execute`

@@ -4,9 +4,8 @@ import { Type, type Static } from '@sinclair/typebox'
 import { errorResponses, RunIdParams } from '../schemas/common.js'
 import { MediaType, isMediaType } from '../schemas/media.js'
 import { ExecutionMode, MediaOutput, RunId, RunMetadata, RunStatus, SafetyLevel } from '../schemas/run.js'
-import type { ComfyuiBackend } from '../services/backends/comfyui.js'
 import { InvalidSourceError, isCodedError, UnsupportedMediaError } from '../services/errors.js'
-import { addMediaFromComfyui } from '../services/generation/comfyui-intake.js'
+import { addMediaFromPrompt } from '../services/generation/prompt-intake.js'
 import { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, type RunIndexEntry } from '../services/storage/run-index.js'
 import { exportRunZip } from '../services/storage/run-export.js'
 import type { MediaInput } from '../services/storage/ingest.js'
@@ -222,7 +221,7 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const { config, media_type: mediaType, backend } = body
     if (body.source === 'comfyui') {
       // every file of the prompt is stored; the answer is the first, the rest are in the run's metadata
-      const outputs = await addMediaFromComfyui(storage, app.backends.backend('comfyui') as ComfyuiBackend | undefined, runId, body.prompt_id, config, mediaType)
+      const outputs = await addMediaFromPrompt(storage, app.backends, body.source, runId, body.prompt_id, config, mediaType)
       return await reply.code(201).send(outputs[0]!)
     }
     const input: MediaInput = body.source === 'url' ? { kind: 'url', url: body.url } : { kind: 'data', data: body.data }

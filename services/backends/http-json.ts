@@ -209,16 +209,6 @@ export function errorText (value: unknown): string {
   return JSON.stringify(value)
 }
 
-export function stringParam (params: Record<string, unknown>, key: string): string | undefined {
-  const value = params[key]
-  return typeof value === 'string' && value !== '' ? value : undefined
-}
-
-export function numberParam (params: Record<string, unknown>, key: string): number | undefined {
-  const value = params[key]
-  return typeof value === 'number' && Number.isFinite(value) ? value : undefined
-}
-
 /** Base64 or a data URI from an upstream answer; garbage there is the backend's failure, not the client's bad input. */
 export function decodeUpstreamData (backend: string, text: string): { bytes: Buffer, declared_mime_type: string | null } {
   try {

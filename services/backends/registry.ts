@@ -14,8 +14,13 @@ export interface OutputConfigSummary {
 }
 
 export interface QueueSettings {
-  concurrency: (backend: string) => number
+  /** generations that may wait per backend */
   limit: number
+}
+
+export interface RegisterOptions {
+  /** generations that may run at once on this backend */
+  concurrency: number
 }
 
 /**
@@ -29,16 +34,16 @@ export class BackendRegistry {
   readonly #configs: Map<string, OutputConfig>
   readonly #queueSettings: QueueSettings
 
-  constructor (configs: Map<string, OutputConfig>, queueSettings: QueueSettings = { concurrency: () => 4, limit: 100 }) {
+  constructor (configs: Map<string, OutputConfig>, queueSettings: QueueSettings = { limit: 100 }) {
     this.#configs = configs
     this.#queueSettings = queueSettings
   }
 
-  register (backend: GeneratorBackend): void {
+  register (backend: GeneratorBackend, options: RegisterOptions): void {
     if (this.#backends.has(backend.name)) throw new Error(`backend ${backend.name} is registered twice`)
     this.#backends.set(backend.name, backend)
     this.#queues.set(backend.name, new GenerationQueue(backend.name, {
-      concurrency: this.#queueSettings.concurrency(backend.name),
+      concurrency: options.concurrency,
       limit: this.#queueSettings.limit
     }))
   }

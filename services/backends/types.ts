@@ -1,4 +1,6 @@
 import type { Readable } from 'node:stream'
+import type { Config } from '../../config.js'
+import type { FetchPolicy } from '../http/address-policy.js'
 import type { MediaType } from '../../schemas/media.js'
 import type { MediaSourceRecord } from '../../schemas/run.js'
 
@@ -47,5 +49,32 @@ export interface GeneratorBackend {
   generate (request: GenerationRequest): AsyncIterable<MediaItem>
   /** a cheap check that the upstream answers */
   health? (): Promise<{ ok: boolean, details?: unknown }>
+  /**
+   * Optional: the outputs of a job submitted elsewhere (ComfyUI: a prompt
+   * queued from its web UI), yielded like `generate` yields them.
+   */
+  collect? (promptId: string, signal?: AbortSignal): AsyncIterable<MediaItem>
+  /**
+   * Optional: throws an Error with a plain message (which parameter, what is
+   * wrong) when an output config's params cannot work with this backend.
+   * Called at start for every output config that names the backend, whether
+   * or not the backend is configured.
+   */
+  validateParams? (params: Record<string, unknown>): void
   close? (): Promise<void>
+}
+
+/** What a backend needs from outside the configuration. */
+export interface BackendDeps {
+  /** the hosts media may be downloaded from; a backend may allow its own upstream */
+  fetchPolicy: FetchPolicy
+}
+
+/** How one backend is made: each backend's folder exports one, create-backends.ts lists them. */
+export interface BackendFactory {
+  /** the backend's name, as output configs write it */
+  readonly name: string
+  /** how many generations may run on it at once */
+  concurrency: (config: Config) => number
+  create: (config: Config, deps: BackendDeps) => GeneratorBackend
 }

@@ -1,11 +1,12 @@
 import {
   BackendFailedError, BackendUnavailableError, GenerationBlockedError
-} from '../errors.js'
+} from '../../errors.js'
 import {
-  callJson, decodeUpstreamData, fetchStream, numberParam, stringParam, underDeadline, type CloudBackendOptions, type JsonResponse, type RetryPolicy
-} from './http-json.js'
-import { isRecord } from '../json.js'
-import type { GenerationRequest, GeneratorBackend, MediaItem } from './types.js'
+  callJson, decodeUpstreamData, fetchStream, underDeadline, type CloudBackendOptions, type JsonResponse, type RetryPolicy
+} from '../http-json.js'
+import { isRecord } from '../../json.js'
+import { checkParams, integerFrom, matching, nonEmptyString, numberParam, oneOf, stringParam, type ParamsSpec } from '../params.js'
+import type { BackendFactory, GenerationRequest, GeneratorBackend, MediaItem } from '../types.js'
 
 export interface OpenaiImageBackendOptions extends CloudBackendOptions {
   apiKey?: string | undefined
@@ -17,6 +18,19 @@ const DEFAULT_RESPONSES_MODEL = 'gpt-4.1'
 const DEFAULT_TIMEOUT_MS = 300_000
 const MAX_IMAGES = 10
 const BLOCKED_CODES = new Set(['moderation_blocked', 'content_policy_violation'])
+
+const PARAMS: ParamsSpec = {
+  api: oneOf('images', 'responses'),
+  model: nonEmptyString,
+  /** Responses API only: the image model its tool uses */
+  image_model: nonEmptyString,
+  /** Images API only */
+  n: integerFrom(1, MAX_IMAGES),
+  size: matching(/^(auto|\d+x\d+)$/, '"auto" or WIDTHxHEIGHT, e.g. "1024x1536"'),
+  quality: nonEmptyString,
+  background: nonEmptyString,
+  moderation: nonEmptyString
+}
 
 /**
  * OpenAI image generation, through the Images API (default) or the Responses
@@ -38,6 +52,10 @@ export class OpenaiImageBackend implements GeneratorBackend {
 
   unavailableReason (): string | null {
     return this.#apiKey === undefined ? 'OPENAI_API_KEY is not set' : null
+  }
+
+  validateParams (params: Record<string, unknown>): void {
+    checkParams(this.name, params, PARAMS)
   }
 
   async * generate (request: GenerationRequest): AsyncGenerator<MediaItem> {
@@ -190,4 +208,10 @@ function copyOptional (params: Record<string, unknown>, target: Record<string, u
     const value = stringParam(params, key)
     if (value !== undefined) target[key] = value
   }
+}
+
+export const openaiBackend: BackendFactory = {
+  name: 'openai',
+  concurrency: (config) => config.BACKEND_CONCURRENCY,
+  create: (config) => new OpenaiImageBackend({ apiKey: config.OPENAI_API_KEY, baseUrl: config.OPENAI_BASE_URL, timeoutMs: config.BACKEND_TIMEOUT_MS })
 }

@@ -1,21 +1,15 @@
-import { randomBytes, randomUUID } from 'node:crypto'
 import type { Readable } from 'node:stream'
 import got, { RequestError, TimeoutError, type Request } from 'got'
 import WebSocket from 'ws'
+import { BackendFailedError, BackendTimeoutError, ComfyuiFileMissingError, ComfyuiPromptNotFoundError } from '../../errors.js'
+import { relayBody } from '../../http/relay.js'
+import { isRecord, parseJson } from '../../json.js'
 import {
-  BackendFailedError, BackendTimeoutError, BackendUnavailableError, ComfyuiFileMissingError,
-  ComfyuiPromptNotFoundError, InvalidWorkflowError
-} from '../errors.js'
-import type { MediaSourceRecord } from '../../schemas/run.js'
-import { relayBody } from '../http/relay.js'
-import { isRecord, parseJson } from '../json.js'
-import type { GenerationRequest, GeneratorBackend, MediaItem } from './types.js'
+  COMFYUI, describeFile, describeNodeErrors, describeRejection,
+  type ComfyuiFileRef, type ComfyuiHistoryEntry, type ComfyuiWorkflow
+} from './protocol.js'
 
-const BACKEND = 'comfyui'
 const LOWERCASE_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
-
-/** An API-format workflow: node id → node. */
-export type ComfyuiWorkflow = Record<string, { class_type: string, inputs?: Record<string, unknown>, [key: string]: unknown }>
 
 export interface ComfyuiClientOptions {
   /** e.g. http://127.0.0.1:8188 or https://lab.example/comfy/ */
@@ -42,75 +36,7 @@ export interface SubmitResult {
   number: number | null
 }
 
-export interface ComfyuiHistoryEntry {
-  prompt?: unknown[]
-  outputs: Record<string, Record<string, unknown>>
-  status?: {
-    status_str?: string
-    completed?: boolean
-    messages?: Array<[string, Record<string, unknown>]>
-  }
-  meta?: Record<string, unknown>
-}
-
-export interface ComfyuiFileRef {
-  node_id: string
-  /** the output key that listed the file: images, audio, gifs, 3d, … (says nothing reliable about the media type) */
-  key: string
-  filename: string
-  subfolder: string
-  type: 'output' | 'temp'
-}
-
 export type QueuePlace = 'running' | 'pending' | null
-
-// Keys whose lists hold file references that are not media.
-const NON_MEDIA_FILE_KEYS = new Set(['latents'])
-
-/**
- * Every file a finished prompt produced, in node order, then in list order:
- * any output key whose value is a list of file objects counts, because the key
- * depends on the node (SaveImage → images, SaveAudio → audio, VHS → gifs, …).
- */
-export function listOutputFiles (entry: ComfyuiHistoryEntry): ComfyuiFileRef[] {
-  const files: ComfyuiFileRef[] = []
-  for (const [nodeId, nodeOutput] of Object.entries(entry.outputs ?? {})) {
-    if (!isRecord(nodeOutput)) continue
-    for (const [key, value] of Object.entries(nodeOutput)) {
-      if (!Array.isArray(value) || NON_MEDIA_FILE_KEYS.has(key)) continue
-      for (const item of value) {
-        if (!isRecord(item) || typeof item.filename !== 'string' || item.filename === '') continue
-        const type = item.type ?? 'output'
-        if (type !== 'output' && type !== 'temp') continue
-        files.push({
-          node_id: nodeId,
-          key,
-          filename: item.filename,
-          subfolder: typeof item.subfolder === 'string' ? item.subfolder : '',
-          type
-        })
-      }
-    }
-  }
-  return files
-}
-
-/** Why a finished prompt failed, or null when it succeeded. */
-export function describeExecutionFailure (entry: ComfyuiHistoryEntry): string | null {
-  if (entry.status?.status_str !== 'error') return null
-  for (const message of entry.status.messages ?? []) {
-    if (!Array.isArray(message) || !isRecord(message[1])) continue
-    const [type, data] = message
-    if (type === 'execution_error') {
-      const exception = [data.exception_type, String(data.exception_message ?? '').trim()].filter((s) => s !== undefined && s !== '').join(': ')
-      return `node ${nodeName(data.node_id, data.node_type)} failed: ${exception || 'no exception message'}`
-    }
-    if (type === 'execution_interrupted') {
-      return `execution was interrupted at node ${nodeName(data.node_id, data.node_type)}`
-    }
-  }
-  return 'ComfyUI reported an error without details'
-}
 
 /**
  * A small ComfyUI client. It sends its own prompt_id so that a POST that timed
@@ -161,10 +87,10 @@ export class ComfyuiClient {
       if (statusCode === 409) return { prompt_id: promptId, number: null }
       const answer = parseJson(text)
       if (statusCode === 400 && isRecord(answer)) {
-        throw new BackendFailedError(BACKEND, `ComfyUI rejected the workflow: ${describeRejection(answer)}`)
+        throw new BackendFailedError(COMFYUI, `ComfyUI rejected the workflow: ${describeRejection(answer)}`)
       }
       if (statusCode !== 200 || !isRecord(answer)) {
-        throw new BackendFailedError(BACKEND, `POST /prompt answered ${statusCode}: ${snippet(text)}`)
+        throw new BackendFailedError(COMFYUI, `POST /prompt answered ${statusCode}: ${snippet(text)}`)
       }
       // Old servers ignore our prompt_id and choose their own.
       const queuedId = typeof answer.prompt_id === 'string' ? answer.prompt_id : promptId
@@ -172,7 +98,7 @@ export class ComfyuiClient {
       if (dropped.length > 0) {
         // The rest of the graph would still run; nobody would collect it.
         await this.cancel(queuedId).catch(() => {})
-        throw new BackendFailedError(BACKEND, `ComfyUI dropped outputs that failed validation: ${dropped.join('; ')}`)
+        throw new BackendFailedError(COMFYUI, `ComfyUI dropped outputs that failed validation: ${dropped.join('; ')}`)
       }
       return { prompt_id: queuedId, number: typeof answer.number === 'number' ? answer.number : null }
     }
@@ -252,7 +178,7 @@ export class ComfyuiClient {
     }
     stream.destroy()
     if (statusCode === 404) throw new ComfyuiFileMissingError(describeFile(file))
-    throw new BackendFailedError(BACKEND, `GET /view ${describeFile(file)} answered ${statusCode}`)
+    throw new BackendFailedError(COMFYUI, `GET /view ${describeFile(file)} answered ${statusCode}`)
   }
 
   /** GET /system_stats: version, OS, devices. */
@@ -274,7 +200,7 @@ export class ComfyuiClient {
           const state = await this.#check(promptId, Math.min(this.#requestMs, remaining))
           if (state.kind === 'done') return state.entry
           if (state.kind === 'lost') {
-            throw new BackendFailedError(BACKEND, `prompt ${promptId} left the queue without a history entry (deleted, or ComfyUI restarted)`)
+            throw new BackendFailedError(COMFYUI, `prompt ${promptId} left the queue without a history entry (deleted, or ComfyUI restarted)`)
           }
           failures = 0
         } catch (err) {
@@ -285,7 +211,7 @@ export class ComfyuiClient {
     } finally {
       socket?.terminate()
     }
-    throw new BackendTimeoutError(BACKEND, `prompt ${promptId} did not finish within ${this.#overallMs} ms`)
+    throw new BackendTimeoutError(COMFYUI, `prompt ${promptId} did not finish within ${this.#overallMs} ms`)
   }
 
   async #check (promptId: string, timeoutMs: number): Promise<{ kind: 'done', entry: ComfyuiHistoryEntry } | { kind: 'waiting' | 'lost' }> {
@@ -342,174 +268,21 @@ export class ComfyuiClient {
     }
     this.#checked(response, `GET /${path}`)
     const answer = parseJson(response.body)
-    if (!isRecord(answer)) throw transient(new BackendFailedError(BACKEND, `GET /${path} answered ${snippet(response.body)}, not a JSON object`))
+    if (!isRecord(answer)) throw transient(new BackendFailedError(COMFYUI, `GET /${path} answered ${snippet(response.body)}, not a JSON object`))
     return answer
   }
 
   #checked (response: { statusCode: number, body: string }, what: string): void {
     if (response.statusCode >= 200 && response.statusCode < 300) return
-    const err = new BackendFailedError(BACKEND, `${what} answered ${response.statusCode}: ${snippet(response.body)}`)
+    const err = new BackendFailedError(COMFYUI, `${what} answered ${response.statusCode}: ${snippet(response.body)}`)
     throw response.statusCode >= 500 ? transient(err) : err
   }
 
   #requestFailure (err: unknown, what: string): Error {
-    if (err instanceof TimeoutError) return transient(new BackendTimeoutError(BACKEND, `${what} at ${this.baseUrl}: ${err.message}`))
-    if (err instanceof RequestError) return transient(new BackendFailedError(BACKEND, `${what} at ${this.baseUrl}: ${err.message}`))
+    if (err instanceof TimeoutError) return transient(new BackendTimeoutError(COMFYUI, `${what} at ${this.baseUrl}: ${err.message}`))
+    if (err instanceof RequestError) return transient(new BackendFailedError(COMFYUI, `${what} at ${this.baseUrl}: ${err.message}`))
     return err instanceof Error ? err : new Error(String(err))
   }
-}
-
-export interface ComfyuiBackendOptions extends Omit<ComfyuiClientOptions, 'baseUrl'> {
-  /** COMFYUI_URL; without it the backend is unavailable */
-  baseUrl?: string | undefined
-  /** first part of every filename_prefix: files land in ComfyUI's output/<root>/ (default runstore) */
-  filenamePrefixRoot?: string
-}
-
-/**
- * Runs an output config's API-format workflow on ComfyUI and yields every file
- * it produced, as streams of the original bytes.
- */
-export class ComfyuiBackend implements GeneratorBackend {
-  readonly name = BACKEND
-  readonly client: ComfyuiClient | null
-  readonly #prefixRoot: string
-
-  constructor (options: ComfyuiBackendOptions) {
-    const { baseUrl, filenamePrefixRoot, ...clientOptions } = options
-    this.client = baseUrl ? new ComfyuiClient({ ...clientOptions, baseUrl }) : null
-    this.#prefixRoot = filenamePrefixRoot ?? 'runstore'
-  }
-
-  unavailableReason (): string | null {
-    return this.client ? null : 'COMFYUI_URL is not set'
-  }
-
-  async * generate (request: GenerationRequest): AsyncIterable<MediaItem> {
-    const client = this.#requireClient()
-    // A prefix nobody used before: ComfyUI answers an identical prompt from
-    // its cache, pointing at the old files instead of writing new ones.
-    const filenamePrefix = `${this.#prefixRoot}/${request.run_id}_${randomBytes(4).toString('hex')}`
-    const workflow = fillWorkflow(readApiWorkflow(request.params.workflow), {
-      prompt: request.prompt,
-      negative_prompt: request.negative_prompt ?? '',
-      seed: request.seed,
-      width: request.width,
-      height: request.height,
-      filename_prefix: filenamePrefix
-    })
-    const clientId = randomUUID()
-    const { prompt_id: promptId } = await client.submit(workflow, { promptId: randomUUID(), clientId })
-    let entry: ComfyuiHistoryEntry
-    try {
-      entry = await client.waitForCompletion(promptId, clientId, request.signal)
-    } catch (err) {
-      // Don't leave the GPU busy with work nobody will collect.
-      await client.cancel(promptId).catch(() => {})
-      throw err
-    }
-    yield * this.#media(client, promptId, entry, request.signal)
-  }
-
-  /** Every output of a prompt submitted elsewhere (e.g. by the ComfyUI web UI). */
-  async * collect (promptId: string, signal?: AbortSignal): AsyncIterable<MediaItem> {
-    const client = this.#requireClient()
-    yield * this.#media(client, promptId, await client.collectOutputs(promptId, signal), signal)
-  }
-
-  async health (): Promise<{ ok: boolean, details?: unknown }> {
-    if (!this.client) return { ok: false, details: { error: this.unavailableReason() } }
-    try {
-      const stats = await this.client.systemStats()
-      const system = isRecord(stats.system) ? stats.system : {}
-      const devices = Array.isArray(stats.devices) ? stats.devices.filter(isRecord).map((d) => d.name) : []
-      return { ok: true, details: { comfyui_version: system.comfyui_version, devices } }
-    } catch (err) {
-      return { ok: false, details: { error: (err as Error).message } }
-    }
-  }
-
-  #requireClient (): ComfyuiClient {
-    if (!this.client) throw new BackendUnavailableError(BACKEND, 'COMFYUI_URL is not set')
-    return this.client
-  }
-
-  async * #media (client: ComfyuiClient, promptId: string, entry: ComfyuiHistoryEntry, signal?: AbortSignal): AsyncIterable<MediaItem> {
-    const files = listOutputFiles(entry)
-    const missing: string[] = []
-    for (const file of files) {
-      let body: Readable
-      try {
-        body = await client.download(file, signal)
-      } catch (err) {
-        // A vanished temp file must not cost the user the other outputs.
-        if (err instanceof ComfyuiFileMissingError) {
-          missing.push(describeFile(file))
-          continue
-        }
-        throw err
-      }
-      // `type` (output or temp) is provenance beyond the shared schema's named fields.
-      const source: MediaSourceRecord & { type: ComfyuiFileRef['type'] } = {
-        kind: BACKEND, prompt_id: promptId, node_id: file.node_id, original_filename: file.filename, subfolder: file.subfolder, type: file.type
-      }
-      yield { body, source }
-    }
-    const problems: string[] = []
-    const failure = describeExecutionFailure(entry)
-    if (failure) problems.push(failure)
-    if (missing.length > 0) problems.push(`ComfyUI no longer has ${missing.join(', ')}`)
-    if (problems.length === 0 && files.length === 0) problems.push('it finished without any output file')
-    if (problems.length > 0) throw new BackendFailedError(BACKEND, `prompt ${promptId}: ${problems.join('; ')}`)
-  }
-}
-
-/** Checks that an output config's workflow is in API format (exported with "Save (API)"). */
-export function readApiWorkflow (value: unknown): ComfyuiWorkflow {
-  if (!isRecord(value)) throw new InvalidWorkflowError('params.workflow must be an API-format workflow object')
-  if (Array.isArray(value.nodes) || Array.isArray(value.links)) {
-    throw new InvalidWorkflowError('params.workflow is a UI-format workflow (it has nodes/links); export it from ComfyUI with "Export (API)"')
-  }
-  const ids = Object.keys(value)
-  if (ids.length === 0) throw new InvalidWorkflowError('params.workflow has no nodes')
-  for (const id of ids) {
-    const node = value[id]
-    if (!isRecord(node) || typeof node.class_type !== 'string') {
-      throw new InvalidWorkflowError(`node ${id} has no class_type`)
-    }
-    if (node.inputs !== undefined && !isRecord(node.inputs)) throw new InvalidWorkflowError(`node ${id} has inputs that are not an object`)
-  }
-  return value as ComfyuiWorkflow
-}
-
-export interface WorkflowValues {
-  prompt: string
-  negative_prompt: string
-  seed: number
-  width: number
-  height: number
-  filename_prefix: string
-}
-
-/**
- * A copy of the workflow in which every string value that is exactly a
- * placeholder ("{{seed}}") is replaced; seed, width and height become numbers.
- * An unknown placeholder is an error rather than text sent to a model.
- */
-export function fillWorkflow (workflow: ComfyuiWorkflow, values: WorkflowValues): ComfyuiWorkflow {
-  const fill = (value: unknown): unknown => {
-    if (typeof value === 'string') {
-      const match = /^\{\{\s*([a-z_]+)\s*\}\}$/.exec(value)
-      if (!match) return value
-      const name = match[1] as string
-      if (!Object.hasOwn(values, name)) throw new InvalidWorkflowError(`unknown placeholder ${value}`)
-      return values[name as keyof WorkflowValues]
-    }
-    if (Array.isArray(value)) return value.map(fill)
-    if (isRecord(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, fill(v)]))
-    return value
-  }
-  return fill(workflow) as ComfyuiWorkflow
 }
 
 // Polls that fail for a reason that may pass (network, 5xx, a proxy's HTML page).
@@ -559,46 +332,8 @@ class Alarm {
   }
 }
 
-function describeRejection (answer: Record<string, unknown>): string {
-  const error = answer.error
-  let summary: string
-  if (isRecord(error)) {
-    const message = typeof error.message === 'string' ? error.message : 'invalid prompt'
-    const details = typeof error.details === 'string' && error.details !== '' && error.details !== message ? ` (${error.details})` : ''
-    summary = `${typeof error.type === 'string' ? error.type + ': ' : ''}${message}${details}`
-  } else {
-    summary = String(error ?? 'invalid prompt')
-  }
-  const nodes = describeNodeErrors(answer.node_errors)
-  return nodes.length > 0 ? `${summary}; ${nodes.join('; ')}` : summary
-}
-
-// node_errors is a dict keyed by node id; old servers send [] for "none".
-function describeNodeErrors (nodeErrors: unknown): string[] {
-  if (!isRecord(nodeErrors)) return []
-  return Object.entries(nodeErrors).map(([id, value]) => {
-    const info = isRecord(value) ? value : {}
-    const errors = Array.isArray(info.errors)
-      ? info.errors.filter(isRecord).map((e) => [e.message, e.details].filter((s) => typeof s === 'string' && s !== '').join(': '))
-      : []
-    const outputs = Array.isArray(info.dependent_outputs) && info.dependent_outputs.length > 0
-      ? ` (drops output node ${info.dependent_outputs.join(', ')})`
-      : ''
-    return `node ${nodeName(id, info.class_type)}: ${errors.join('; ') || 'invalid'}${outputs}`
-  })
-}
-
-function nodeName (id: unknown, classType: unknown): string {
-  return typeof classType === 'string' && classType !== '' ? `${String(id)} (${classType})` : String(id)
-}
-
-function describeFile (file: Pick<ComfyuiFileRef, 'filename' | 'subfolder' | 'type'>): string {
-  return `${file.type}/${file.subfolder ? file.subfolder + '/' : ''}${file.filename}`
-}
-
 function snippet (text: string): string {
   const flat = text.replace(/\s+/g, ' ').trim()
   if (flat === '') return '(empty body)'
   return flat.length > 200 ? flat.slice(0, 200) + '…' : flat
 }
-

@@ -1,11 +1,12 @@
 import {
   BackendFailedError, BackendTimeoutError, BackendUnavailableError, GenerationBlockedError
-} from '../errors.js'
+} from '../../errors.js'
 import {
-  callJson, decodeUpstreamData, errorText, fetchStream, sleep, stringParam, type CloudBackendOptions, type JsonResponse, type RetryPolicy
-} from './http-json.js'
-import { isRecord } from '../json.js'
-import type { GenerationRequest, GeneratorBackend, MediaItem } from './types.js'
+  callJson, decodeUpstreamData, errorText, fetchStream, sleep, type CloudBackendOptions, type JsonResponse, type RetryPolicy
+} from '../http-json.js'
+import { isRecord } from '../../json.js'
+import { boolean, checkParams, matching, nonEmptyString, object, oneOf, stringParam, type ParamsSpec } from '../params.js'
+import type { BackendFactory, GenerationRequest, GeneratorBackend, MediaItem } from '../types.js'
 
 export interface ReplicateBackendOptions extends CloudBackendOptions {
   apiToken?: string | undefined
@@ -22,6 +23,19 @@ const TERMINAL_STATUSES = new Set(['succeeded', 'failed', 'canceled', 'aborted']
 // Replicate's safety checker and moderation failures (E005) are refusals, not crashes.
 const BLOCKED_ERROR = /\bE005\b|NSFW|flagged as sensitive/i
 const ASPECT_RATIOS = ['1:1', '16:9', '21:9', '3:2', '2:3', '4:5', '5:4', '3:4', '4:3', '9:16', '9:21']
+const MODEL_NAME = /^[\w.-]+\/[\w.-]+$/
+
+const PARAMS: ParamsSpec = {
+  /** "owner/name", or "owner/name:version" to pin a version */
+  model: matching(/^[\w.-]+\/[\w.-]+(:[\w.-]+)?$/, '"owner/name" or "owner/name:version"'),
+  version: nonEmptyString,
+  /** the model's own inputs; prompt and seed are always the request's */
+  input: object,
+  /** how the requested size is sent, if at all */
+  size_as: oneOf('aspect_ratio', 'width_height'),
+  /** send the negative prompt as input.negative_prompt */
+  negative_prompt: boolean
+}
 
 interface Prediction {
   id: string
@@ -59,6 +73,13 @@ export class ReplicateBackend implements GeneratorBackend {
 
   unavailableReason (): string | null {
     return this.#apiToken === undefined ? 'REPLICATE_API_TOKEN is not set' : null
+  }
+
+  validateParams (params: Record<string, unknown>): void {
+    checkParams(this.name, params, PARAMS)
+    if (params['model'] === undefined && params['version'] === undefined) {
+      throw new Error('params.model ("owner/name") or params.version is required')
+    }
   }
 
   async * generate (request: GenerationRequest): AsyncGenerator<MediaItem> {
@@ -114,7 +135,7 @@ export class ReplicateBackend implements GeneratorBackend {
         create: { url: `${this.#baseUrl}/predictions`, body: { version: id, input } }
       }
     }
-    if (model === undefined || !/^[\w.-]+\/[\w.-]+$/.test(model)) {
+    if (model === undefined || !MODEL_NAME.test(model)) {
       throw new BackendFailedError(this.name, `params.model must be "owner/name" (got ${JSON.stringify(params['model'] ?? null)})`)
     }
     return { model, create: { url: `${this.#baseUrl}/models/${model}/predictions`, body: { input } } }
@@ -247,4 +268,10 @@ function nearestAspectRatio (width: number, height: number): string {
     }
   }
   return best
+}
+
+export const replicateBackend: BackendFactory = {
+  name: 'replicate',
+  concurrency: (config) => config.BACKEND_CONCURRENCY,
+  create: (config) => new ReplicateBackend({ apiToken: config.REPLICATE_API_TOKEN, baseUrl: config.REPLICATE_BASE_URL, timeoutMs: config.BACKEND_TIMEOUT_MS })
 }

@@ -1,11 +1,12 @@
 import {
   BackendFailedError, BackendUnavailableError, GenerationBlockedError
-} from '../errors.js'
+} from '../../errors.js'
 import {
-  callJson, decodeUpstreamData, fetchStream, stringParam, underDeadline, type CloudBackendOptions, type JsonResponse, type RetryPolicy
-} from './http-json.js'
-import { isRecord } from '../json.js'
-import type { GenerationRequest, GeneratorBackend, MediaItem } from './types.js'
+  callJson, decodeUpstreamData, fetchStream, underDeadline, type CloudBackendOptions, type JsonResponse, type RetryPolicy
+} from '../http-json.js'
+import { isRecord } from '../../json.js'
+import { checkParams, matching, nonEmptyString, stringParam, type ParamsSpec } from '../params.js'
+import type { BackendFactory, GenerationRequest, GeneratorBackend, MediaItem } from '../types.js'
 
 export interface OpenrouterImageBackendOptions extends CloudBackendOptions {
   apiKey?: string | undefined
@@ -17,6 +18,10 @@ export interface OpenrouterImageBackendOptions extends CloudBackendOptions {
 const DEFAULT_BASE_URL = 'https://openrouter.ai/api/v1'
 const DEFAULT_MODEL = 'google/gemini-2.5-flash-image'
 const DEFAULT_TIMEOUT_MS = 180_000
+const PARAMS: ParamsSpec = {
+  model: nonEmptyString,
+  aspect_ratio: matching(/^\d+:\d+$/, 'W:H, e.g. "16:9"')
+}
 // Gemini says why it stopped in native_finish_reason; these mean "refused".
 const SAFETY_FINISH_REASONS = new Set(['content_filter', 'safety', 'image_safety', 'prohibited_content', 'blocklist', 'spii', 'recitation', 'image_prohibited_content'])
 
@@ -41,6 +46,10 @@ export class OpenrouterImageBackend implements GeneratorBackend {
 
   unavailableReason (): string | null {
     return this.#apiKey === undefined ? 'OPENROUTER_API_KEY is not set' : null
+  }
+
+  validateParams (params: Record<string, unknown>): void {
+    checkParams(this.name, params, PARAMS)
   }
 
   async * generate (request: GenerationRequest): AsyncGenerator<MediaItem> {
@@ -120,4 +129,10 @@ export class OpenrouterImageBackend implements GeneratorBackend {
     const status = response.status >= 200 && response.status < 300 && typeof error['code'] === 'number' ? error['code'] : response.status
     return new BackendFailedError(this.name, `HTTP ${status}: ${message}`)
   }
+}
+
+export const openrouterBackend: BackendFactory = {
+  name: 'openrouter',
+  concurrency: (config) => config.BACKEND_CONCURRENCY,
+  create: (config) => new OpenrouterImageBackend({ apiKey: config.OPENROUTER_API_KEY, baseUrl: config.OPENROUTER_BASE_URL, timeoutMs: config.BACKEND_TIMEOUT_MS })
 }
