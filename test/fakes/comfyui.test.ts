@@ -3,12 +3,12 @@ import { readFileSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import t, { type Test } from 'tap'
 import WebSocket from 'ws'
-import { startFakeComfyui, type FakeComfyui, type Graph } from '../../fakes/comfyui.js'
+import { startFakeComfyui, type FakeComfyui, type Graph } from './comfyui.js'
 
 // The fake ComfyUI must behave like the real one, or the backend tests prove
 // nothing: these pin the protocol corners the client depends on.
 
-const workflow = JSON.parse(readFileSync(new URL('../../../configs/outputs/sd35_large.json', import.meta.url), 'utf8')).params.workflow as Graph
+const workflow = JSON.parse(readFileSync(new URL('../../configs/outputs/sd35_large.json', import.meta.url), 'utf8')).params.workflow as Graph
 const graph: Graph = JSON.parse(JSON.stringify(workflow)
   .replace('"{{seed}}"', '42').replace('"{{width}}"', '64').replace('"{{height}}"', '64')
   .replace('{{prompt}}', 'a cat').replace('{{negative_prompt}}', '').replace('{{filename_prefix}}', 'test/cat'))

@@ -6,7 +6,9 @@ import { PNG } from 'pngjs'
 import { storeGeneratedMedia } from '../../services/generation/store-generated.js'
 import { startFakeComfyui } from '../fakes/comfyui.js'
 import { startFakeOpenai } from '../fakes/openai.js'
-import { build, tempRunsDir } from '../helper.js'
+import { buildApp } from '../../app.js'
+import { build, tempRunsDir, testConfig } from '../helper.js'
+import { testConfigsDir } from '../pipeline-setup.js'
 
 const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex')
 const sd35 = JSON.parse(await readFile(new URL('../../configs/outputs/sd35_large.json', import.meta.url), 'utf8'))
@@ -49,7 +51,18 @@ t.test('the shipped output configs load, and unconfigured backends are unavailab
   t.match(byName.replicate_flux, { available: false, unavailable_reason: /REPLICATE_API_TOKEN/ })
   t.throws(() => app.backends.resolve('gpt_image'), { code: 'BACKEND_UNAVAILABLE', statusCode: 503 })
   t.throws(() => app.backends.resolve('nope'), { code: 'OUTPUT_CONFIG_NOT_FOUND', statusCode: 404 })
-  t.throws(() => app.backends.register(app.backends.backend('builtin')!), /twice/)
+  t.throws(() => app.backends.register(app.backends.backend('builtin')!, { concurrency: 1 }), /twice/)
+})
+
+t.test('the service does not start with a broken output config, and says which file and why', async (t) => {
+  const workflow = structuredClone(sd35.params.workflow)
+  workflow['3'].inputs.seed = '{{sede}}'
+  const configsDir = await testConfigsDir(t, { outputs: [{ ...sd35, name: 'broken_sd35', params: { workflow } }] })
+  // No COMFYUI_URL: the workflow is checked all the same.
+  await t.rejects(buildApp(testConfig(await tempRunsDir(t), { CONFIGS_DIR: configsDir })), {
+    code: 'INVALID_OUTPUT_CONFIG',
+    message: new RegExp(`^output config file ${join(configsDir, 'outputs', 'broken_sd35.json')} is invalid: .*node 3 \\(KSampler\\): unknown placeholder \\{\\{sede\\}\\}`)
+  })
 })
 
 t.test('the builtin backend makes a real image and sound that the storage keeps', async (t) => {

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { access, readdir, readFile } from 'node:fs/promises'
 import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { join } from 'node:path'
-import { BuiltinBackend } from '../../services/backends/builtin.js'
+import { BuiltinBackend } from '../../services/backends/builtin/backend.js'
 import type { MediaItem } from '../../services/backends/types.js'
 import { GenerationBlockedError } from '../../services/errors.js'
 import { build, tempRunsDir } from '../helper.js'
@@ -25,9 +25,10 @@ async function setup (t: Test, env: Record<string, string> = {}, pipelines: Arra
   })
   const app = await build(t, { RUNS_DIR: runsDir, CONFIGS_DIR: configsDir, ...env })
   const gated = new GatedBackend()
-  app.backends.register(gated)
-  app.backends.register(new FailingBackend('broken', undefined, 1))
-  app.backends.register(new FailingBackend('refusing', () => new GenerationBlockedError('refusing', 'flagged by moderation')))
+  const concurrency = app.config.BACKEND_CONCURRENCY
+  app.backends.register(gated, { concurrency })
+  app.backends.register(new FailingBackend('broken', undefined, 1), { concurrency })
+  app.backends.register(new FailingBackend('refusing', () => new GenerationBlockedError('refusing', 'flagged by moderation')), { concurrency })
   return { app, runsDir, gated }
 }
 

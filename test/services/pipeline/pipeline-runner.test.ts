@@ -1,9 +1,9 @@
 import t, { type Test } from 'tap'
 import { readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { BuiltinBackend } from '../../../services/backends/builtin.js'
+import { BuiltinBackend } from '../../../services/backends/builtin/backend.js'
 import { loadOutputConfigs, type OutputConfig } from '../../../services/backends/output-configs.js'
-import { BackendRegistry, type QueueSettings } from '../../../services/backends/registry.js'
+import { BackendRegistry } from '../../../services/backends/registry.js'
 import type { GenerationRequest, GeneratorBackend, MediaItem } from '../../../services/backends/types.js'
 import { GenerationBlockedError } from '../../../services/errors.js'
 import { FetchPolicy } from '../../../services/http/address-policy.js'
@@ -59,7 +59,7 @@ interface Setup {
   logged: Array<{ details: Record<string, unknown>, message: string }>
 }
 
-async function setup (t: Test, options: { backends?: GeneratorBackend[], queue?: QueueSettings, stages?: PipelineStage[] } = {}): Promise<Setup> {
+async function setup (t: Test, options: { backends?: GeneratorBackend[], queue?: { concurrency: number, limit: number }, stages?: PipelineStage[] } = {}): Promise<Setup> {
   const runsDir = await tempRunsDir(t)
   const storage = new RecordingStorage({
     runsDir,
@@ -71,9 +71,10 @@ async function setup (t: Test, options: { backends?: GeneratorBackend[], queue?:
     testOutput('broken_image', 'broken'), testOutput('refusing_image', 'refusing'), testOutput('empty_image', 'empty'), testOutput('throwing_image', 'throwing')]) {
     configs.set(config.name, config)
   }
-  const registry = new BackendRegistry(configs, options.queue ?? { concurrency: () => 2, limit: 10 })
-  registry.register(new BuiltinBackend())
-  for (const backend of options.backends ?? []) registry.register(backend)
+  const { concurrency, limit } = options.queue ?? { concurrency: 2, limit: 10 }
+  const registry = new BackendRegistry(configs, { limit })
+  registry.register(new BuiltinBackend(), { concurrency })
+  for (const backend of options.backends ?? []) registry.register(backend, { concurrency })
   const logged: Setup['logged'] = []
   const builtin = createBuiltinTextProviders()
   const runner = new PipelineRunner({
@@ -208,7 +209,7 @@ t.test('defaults: eco, kids, the pipeline\'s outputs, a random seed per request'
 })
 
 t.test('validation comes before anything is written: 404 and 503, queue places given back', async (t) => {
-  const { runner, storage, registry } = await setup(t, { backends: [new GatedBackend()], queue: { concurrency: () => 1, limit: 1 } })
+  const { runner, storage, registry } = await setup(t, { backends: [new GatedBackend()], queue: { concurrency: 1, limit: 1 } })
   t.throws(() => runner.prepare({ schema: 'cubism', input_text: 'x' }), { code: 'PIPELINE_NOT_FOUND', statusCode: 404 })
   t.throws(() => runner.prepare({ schema: 'dada', input_text: 'x', output_configs: ['nope'] }), { code: 'OUTPUT_CONFIG_NOT_FOUND', statusCode: 404 })
   t.throws(() => runner.prepare({ schema: 'dada', input_text: 'x', output_configs: ['tiny_image', 'sd35_large'] }), { code: 'BACKEND_UNAVAILABLE', statusCode: 503, message: /comfyui/ })
@@ -237,7 +238,7 @@ t.test('validation comes before anything is written: 404 and 503, queue places g
 })
 
 t.test('Retry-After follows how long generations on that backend take', async (t) => {
-  const { runner } = await setup(t, { queue: { concurrency: () => 1, limit: 0 } })
+  const { runner } = await setup(t, { queue: { concurrency: 1, limit: 0 } })
   completed(await runner.run({ schema: 'dada', input_text: 'a cat', output_configs: ['tiny_image'] }))
   const held = runner.prepare({ schema: 'dada', input_text: 'x', output_configs: ['tiny_image'] })
   let full: unknown

@@ -1,9 +1,9 @@
 import t from 'tap'
 import { parseBuffer } from 'music-metadata'
 import { PNG } from 'pngjs'
-import { BuiltinBackend } from '../../../services/backends/builtin.js'
-import type { GenerationRequest, MediaItem } from '../../../services/backends/types.js'
-import { BackendFailedError } from '../../../services/errors.js'
+import { BuiltinBackend } from '../../../../services/backends/builtin/backend.js'
+import type { GenerationRequest, MediaItem } from '../../../../services/backends/types.js'
+import { BackendFailedError } from '../../../../services/errors.js'
 
 function request (overrides: Partial<GenerationRequest> = {}): GenerationRequest {
   return { run_id: '0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e', prompt: 'a blue dragon above the sea', seed: 42, width: 96, height: 64, params: {}, ...overrides }
@@ -153,4 +153,15 @@ t.test('an aborted request makes nothing', async (t) => {
   const controller = new AbortController()
   controller.abort(new Error('run canceled'))
   await t.rejects(collect(new BuiltinBackend(), request({ signal: controller.signal })), { message: 'run canceled' })
+})
+
+t.test('validateParams: media_type image or audio, duration_seconds a positive number, nothing else', async (t) => {
+  const backend = new BuiltinBackend()
+  for (const params of [{}, { media_type: 'image' }, { media_type: 'audio', duration_seconds: 6 }, { media_type: 'audio', duration_seconds: 0.5 }]) {
+    t.doesNotThrow(() => backend.validateParams(params), JSON.stringify(params))
+  }
+  t.throws(() => backend.validateParams({ media_type: 'video' }), { message: 'params.media_type must be one of "image", "audio" (got "video")' })
+  t.throws(() => backend.validateParams({ media_type: 'audio', duration_seconds: '6' }), { message: 'params.duration_seconds must be a number above 0 (got "6")' })
+  t.throws(() => backend.validateParams({ duration_seconds: 0 }), /params\.duration_seconds must be a number above 0 \(got 0\)/)
+  t.throws(() => backend.validateParams({ media_type: 'audio', duration: 6 }), { message: 'params.duration is not a parameter of the builtin backend (it takes media_type, duration_seconds)' })
 })

@@ -1,101 +1,13 @@
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { createServer } from 'node:net'
-import type { Readable } from 'node:stream'
-import { buffer } from 'node:stream/consumers'
-import t, { type Test } from 'tap'
+import t from 'tap'
+import { ComfyuiBackend } from '../../../../services/backends/comfyui/backend.js'
+import { fillWorkflow, listOutputFiles, readApiWorkflow, type ComfyuiWorkflow } from '../../../../services/backends/comfyui/protocol.js'
+import type { Graph } from '../../../fakes/comfyui.js'
+import { fixtures } from '../../../fixtures/media.js'
 import {
-  ComfyuiBackend, ComfyuiClient, describeExecutionFailure, fillWorkflow, listOutputFiles, readApiWorkflow,
-  type ComfyuiBackendOptions, type ComfyuiHistoryEntry, type ComfyuiWorkflow
-} from '../../../services/backends/comfyui.js'
-import type { GenerationRequest, MediaItem } from '../../../services/backends/types.js'
-import { startFakeComfyui, type FakeComfyui, type FakeComfyuiBehaviour, type Graph } from '../../fakes/comfyui.js'
-import { fixtures } from '../../fixtures/media.js'
-
-const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])
-const RUN_ID = '0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e'
-
-interface OutputConfig {
-  name: string
-  media_type: string
-  backend: string
-  params: { workflow: ComfyuiWorkflow }
-  defaults: { width?: number, height?: number }
-}
-
-const readConfig = (name: string): OutputConfig =>
-  JSON.parse(readFileSync(new URL(`../../../configs/outputs/${name}.json`, import.meta.url), 'utf8')) as OutputConfig
-const sd35 = readConfig('sd35_large')
-const stableAudio = readConfig('comfyui_audio')
-
-/** The SD3.5 graph with changes: extra nodes, or edited inputs. */
-function imageWorkflow (change: (graph: ComfyuiWorkflow) => void = () => {}): ComfyuiWorkflow {
-  const graph = structuredClone(sd35.params.workflow)
-  change(graph)
-  return graph
-}
-
-/** A decoded image piped to any output node: enough graph for the fake to run it. */
-function outputWorkflow (nodes: Record<string, { class_type: string, inputs?: Record<string, unknown> }>): ComfyuiWorkflow {
-  return imageWorkflow((graph) => {
-    delete graph['9']
-    Object.assign(graph, nodes)
-  })
-}
-
-function request (workflow: ComfyuiWorkflow, overrides: Partial<GenerationRequest> = {}): GenerationRequest {
-  return {
-    run_id: RUN_ID,
-    prompt: 'a red fox jumping over a snowy fence, crayon drawing',
-    negative_prompt: 'blurry, text',
-    seed: 1234567890123,
-    width: 1024,
-    height: 768,
-    params: { workflow },
-    ...overrides
-  }
-}
-
-interface Setup {
-  fake: FakeComfyui
-  backend: ComfyuiBackend
-  client: ComfyuiClient
-}
-
-async function setup (t: Test, behaviour: Partial<FakeComfyuiBehaviour> = {}, options: Omit<ComfyuiBackendOptions, 'baseUrl'> = {}): Promise<Setup> {
-  const fake = await startFakeComfyui(behaviour)
-  t.teardown(() => fake.close())
-  const backend = new ComfyuiBackend({ baseUrl: fake.url, pollIntervalMs: 25, timeouts: { request: 2000, overall: 10_000 }, ...options })
-  return { fake, backend, client: backend.client as ComfyuiClient }
-}
-
-interface Collected {
-  items: Array<{ bytes: Buffer, source: MediaItem['source'], media_type: MediaItem['media_type'] }>
-  error: (Error & { code?: string }) | null
-}
-
-// Consumes like the storage service: each stream to its end before asking for the next item.
-async function collect (iterable: AsyncIterable<MediaItem>): Promise<Collected> {
-  const items: Collected['items'] = []
-  try {
-    for await (const item of iterable) {
-      const bytes = Buffer.isBuffer(item.body) ? item.body : await buffer(item.body as Readable)
-      items.push({ bytes, source: item.source, media_type: item.media_type })
-    }
-  } catch (err) {
-    return { items, error: err as Collected['error'] }
-  }
-  return { items, error: null }
-}
-
-/** output or temp: provenance the comfyui backend adds to the shared source record */
-const fileType = (source: MediaItem['source']): unknown => (source as { type?: unknown }).type
-
-function storedBytes (fake: FakeComfyui, source: MediaItem['source']): Buffer | undefined {
-  return fake.file(String(fileType(source)), source.subfolder ?? '', source.original_filename ?? '')
-}
-
-const lastPrompt = (fake: FakeComfyui): Graph => fake.prompts.at(-1)?.prompt as Graph
+  closedPort, collect, fileType, imageWorkflow, lastPrompt, outputWorkflow, PNG_SIGNATURE, request, RUN_ID, sd35, setup, stableAudio, storedBytes
+} from './setup.js'
 
 t.test('several images from one node and outputs from several nodes, with their bytes and provenance', async (t) => {
   const { fake, backend } = await setup(t)
@@ -243,93 +155,6 @@ t.test('workflows that are not API-format are refused before anything is sent', 
   t.equal(fake.prompts.length, 0)
 })
 
-t.test('a dropped WebSocket falls back to polling', async (t) => {
-  const { fake, backend } = await setup(t, { dropSocketsAfter: 'execution_start', runMs: 150 })
-  const { items, error } = await collect(backend.generate(request(sd35.params.workflow)))
-  t.equal(error, null)
-  t.equal(items.length, 1)
-  t.same(items[0]?.bytes, storedBytes(fake, items[0]!.source))
-  t.ok(fake.requests.filter((r) => r.url.startsWith('/history/')).length > 1, 'kept asking /history')
-})
-
-t.test('no WebSocket at all (404 on /ws) still completes', async (t) => {
-  const { fake, backend } = await setup(t, { webSocket: false })
-  const { items, error } = await collect(backend.generate(request(sd35.params.workflow)))
-  t.equal(error, null)
-  t.equal(items.length, 1)
-  t.ok(fake.requests.some((r) => r.url.startsWith('/ws')), 'it tried')
-})
-
-t.test('useWebSocket: false only polls', async (t) => {
-  const { fake, backend } = await setup(t, {}, { useWebSocket: false })
-  const { items, error } = await collect(backend.generate(request(sd35.params.workflow)))
-  t.equal(error, null)
-  t.equal(items.length, 1)
-  t.notOk(fake.requests.some((r) => r.url.startsWith('/ws')))
-})
-
-t.test('the race: execution_success comes before the history, and only `executing null` ends the wait', async (t) => {
-  // Polling is too slow to matter here: the WebSocket's executing/null must end the wait,
-  // and the history must be read after it, not at execution_success.
-  const { fake, backend } = await setup(t, { historyDelayMs: 250 }, { pollIntervalMs: 60_000, timeouts: { request: 2000, overall: 5000 } })
-  const { items, error } = await collect(backend.generate(request(sd35.params.workflow)))
-  t.equal(error, null)
-  t.equal(items.length, 1)
-  t.same(items[0]?.bytes, storedBytes(fake, items[0]!.source))
-  const types = fake.events.map((e) => e.type)
-  t.ok(types.indexOf('execution_success') < types.lastIndexOf('executing'))
-})
-
-t.test('outputs dropped by validation in a 200 are a failure naming the nodes; the rest is cancelled', async (t) => {
-  const { fake, backend } = await setup(t, {
-    runMs: 2000,
-    validationErrors: { 12: { type: 'value_not_in_list', message: 'Value not in list', details: "ckpt_name: 'missing.safetensors' not in []" } }
-  })
-  const workflow = imageWorkflow((graph) => {
-    graph['12'] = { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: 'missing.safetensors' } }
-    graph['13'] = { class_type: 'VAEDecode', inputs: { samples: ['3', 0], vae: ['12', 2] } }
-    graph['14'] = { class_type: 'SaveImage', inputs: { filename_prefix: 'x', images: ['13', 0] } }
-  })
-  const { items, error } = await collect(backend.generate(request(workflow)))
-  t.equal(items.length, 0)
-  t.equal(error?.code, 'BACKEND_FAILED')
-  t.match(error?.message, /dropped outputs that failed validation: node 12 \(CheckpointLoaderSimple\): Value not in list: ckpt_name: 'missing.safetensors' not in \[\] \(drops output node 14\)/)
-  t.equal(fake.prompts[0]?.status, 200)
-  const cancels = fake.requests.filter((r) => r.url === '/queue' && r.method === 'POST').length +
-    fake.requests.filter((r) => r.url === '/interrupt').length
-  t.ok(cancels >= 1, 'asked ComfyUI to drop the prompt')
-  const queue = await (await fetch(`${fake.url}/queue`)).json() as { queue_running: unknown[], queue_pending: unknown[] }
-  t.same(queue.queue_pending, [])
-})
-
-t.test('an old server: node_errors [] means none, and its own prompt_id is used', async (t) => {
-  const { fake, backend } = await setup(t, { legacyServer: true })
-  const { items, error } = await collect(backend.generate(request(sd35.params.workflow)))
-  t.equal(error, null)
-  t.equal(items.length, 1)
-  const sent = fake.prompts[0]?.prompt_id
-  const used = items[0]?.source.prompt_id
-  t.ok(sent && used && sent !== used, 'the server chose another id, and the client followed it')
-})
-
-t.test('a 400 prompt_outputs_failed_validation is a readable failure with node ids', async (t) => {
-  const { fake, backend } = await setup(t, {
-    validationErrors: { 4: { type: 'value_not_in_list', message: 'Value not in list', details: "ckpt_name: 'sd3.5_large_fp8_scaled.safetensors' not in ['v1-5.safetensors']" } }
-  })
-  const { items, error } = await collect(backend.generate(request(sd35.params.workflow)))
-  t.equal(items.length, 0)
-  t.equal(error?.code, 'BACKEND_FAILED')
-  t.equal(error?.message, "backend comfyui failed: ComfyUI rejected the workflow: prompt_outputs_failed_validation: Prompt outputs failed validation; node 4 (CheckpointLoaderSimple): Value not in list: ckpt_name: 'sd3.5_large_fp8_scaled.safetensors' not in ['v1-5.safetensors'] (drops output node 9)")
-  t.equal(fake.prompts[0]?.status, 400)
-})
-
-t.test('a plain-text 500 from POST /prompt is a failure quoting the text', async (t) => {
-  const { backend } = await setup(t, { promptServerError: true })
-  const { error } = await collect(backend.generate(request(sd35.params.workflow)))
-  t.equal(error?.code, 'BACKEND_FAILED')
-  t.match(error?.message, /POST \/prompt answered 500: 500 Internal Server Error Server got itself in trouble/)
-})
-
 t.test('an execution_error yields the outputs made before it, then fails naming node and exception', async (t) => {
   const { fake, backend } = await setup(t, { failNode: { node: '12', exceptionMessage: 'Allocation on device\n', exceptionType: 'torch.OutOfMemoryError' } })
   const workflow = imageWorkflow((graph) => {
@@ -365,33 +190,6 @@ t.test('an interrupted prompt yields what exists and says it was interrupted', a
   t.match(error?.message, /execution was interrupted at node 13 \(SaveImage\)/)
 })
 
-t.test('a prompt that leaves the queue without history is lost', async (t) => {
-  const { backend } = await setup(t, { losePrompts: true, runMs: 100 })
-  const { items, error } = await collect(backend.generate(request(sd35.params.workflow)))
-  t.equal(items.length, 0)
-  t.equal(error?.code, 'BACKEND_FAILED')
-  t.match(error?.message, /left the queue without a history entry/)
-})
-
-t.test('the overall timeout gives BACKEND_TIMEOUT and interrupts the prompt', async (t) => {
-  const { fake, backend } = await setup(t, { runMs: 20_000 }, { timeouts: { request: 1000, overall: 200 } })
-  const { items, error } = await collect(backend.generate(request(sd35.params.workflow)))
-  t.equal(items.length, 0)
-  t.equal(error?.code, 'BACKEND_TIMEOUT')
-  t.match(error?.message, /did not finish within 200 ms/)
-  t.ok(fake.requests.some((r) => r.url === '/interrupt'), 'interrupted the running prompt')
-})
-
-t.test('an aborted request stops waiting and drops the prompt', async (t) => {
-  const { fake, backend } = await setup(t, { runMs: 20_000 })
-  const controller = new AbortController()
-  const reason = new Error('the workshop closed the tab')
-  setTimeout(() => controller.abort(reason), 100)
-  const { error } = await collect(backend.generate(request(sd35.params.workflow, { signal: controller.signal })))
-  t.equal(error, reason)
-  t.ok(fake.requests.some((r) => r.url === '/interrupt'))
-})
-
 t.test('a file that vanished (404 on /view) is skipped and named in the final error', async (t) => {
   const { fake, backend } = await setup(t, { vanish: (file) => file.filename.endsWith('_00002_.png') })
   const workflow = imageWorkflow((graph) => {
@@ -403,59 +201,6 @@ t.test('a file that vanished (404 on /view) is skipped and named in the final er
   t.match(error?.message, /ComfyUI no longer has output\/runstore\/[^ ]+_00002_\.png$/)
   const views = fake.requests.filter((r) => r.url.startsWith('/view'))
   t.equal(views.length, 3)
-})
-
-t.test('a POST whose answer was lost is resent with the same prompt_id; the 409 means it is queued', async (t) => {
-  const { fake, backend } = await setup(t, { cutPromptResponses: 1 })
-  const { items, error } = await collect(backend.generate(request(sd35.params.workflow)))
-  t.equal(error, null)
-  t.equal(items.length, 1, 'the prompt ran once')
-  t.same(fake.prompts.map((p) => p.status), [0, 409])
-  t.equal(fake.prompts[0]?.prompt_id, fake.prompts[1]?.prompt_id)
-  t.equal(fake.events.filter((e) => e.type === 'execution_start').length, 1)
-})
-
-t.test('client.submit: a duplicate id is "already submitted"; ids must be UUIDs and are sent in lowercase', async (t) => {
-  const { fake, client } = await setup(t)
-  const workflow = readApiWorkflow(sd35.params.workflow)
-  const id = randomUUID()
-  const first = await client.submit(workflow, { promptId: id.toUpperCase(), clientId: 'me' })
-  t.same(first, { prompt_id: id, number: 0 })
-  const again = await client.submit(workflow, { promptId: id, clientId: 'me' })
-  t.same(again, { prompt_id: id, number: null })
-  t.same(fake.prompts.map((p) => [p.status, p.prompt_id]), [[200, id], [409, id]])
-  await t.rejects(client.submit(workflow, { promptId: 'job-1', clientId: 'me' }), /prompt_id must be a UUID/)
-})
-
-t.test('an unreachable ComfyUI fails after the retries', async (t) => {
-  const port = await closedPort()
-  const client = new ComfyuiClient({ baseUrl: `http://127.0.0.1:${port}`, submitRetries: 1, timeouts: { request: 500 } })
-  await t.rejects(client.submit(readApiWorkflow(sd35.params.workflow), { promptId: randomUUID(), clientId: 'c' }), {
-    code: 'BACKEND_FAILED', message: /POST \/prompt at http:\/\/127\.0\.0\.1:\d+\/: .*ECONNREFUSED/
-  })
-  await t.rejects(client.systemStats(), { code: 'BACKEND_FAILED' })
-  t.throws(() => new ComfyuiClient({ baseUrl: 'ftp://comfy' }), /must be http\(s\)/)
-})
-
-t.test('an abort while waiting between polls ends the wait at once', async (t) => {
-  const { client } = await setup(t, { runMs: 20_000 })
-  const slowPolls = new ComfyuiClient({ baseUrl: client.baseUrl, pollIntervalMs: 60_000, useWebSocket: false })
-  const { prompt_id: promptId } = await slowPolls.submit(readApiWorkflow(sd35.params.workflow), { promptId: randomUUID(), clientId: 'c' })
-  const controller = new AbortController()
-  const waiting = slowPolls.waitForCompletion(promptId, 'c', controller.signal)
-  setTimeout(() => controller.abort(new Error('stop waiting')), 50)
-  await t.rejects(waiting, /stop waiting/)
-  await slowPolls.cancel(promptId)
-})
-
-t.test('a ComfyUI that goes away while we wait fails after the tolerated poll failures', async (t) => {
-  const fake = await startFakeComfyui({ runMs: 20_000 })
-  t.teardown(() => fake.close())
-  const client = new ComfyuiClient({ baseUrl: fake.url, pollIntervalMs: 10, maxPollFailures: 3, timeouts: { request: 500, overall: 10_000 } })
-  const { prompt_id: promptId } = await client.submit(readApiWorkflow(sd35.params.workflow), { promptId: randomUUID(), clientId: 'c' })
-  const waiting = client.waitForCompletion(promptId, 'c')
-  await fake.close()
-  await t.rejects(waiting, { code: 'BACKEND_FAILED', message: /GET \/history\/.* ECONNREFUSED/ })
 })
 
 t.test('collectOutputs: prompts someone else submitted', async (t) => {
@@ -545,70 +290,17 @@ t.test('a base URL with a path prefix (ComfyUI behind a proxy at /api/) reaches 
   t.ok(fake.requests.some((r) => r.url.startsWith('/api/view?')))
 })
 
-t.test('download: errors other than 404 are failures', async (t) => {
-  const { client } = await setup(t)
-  await t.rejects(client.download({ filename: '../etc/passwd', subfolder: '', type: 'output' }), {
-    code: 'BACKEND_FAILED', message: /GET \/view output\/\.\.\/etc\/passwd answered 400/
-  })
-  await t.rejects(client.download({ filename: 'gone.png', subfolder: 'x', type: 'temp' }), {
-    code: 'COMFYUI_FILE_MISSING', message: 'ComfyUI no longer has the file temp/x/gone.png'
-  })
-  const port = await closedPort()
-  const offline = new ComfyuiClient({ baseUrl: `http://127.0.0.1:${port}` })
-  await t.rejects(offline.download({ filename: 'a.png', subfolder: '', type: 'output' }), { code: 'BACKEND_FAILED', message: /ECONNREFUSED/ })
-  const controller = new AbortController()
-  controller.abort(new Error('stop'))
-  await t.rejects(offline.download({ filename: 'a.png', subfolder: '', type: 'output' }, controller.signal), /stop/)
+t.test('validateParams: the shipped workflows pass, broken ones fail saying why, with or without COMFYUI_URL', async (t) => {
+  const unset = new ComfyuiBackend({ baseUrl: undefined })
+  t.doesNotThrow(() => unset.validateParams(sd35.params))
+  t.doesNotThrow(() => unset.validateParams(stableAudio.params))
+  t.throws(() => unset.validateParams({}), /params\.workflow must be an API-format workflow object/)
+  t.throws(() => unset.validateParams({ workflow: sd35.params.workflow, steps: 20 }), /params\.steps is not a parameter of the comfyui backend \(it takes workflow\)/)
+  t.throws(() => unset.validateParams({ workflow: 'sd35.json' }), /params\.workflow must be an object \(got "sd35\.json"\)/)
+  t.throws(() => unset.validateParams({ workflow: { nodes: [], links: [] } }), { code: 'INVALID_WORKFLOW', message: /UI-format workflow/ })
+  const missingNode = imageWorkflow((g) => { delete g['4'] })
+  t.throws(() => unset.validateParams({ workflow: missingNode }), { code: 'INVALID_WORKFLOW', message: /node 3 \(KSampler\) input model takes the output of node 4, which is not in the workflow/ })
+  const { fake } = await setup(t)
+  t.doesNotThrow(() => new ComfyuiBackend({ baseUrl: fake.url }).validateParams(sd35.params))
+  t.equal(fake.requests.length, 0, 'checking asks ComfyUI nothing')
 })
-
-t.test('listOutputFiles reads every file list and nothing else', async (t) => {
-  const entry: ComfyuiHistoryEntry = {
-    outputs: {
-      12: { audio: [{ filename: 'ComfyUI_00001_.flac', subfolder: 'audio', type: 'output' }] },
-      9: {
-        images: [
-          { filename: 'run1_00001_.png', subfolder: 'svc', type: 'output' },
-          { filename: 'run1_00002_.png', subfolder: 'svc', type: 'output' },
-          // a node that ran twice has its lists concatenated
-          { filename: 'run1_00003_.png', subfolder: 'svc', type: 'output' }
-        ]
-      },
-      15: { images: [{ filename: 'ComfyUI_00001_.mp4', subfolder: 'video', type: 'output' }], animated: [true] },
-      20: { gifs: [{ filename: 'AnimateDiff_00001.mp4', subfolder: '', type: 'output', format: 'video/h264-mp4', frame_rate: 8.0, fullpath: '/srv/x' }] },
-      21: { text: ['a caption'], latents: [{ filename: 'x.latent', subfolder: 'latents', type: 'output' }] },
-      22: { images: [{ filename: 'in.png', subfolder: '', type: 'input' }, { filename: '' }, null, 'x', { filename: 'nosub.png' }] },
-      23: { unfinished_batch: [true] },
-      '30:2': { '3d': [{ filename: 'mesh_00001_.glb', subfolder: 'mesh', type: 'output' }] },
-      24: 'not an object' as unknown as Record<string, unknown>
-    }
-  }
-  t.same(listOutputFiles(entry).map((f) => [f.node_id, f.key, f.type, f.subfolder, f.filename]), [
-    ['9', 'images', 'output', 'svc', 'run1_00001_.png'],
-    ['9', 'images', 'output', 'svc', 'run1_00002_.png'],
-    ['9', 'images', 'output', 'svc', 'run1_00003_.png'],
-    ['12', 'audio', 'output', 'audio', 'ComfyUI_00001_.flac'],
-    ['15', 'images', 'output', 'video', 'ComfyUI_00001_.mp4'],
-    ['20', 'gifs', 'output', '', 'AnimateDiff_00001.mp4'],
-    ['22', 'images', 'output', '', 'nosub.png'],
-    ['30:2', '3d', 'output', 'mesh', 'mesh_00001_.glb']
-  ])
-})
-
-t.test('describeExecutionFailure', async (t) => {
-  const entry = (status: ComfyuiHistoryEntry['status']): ComfyuiHistoryEntry => ({ outputs: {}, ...(status ? { status } : {}) })
-  t.equal(describeExecutionFailure(entry(undefined)), null, 'very old servers have no status')
-  t.equal(describeExecutionFailure(entry({ status_str: 'success', completed: true, messages: [] })), null)
-  t.equal(describeExecutionFailure(entry({ status_str: 'error', completed: false })), 'ComfyUI reported an error without details')
-  t.equal(describeExecutionFailure(entry({
-    status_str: 'error',
-    messages: [['execution_start', {}], ['execution_error', { node_id: '5', exception_message: '' }]]
-  })), 'node 5 failed: no exception message')
-})
-
-async function closedPort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}

@@ -1,13 +1,13 @@
 import t, { type Test } from 'tap'
 import { Readable } from 'node:stream'
 import { PNG } from 'pngjs'
-import { OpenaiImageBackend, allowedSize, type OpenaiImageBackendOptions } from '../../../services/backends/openai.js'
-import type { GenerationRequest, MediaItem } from '../../../services/backends/types.js'
+import { OpenaiImageBackend, allowedSize, type OpenaiImageBackendOptions } from '../../../../services/backends/openai/backend.js'
+import type { GenerationRequest, MediaItem } from '../../../../services/backends/types.js'
 import {
   BackendFailedError, BackendTimeoutError, BackendUnavailableError, GenerationBlockedError
-} from '../../../services/errors.js'
-import { startFakeOpenai, type FakeOpenai } from '../../fakes/openai.js'
-import { collectGenerated as collect, generationFailure as failure } from '../../generated-media.js'
+} from '../../../../services/errors.js'
+import { startFakeOpenai, type FakeOpenai } from '../../../fakes/openai.js'
+import { collectGenerated as collect, generationFailure as failure } from '../../../generated-media.js'
 
 function request (overrides: Partial<GenerationRequest> = {}): GenerationRequest {
   return { run_id: '0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e', prompt: 'a friendly robot painting flowers', seed: 7, width: 1024, height: 1024, params: {}, ...overrides }
@@ -261,4 +261,27 @@ t.test('an unreachable server is a backend failure', async (t) => {
   const err = await failure(new OpenaiImageBackend({ apiKey: 'sk-x', baseUrl }), request())
   t.ok(err instanceof BackendFailedError)
   t.match(err, { message: /POST http:\/\/127\.0\.0\.1:\d+\/v1\/images\/generations: ECONNREFUSED/ })
+})
+
+t.test('validateParams: the shipped config passes; unknown names, wrong types and values fail, with or without a key', async (t) => {
+  const backend = new OpenaiImageBackend()
+  const good = [
+    {},
+    { api: 'images', model: 'gpt-image-1', quality: 'medium', moderation: 'auto' },
+    { api: 'images', model: 'gpt-image-1-mini', size: '1024x1536', quality: 'low', n: 2, moderation: 'auto', background: 'transparent' },
+    { api: 'responses', model: 'gpt-5', image_model: 'gpt-image-1', size: 'auto' },
+    { n: 10 }
+  ]
+  for (const params of good) t.doesNotThrow(() => backend.validateParams(params), JSON.stringify(params))
+  const bad: Array<[Record<string, unknown>, RegExp]> = [
+    [{ api: 'chat' }, /params\.api must be one of "images", "responses" \(got "chat"\)/],
+    [{ n: 0 }, /params\.n must be a whole number from 1 to 10/],
+    [{ n: 11 }, /params\.n must be a whole number from 1 to 10/],
+    [{ n: 1.5 }, /params\.n must be a whole number/],
+    [{ size: 'large' }, /params\.size must be "auto" or WIDTHxHEIGHT/],
+    [{ quality: 3 }, /params\.quality must be a non-empty string \(got 3\)/],
+    [{ model: '' }, /params\.model must be a non-empty string/],
+    [{ qualty: 'high' }, /params\.qualty is not a parameter of the openai backend \(it takes api, model, image_model, n, size, quality, background, moderation\)/]
+  ]
+  for (const [params, message] of bad) t.throws(() => backend.validateParams(params), { message }, JSON.stringify(params))
 })

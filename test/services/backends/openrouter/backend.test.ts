@@ -2,13 +2,13 @@ import t, { type Test } from 'tap'
 import { Readable } from 'node:stream'
 import { imageSize } from 'image-size'
 import { PNG } from 'pngjs'
-import { OpenrouterImageBackend, type OpenrouterImageBackendOptions } from '../../../services/backends/openrouter.js'
-import type { GenerationRequest } from '../../../services/backends/types.js'
+import { OpenrouterImageBackend, type OpenrouterImageBackendOptions } from '../../../../services/backends/openrouter/backend.js'
+import type { GenerationRequest } from '../../../../services/backends/types.js'
 import {
   BackendFailedError, BackendTimeoutError, BackendUnavailableError, GenerationBlockedError
-} from '../../../services/errors.js'
-import { FAKE_JPEG, makePng, startFakeOpenrouter, type FakeOpenrouter } from '../../fakes/openrouter.js'
-import { collectGenerated as collect, generationFailure as failure } from '../../generated-media.js'
+} from '../../../../services/errors.js'
+import { FAKE_JPEG, makePng, startFakeOpenrouter, type FakeOpenrouter } from '../../../fakes/openrouter.js'
+import { collectGenerated as collect, generationFailure as failure } from '../../../generated-media.js'
 
 function request (overrides: Partial<GenerationRequest> = {}): GenerationRequest {
   return { run_id: '0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e', prompt: 'a castle made of cheese', seed: 99, width: 1024, height: 1024, params: {}, ...overrides }
@@ -175,4 +175,14 @@ t.test('a slow answer times out', async (t) => {
   const err = await failure(backend, request())
   t.ok(err instanceof BackendTimeoutError)
   t.match(err, { code: 'BACKEND_TIMEOUT', statusCode: 504 })
+})
+
+t.test('validateParams: model and aspect_ratio, nothing else', async (t) => {
+  const backend = new OpenrouterImageBackend()
+  for (const params of [{}, { model: 'google/gemini-2.5-flash-image' }, { model: 'openai/gpt-5-image-mini', aspect_ratio: '16:9' }]) {
+    t.doesNotThrow(() => backend.validateParams(params), JSON.stringify(params))
+  }
+  t.throws(() => backend.validateParams({ aspect_ratio: 'wide' }), { message: 'params.aspect_ratio must be W:H, e.g. "16:9" (got "wide")' })
+  t.throws(() => backend.validateParams({ model: ['a', 'b'] }), /params\.model must be a non-empty string \(got \["a","b"\]\)/)
+  t.throws(() => backend.validateParams({ size: '1024x1024' }), /params\.size is not a parameter of the openrouter backend \(it takes model, aspect_ratio\)/)
 })

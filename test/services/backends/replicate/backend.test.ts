@@ -1,13 +1,13 @@
 import t, { type Test } from 'tap'
 import { Readable } from 'node:stream'
 import { PNG } from 'pngjs'
-import { ReplicateBackend, type ReplicateBackendOptions } from '../../../services/backends/replicate.js'
-import type { GenerationRequest, MediaItem } from '../../../services/backends/types.js'
+import { ReplicateBackend, type ReplicateBackendOptions } from '../../../../services/backends/replicate/backend.js'
+import type { GenerationRequest, MediaItem } from '../../../../services/backends/types.js'
 import {
   BackendFailedError, BackendTimeoutError, BackendUnavailableError, GenerationBlockedError
-} from '../../../services/errors.js'
-import { startFakeReplicate, type FakeReplicate } from '../../fakes/replicate.js'
-import { bytesOf, collectGenerated as collect, generationFailure as failure } from '../../generated-media.js'
+} from '../../../../services/errors.js'
+import { startFakeReplicate, type FakeReplicate } from '../../../fakes/replicate.js'
+import { bytesOf, collectGenerated as collect, generationFailure as failure } from '../../../generated-media.js'
 
 const FLUX = 'black-forest-labs/flux-schnell'
 
@@ -312,4 +312,28 @@ t.test('files already yielded stay with the consumer when a later one fails', as
   await fake.close()
   const err = await generator.next().catch((e: unknown) => e)
   t.ok(err instanceof BackendFailedError, 'the second download fails on its own')
+})
+
+t.test('validateParams: a model or a version; input an object; size_as and negative_prompt as generate reads them', async (t) => {
+  const backend = new ReplicateBackend()
+  const good = [
+    { model: FLUX },
+    { model: FLUX, size_as: 'aspect_ratio', input: { num_outputs: 1, output_format: 'png', go_fast: true } },
+    { model: FLUX, size_as: 'width_height', negative_prompt: true },
+    { model: `${FLUX}:abc123` },
+    { version: '5599ed30' },
+    { model: FLUX, version: 'def456' }
+  ]
+  for (const params of good) t.doesNotThrow(() => backend.validateParams(params), JSON.stringify(params))
+  const bad: Array<[Record<string, unknown>, RegExp]> = [
+    [{}, /params\.model \("owner\/name"\) or params\.version is required/],
+    [{ input: {} }, /params\.model \("owner\/name"\) or params\.version is required/],
+    [{ model: 'flux' }, /params\.model must be "owner\/name" or "owner\/name:version" \(got "flux"\)/],
+    [{ model: FLUX, input: 'png' }, /params\.input must be an object/],
+    [{ model: FLUX, size_as: 'pixels' }, /params\.size_as must be one of "aspect_ratio", "width_height"/],
+    [{ model: FLUX, negative_prompt: 'blurry' }, /params\.negative_prompt must be true or false \(got "blurry"\)/],
+    [{ model: FLUX, version: '' }, /params\.version must be a non-empty string/],
+    [{ model: FLUX, inputs: {} }, /params\.inputs is not a parameter of the replicate backend/]
+  ]
+  for (const [params, message] of bad) t.throws(() => backend.validateParams(params), { message }, JSON.stringify(params))
 })
