@@ -1,44 +1,31 @@
 import fp from 'fastify-plugin'
-import { STATUS_CODES } from 'node:http'
-import type { FastifyError } from 'fastify'
-import { InvalidRunIdError, isCodedError, type CodedError } from '../services/errors.js'
+import type { FastifyError, FastifyRequest } from 'fastify'
+import { describeError, errorBody, InvalidRunIdError, type ErrorBody } from '../services/errors.js'
 
 /**
- * Every answer that is not a success is `{statusCode, error, code, message}`.
- * Messages of errors we made (they carry a code and a status) are meant for
- * clients; anything else is an internal failure whose details (stack, file
- * paths) stay in the log.
+ * Every answer that is not a success is `{statusCode, error, code, message}`
+ * (errorBody). Messages of errors we made (they carry a code and a status)
+ * are meant for clients; anything else is an internal failure whose details
+ * (stack, file paths) stay in the log.
  */
 export default fp(async function errorsPlugin (app) {
   app.setErrorHandler((err: FastifyError, request, reply) => {
-    let error: Pick<CodedError, 'statusCode' | 'code' | 'message'>
-    if (err.validation !== undefined) {
-      const runId = err.validationContext === 'params' && err.validation.some((v) => v.instancePath === '/run_id')
-      error = runId
-        ? new InvalidRunIdError(JSON.stringify((request.params as { run_id?: string }).run_id ?? '').slice(0, 80)) as CodedError
-        : { statusCode: 400, code: 'INVALID_REQUEST', message: err.message }
-    } else if (isCodedError(err) && err.statusCode >= 400 && err.statusCode < 600) {
-      error = err as CodedError
-    } else {
-      error = { statusCode: 500, code: 'INTERNAL_ERROR', message: 'internal server error' }
-    }
-    if (error.statusCode >= 500) request.log.error({ err }, 'request failed')
-    else request.log.info({ code: error.code, message: error.message }, 'request refused')
+    const body = err.validation !== undefined ? validationBody(err, err.validation, request) : describeError(err)
+    if (body.statusCode >= 500) request.log.error({ err }, 'request failed')
+    else request.log.info({ code: body.code, message: body.message }, 'request refused')
     // Errors describe a moment (MEDIA_NOT_READY turns into the image), never the resource: nothing may cache them.
-    return reply.code(error.statusCode).type('application/json; charset=utf-8').header('Cache-Control', 'no-store').header('X-Content-Type-Options', 'nosniff').send({
-      statusCode: error.statusCode,
-      error: STATUS_CODES[error.statusCode] ?? 'Error',
-      code: error.code,
-      message: error.message
-    })
+    return reply.code(body.statusCode).type('application/json; charset=utf-8').header('Cache-Control', 'no-store').header('X-Content-Type-Options', 'nosniff').send(body)
   })
 
   app.setNotFoundHandler((request, reply) => {
-    return reply.code(404).header('Cache-Control', 'no-store').send({
-      statusCode: 404,
-      error: 'Not Found',
-      code: 'ROUTE_NOT_FOUND',
-      message: `no route ${request.method} ${request.url.split('?')[0]}`
-    })
+    return reply.code(404).header('Cache-Control', 'no-store').send(errorBody(404, 'ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`))
   })
 }, { name: 'errors' })
+
+// A run id that is not a UUID has its own code; any other schema failure is INVALID_REQUEST.
+function validationBody (err: FastifyError, validation: NonNullable<FastifyError['validation']>, request: FastifyRequest): ErrorBody {
+  const runId = err.validationContext === 'params' && validation.some((v) => v.instancePath === '/run_id')
+  return runId
+    ? describeError(new InvalidRunIdError(JSON.stringify((request.params as { run_id?: string }).run_id ?? '').slice(0, 80)))
+    : errorBody(400, 'INVALID_REQUEST', err.message)
+}

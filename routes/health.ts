@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { errorResponses } from '../schemas/common.js'
+import { errorBody } from '../services/errors.js'
 
 const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/health', {
@@ -25,7 +26,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const indexOpen = app.runIndex.isOpen()
     if (!storageWritable || !indexOpen) {
       const failing = [...(storageWritable ? [] : ['the runs folder is not writable']), ...(indexOpen ? [] : ['the run index does not answer'])]
-      return await reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', code: 'NOT_READY', message: failing.join('; ') })
+      return await reply.code(503).send(errorBody(503, 'NOT_READY', failing.join('; ')))
     }
     return { status: 'ready' as const, checks: { storage_writable: storageWritable, index_open: indexOpen } }
   })

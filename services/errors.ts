@@ -1,4 +1,5 @@
 import createError from '@fastify/error'
+import { STATUS_CODES } from 'node:http'
 
 // Every failure a client can see has a stable code and an HTTP status, so the
 // error handler only translates and never guesses. Services throw these; they
@@ -36,6 +37,33 @@ export function isCodedError (err: unknown): err is CodedError {
   return err instanceof Error &&
     typeof (err as Partial<CodedError>).code === 'string' &&
     typeof (err as Partial<CodedError>).statusCode === 'number'
+}
+
+/** Every answer that is not a success, and the error event of a run. */
+export interface ErrorBody {
+  statusCode: number
+  /** the status's reason phrase, e.g. Not Found */
+  error: string
+  code: string
+  message: string
+}
+
+export function errorBody (statusCode: number, code: string, message: string): ErrorBody {
+  return { statusCode, error: STATUS_CODES[statusCode] ?? 'Error', code, message }
+}
+
+/** A coded error with an error status: its message is meant for clients. */
+export function isPublicError (err: unknown): err is CodedError {
+  return isCodedError(err) && err.statusCode >= 400 && err.statusCode < 600
+}
+
+/**
+ * What a client is told of a failure. Errors we made carry a code and a
+ * status meant for clients; anything else is internal, and its message
+ * (paths, stack) stays in the log.
+ */
+export function describeError (err: unknown): ErrorBody {
+  return isPublicError(err) ? errorBody(err.statusCode, err.code, err.message) : errorBody(500, 'INTERNAL_ERROR', 'internal server error')
 }
 
 /** What a run's errors[] keeps of a failure: its code and message, never a stack or a path. */
