@@ -31,6 +31,8 @@ export const GenerationBlockedError = createError<[string, string]>('GENERATION_
 export interface CodedError extends Error {
   code: string
   statusCode: number
+  /** a refusal that passes with time (QUEUE_FULL): seconds to wait, sent as Retry-After */
+  retryAfterSeconds?: number
 }
 
 export function isCodedError (err: unknown): err is CodedError {
@@ -84,7 +86,16 @@ export const PipelineDefinitionError = createError<[string, string]>('INVALID_PI
 export const OutputConfigNotFoundError = createError<[string]>('OUTPUT_CONFIG_NOT_FOUND', 'unknown output config %s', 404)
 export const OutputConfigError = createError<[string, string]>('INVALID_OUTPUT_CONFIG', 'output config file %s is invalid: %s', 500)
 export const PipelineNotFoundError = createError<[string]>('PIPELINE_NOT_FOUND', 'unknown schema (pipeline) %s', 404)
-export const QueueFullError = createError<[string]>('QUEUE_FULL', 'too many generations are waiting for %s; try again shortly', 503)
+const QueueFull = createError<[string]>('QUEUE_FULL', 'too many generations are waiting for %s; try again shortly', 503)
+/** A backend's queue is full; it carries about one generation's time there, which the error handler sends as Retry-After. */
+export class QueueFullError extends QueueFull {
+  readonly retryAfterSeconds: number
+
+  constructor (backend: string, retryAfterSeconds: number) {
+    super(backend)
+    this.retryAfterSeconds = retryAfterSeconds
+  }
+}
 
 // Admin routes.
 export const AdminDisabledError = createError('ADMIN_DISABLED', 'admin routes are off: set ADMIN_TOKEN to use them', 403)

@@ -70,3 +70,34 @@ t.test('a failing job frees its place', async (t) => {
   await t.rejects(queue.reserve().run(async () => { throw new Error('boom') }), /boom/)
   t.equal(await queue.reserve().run(async () => 'next'), 'next')
 })
+
+t.test('a full queue says how long to wait: about one generation, from the ones it timed', async (t) => {
+  let clock = 0
+  const queue = new GenerationQueue('gpu', { concurrency: 1, limit: 0, now: () => clock })
+  // A generation that takes `ms` on the queue's clock.
+  const timed = async (ms: number, fails = false): Promise<void> => {
+    await queue.reserve().run(async () => { clock += ms; if (fails) throw new Error('boom') }).catch(() => {})
+  }
+  // The refusal of a request while one job (taking no time on the clock) holds the only place.
+  const full = async (): Promise<unknown> => {
+    const gate = deferred()
+    const running = queue.reserve().run(async () => await gate.promise)
+    let refused: unknown = null
+    try { queue.reserve() } catch (err) { refused = err }
+    gate.resolve()
+    await running
+    return refused
+  }
+
+  t.equal(queue.retryAfterSeconds, 5, 'nothing timed yet: a default guess')
+  t.match(await full(), { code: 'QUEUE_FULL', statusCode: 503, retryAfterSeconds: 5 })
+  t.equal(queue.retryAfterSeconds, 1, 'the job that held the place took no time on the clock: the minimum')
+  await timed(40_000)
+  t.equal(queue.retryAfterSeconds, 8, 'a moving average: 0.8 × 0 s + 0.2 × 40 s')
+  await timed(40_000, true)
+  t.equal(queue.retryAfterSeconds, 15, 'a failed generation took its time too: 0.8 × 8 s + 0.2 × 40 s = 14.4 s, rounded up')
+  t.match(await full(), { code: 'QUEUE_FULL', retryAfterSeconds: 15 }, 'a refusal carries the estimate of its moment')
+  t.equal(queue.retryAfterSeconds, 12, 'and the job that held the place counts when it ends: 0.8 × 14.4 s + 0.2 × 0 s')
+  for (let i = 0; i < 40; i++) await timed(3_600_000)
+  t.equal(queue.retryAfterSeconds, 300, 'never more than five minutes')
+})
