@@ -4,7 +4,9 @@ import { PassThrough } from 'node:stream'
 import { errorResponses } from '../schemas/common.js'
 import { BlockedAnswer, ExecuteAnswer, ExecuteBody, PipelineList } from '../schemas/pipeline.js'
 import { EXECUTION_MODES } from '../schemas/run.js'
-import type { PipelineEvent, PipelineRunner, PreparedRun } from '../services/pipeline/pipeline-runner.js'
+import type { PipelineEvent } from '../services/pipeline/events.js'
+import type { PipelineRunner } from '../services/pipeline/pipeline-runner.js'
+import type { PreparedRun } from '../services/pipeline/prepare-run.js'
 
 // Proxies close connections that stay silent; a comment line keeps a long generation's stream open.
 const HEARTBEAT_MS = 15_000
@@ -45,14 +47,8 @@ const pipelineRoutes: FastifyPluginAsyncTypebox = async (app) => {
       }
     }
   }, async (request, reply) => {
-    let prepared: PreparedRun
-    try {
-      prepared = pipeline.prepare(request.body)
-    } catch (err) {
-      const retryAfter = pipeline.retryAfterSeconds(err)
-      if (retryAfter !== null) void reply.header('Retry-After', String(retryAfter))
-      throw err
-    }
+    // A refusal (QUEUE_FULL carries its Retry-After) goes to the error handler, before anything is written or streamed.
+    const prepared = pipeline.prepare(request.body)
     if (wantsEventStream(request.headers.accept)) return await streamRun(pipeline, prepared, reply)
 
     const outcome = await pipeline.execute(prepared)

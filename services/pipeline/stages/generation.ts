@@ -1,7 +1,8 @@
 import type { GenerationRequest } from '../../backends/types.js'
 import { BackendFailedError, isCodedError } from '../../errors.js'
 import { storeGeneratedMedia, type StoredGeneration } from '../../generation/store-generated.js'
-import type { PipelineStage, PlannedOutput, RunContext, StepReport } from '../pipeline-runner.js'
+import type { PlannedOutput } from '../prepare-run.js'
+import type { PipelineStage, RunContext, StepReport } from '../run-context.js'
 
 const REFUSED = 'GENERATION_BLOCKED'
 
@@ -46,17 +47,12 @@ async function generate (context: RunContext, planned: PlannedOutput): Promise<v
     const queued = performance.now()
     let queueWaitMs = 0
     const stored: StoredGeneration = await reservation.run(async () => {
-      const start = performance.now()
-      queueWaitMs = start - queued
-      try {
-        return await storeGeneratedMedia(context.storage, context.runId, backend.generate(request), {
-          config: config.name,
-          backend: backend.name,
-          onStored: async (output) => { await context.addStored(output) }
-        })
-      } finally {
-        context.observeGeneration(backend.name, performance.now() - start)
-      }
+      queueWaitMs = performance.now() - queued
+      return await storeGeneratedMedia(context.storage, context.runId, backend.generate(request), {
+        config: config.name,
+        backend: backend.name,
+        onStored: async (output) => { await context.addStored(output) }
+      })
     })
     const filenames = stored.outputs.map((o) => o.filename)
     const configuredModel = typeof config.params.model === 'string' ? config.params.model : null

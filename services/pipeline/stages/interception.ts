@@ -1,4 +1,4 @@
-import type { PipelineStage, RunContext } from '../pipeline-runner.js'
+import type { PipelineStage, RunContext } from '../run-context.js'
 import type { TextStageResult } from '../types.js'
 
 /** Stage 2: the pipeline ("schema") turns the prompt into its own; the result is transformed_text.txt. */

@@ -1,4 +1,4 @@
-import type { PipelineStage, RunContext } from '../pipeline-runner.js'
+import type { PipelineStage, RunContext } from '../run-context.js'
 import type { SafetyVerdict, TranslationResult } from '../types.js'
 import { safetyReport } from './safety-report.js'
 

@@ -1,5 +1,5 @@
 import type { MediaType } from '../../../schemas/media.js'
-import type { PipelineStage, RunContext } from '../pipeline-runner.js'
+import type { PipelineStage, RunContext } from '../run-context.js'
 import type { SafetyVerdict } from '../types.js'
 import { BLOCKED_REASON } from './pre-interception.js'
 import { safetyReport } from './safety-report.js'

@@ -1,4 +1,4 @@
-import type { StepReport } from '../pipeline-runner.js'
+import type { StepReport } from '../run-context.js'
 import type { SafetyVerdict } from '../types.js'
 
 /** A safety verdict as a step record: the text checked (what the stage passes on is not changed by it), the decision, who made it, and what it matched. */
