@@ -1,25 +1,14 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Type } from '@sinclair/typebox'
+import { BackendList } from '../schemas/backends.js'
 
 const HEALTH_TIMEOUT_MS = 5000
-
-const BackendStatus = Type.Object({
-  name: Type.String({ examples: ['comfyui'] }),
-  available: Type.Boolean({ description: 'configured (URL or key set)' }),
-  unavailable_reason: Type.Union([Type.String(), Type.Null()]),
-  queue: Type.Object({ running: Type.Integer(), waiting: Type.Integer() }),
-  health: Type.Union([
-    Type.Object({ ok: Type.Boolean(), details: Type.Optional(Type.Unknown()) }),
-    Type.Null()
-  ], { description: 'the upstream\'s own answer (ComfyUI: /system_stats); null when not configured or not checkable' })
-})
 
 const backendRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/api/backends', {
     schema: {
       tags: ['service'],
       summary: 'the generator backends: configured or not, their queues, and whether their upstream answers',
-      response: { 200: Type.Object({ backends: Type.Array(BackendStatus) }) }
+      response: { 200: BackendList }
     }
   }, async () => {
     const backends = await Promise.all(app.backends.backends.map(async (backend) => {

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Type } from '@sinclair/typebox'
 import { errorResponses } from '../schemas/common.js'
+import { HealthAnswer, ReadyAnswer } from '../schemas/service.js'
 import { errorBody } from '../services/errors.js'
 
 const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -8,7 +8,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['service'],
       summary: 'the process is alive',
-      response: { 200: Type.Object({ status: Type.Literal('ok') }) }
+      response: { 200: HealthAnswer }
     }
   }, async () => ({ status: 'ok' as const }))
 
@@ -17,7 +17,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['service'],
       summary: 'the service can take work: the runs folder is writable and the run index answers',
       response: {
-        200: Type.Object({ status: Type.Literal('ready'), checks: Type.Record(Type.String(), Type.Boolean()) }),
+        200: ReadyAnswer,
         ...errorResponses(503)
       }
     }

@@ -1,46 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Type } from '@sinclair/typebox'
 import { errorResponses, RunIdParams } from '../schemas/common.js'
-import { MEDIA_TYPES, MediaType } from '../schemas/media.js'
-import { MediaOutput, RunId, RunMetadata, RunStatus } from '../schemas/run.js'
+import { MEDIA_TYPES } from '../schemas/media.js'
+import { deliveryAnswers, DownloadQuery, MediaIndexParams, MediaInfo, RunFileAnswers, RunFileParams } from '../schemas/media-api.js'
+import { RunMetadata } from '../schemas/run.js'
 import { mediaUrl } from '../services/media/media-url.js'
-
-const DownloadQuery = Type.Object({
-  download: Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('true'), Type.Literal('0'), Type.Literal('false')], {
-    description: '1: Content-Disposition attachment instead of inline'
-  }))
-})
-
-// What the Content-Type of each kind of output can be (model3d: model/gltf-binary, model/gltf+json).
-const MIME_RANGES: Record<MediaType, string> = { image: 'image/*', audio: 'audio/*', video: 'video/*', model3d: 'model/*' }
-const BINARY = { schema: { type: 'string', format: 'binary' } }
-
-const mediaBytes = (types: readonly MediaType[], what: string, statusCode: 200 | 206) => ({
-  description: statusCode === 200 ? `${what}, with its detected MIME type` : `the requested byte range of ${what} (Content-Range)`,
-  content: Object.fromEntries(types.map((type) => [MIME_RANGES[type], BINARY]))
-})
-
-/** The answers of a route that serves stored media through reply.sendMedia. */
-const deliveryAnswers = (types: readonly MediaType[], what: string) => ({
-  200: mediaBytes(types, what, 200),
-  206: mediaBytes(types, what, 206),
-  304: { description: 'not modified (If-None-Match, If-Modified-Since)', type: 'null' },
-  ...errorResponses(400, 404, 416)
-})
 
 // Media elements and link checkers ask with HEAD; the contract lists it, so the document shows it.
 const WITH_HEAD = { swagger: { exposeHeadRoute: true } }
-
-const MediaInfo = Type.Object({
-  run_id: RunId,
-  schema: Type.String(),
-  execution_mode: Type.String(),
-  timestamp: Type.String({ format: 'date-time' }),
-  status: RunStatus,
-  type: Type.Union([MediaType, Type.Null()], { description: 'type of the newest output; null while there is none' }),
-  url: Type.Union([Type.String(), Type.Null()], { description: 'URL of the newest output; null while there is none' }),
-  outputs: Type.Array(Type.Intersect([MediaOutput, Type.Object({ url: Type.String() })]))
-})
 
 const mediaRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { storage } = app
@@ -71,7 +37,7 @@ const mediaRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['media'],
         summary: `the index-th ${type} output of a run (0-based among its ${type} outputs)`,
         description,
-        params: Type.Object({ run_id: RunId, index: Type.Integer({ minimum: 0, maximum: 100000 }) }),
+        params: MediaIndexParams,
         querystring: DownloadQuery,
         response: binaryAnswers
       }
@@ -118,15 +84,9 @@ const mediaRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['runs'],
       summary: 'a file of the run folder, by a name its metadata lists',
-      params: Type.Object({ run_id: RunId, filename: Type.String({ maxLength: 255 }) }),
+      params: RunFileParams,
       querystring: DownloadQuery,
-      response: {
-        ...deliveryAnswers(MEDIA_TYPES, 'the file'),
-        200: {
-          description: 'the file: metadata.json, a text file, or a media output (with the headers of the media routes)',
-          content: { 'application/json': BINARY, 'text/plain': BINARY, ...mediaBytes(MEDIA_TYPES, '', 200).content }
-        }
-      }
+      response: RunFileAnswers
     }
   }, async (request, reply) => {
     const { run_id: runId, filename } = request.params

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply } from 'fastify'
 import { PassThrough } from 'node:stream'
 import { errorResponses } from '../schemas/common.js'
-import { BlockedAnswer, ExecuteAnswer, ExecuteBody, PipelineList } from '../schemas/pipeline.js'
+import { BlockedAnswer, ExecuteBody, ExecuteOkResponse, PipelineList } from '../schemas/pipeline.js'
 import { EXECUTION_MODES } from '../schemas/run.js'
 import type { PipelineEvent } from '../services/pipeline/events.js'
 import type { PipelineRunner } from '../services/pipeline/pipeline-runner.js'
@@ -35,13 +35,7 @@ const pipelineRoutes: FastifyPluginAsyncTypebox = async (app) => {
       description: EXECUTE_DESCRIPTION,
       body: ExecuteBody,
       response: {
-        200: {
-          description: 'the run completed: its prompt, stages and stored media',
-          content: {
-            'application/json': { schema: ExecuteAnswer },
-            'text/event-stream': { schema: { type: 'string', description: 'event: <name>\\ndata: <json>\\n\\n, one frame per event' } }
-          }
-        },
+        200: ExecuteOkResponse,
         403: BlockedAnswer,
         ...errorResponses(400, 404, 500, 502, 503, 504)
       }

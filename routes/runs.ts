@@ -1,99 +1,17 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { MultipartFile } from '@fastify/multipart'
-import { Type, type Static } from '@sinclair/typebox'
-import { errorResponses, RunIdParams } from '../schemas/common.js'
-import { MediaType, isMediaType } from '../schemas/media.js'
-import { ExecutionMode, MediaOutput, RunId, RunMetadata, RunStatus, SafetyLevel } from '../schemas/run.js'
+import type { Static } from '@sinclair/typebox'
+import { errorResponses, isName, RunIdParams } from '../schemas/common.js'
+import { isMediaType } from '../schemas/media.js'
+import { MediaOutput, RunMetadata, RunStatus } from '../schemas/run.js'
+import { AddMediaJson, AddMediaMultipart, CreateRunBody, DeletedResponse, ListRunsQuery, PatchRunBody, RunList, RunSummary, RunZipResponse } from '../schemas/runs-api.js'
 import { InvalidSourceError, isCodedError, UnsupportedMediaError } from '../services/errors.js'
 import { addMediaFromPrompt } from '../services/generation/prompt-intake.js'
-import { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, type RunIndexEntry } from '../services/storage/run-index.js'
+import type { RunIndexEntry } from '../services/storage/run-index.js'
 import { exportRunZip } from '../services/storage/run-export.js'
 import type { MediaInput } from '../services/storage/ingest.js'
 import type { StagedMedia } from '../services/storage/run-storage.js'
 import multipartPlugin from '../plugins/multipart.js'
-
-const Name = Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]*$' })
-
-const CreateRunBody = Type.Object({
-  schema: Type.String({ ...Name, description: 'pipeline name, e.g. dada' }),
-  execution_mode: ExecutionMode,
-  input_text: Type.String({ minLength: 1, maxLength: 20000 }),
-  user_id: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 200 }), Type.Null()])),
-  safety_level: Type.Optional(SafetyLevel)
-})
-
-const PatchRunBody = Type.Object({
-  transformed_text: Type.Optional(Type.String({ maxLength: 100000 })),
-  status: Type.Optional(RunStatus)
-}, { minProperties: 1, additionalProperties: false })
-
-const MediaFields = {
-  config: Type.String({ ...Name, description: 'output config name the media belongs to' }),
-  media_type: Type.Optional(MediaType),
-  backend: Type.Optional(Type.String({ ...Name, description: 'what made the media; defaults to the source kind' }))
-}
-
-const AddMediaJson = Type.Union([
-  Type.Object({ source: Type.Literal('url'), url: Type.String({ format: 'uri', maxLength: 8192 }), ...MediaFields }),
-  Type.Object({ source: Type.Literal('data'), data: Type.String({ minLength: 1, description: 'a data: URI or bare base64' }), ...MediaFields }),
-  Type.Object({
-    source: Type.Literal('comfyui'),
-    prompt_id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$', description: 'a prompt someone else submitted to COMFYUI_URL; every file it produced is stored' }),
-    ...MediaFields
-  })
-])
-
-const instant = (description: string) => Type.Union([
-  Type.String({ format: 'date-time', examples: ['2025-11-04T14:00:00+01:00'] }),
-  Type.String({ format: 'date', examples: ['2025-11-04'] })
-], { description: `${description}: an ISO date-time with its zone, or a date (midnight UTC)` })
-
-const ListRunsQuery = Type.Object({
-  user_id: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
-  schema: Type.Optional(Type.String({ ...Name, description: 'pipeline name, e.g. dada' })),
-  backend: Type.Optional(Type.String({ ...Name, description: 'runs with an output made by this backend (with media_type: the same output)' })),
-  media_type: Type.Optional(MediaType),
-  status: Type.Optional(RunStatus),
-  from: Type.Optional(instant('runs created at or after this')),
-  to: Type.Optional(instant('runs created before this')),
-  q: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'text the input or the transformed text contains, case-insensitive' })),
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_LIST_LIMIT, default: DEFAULT_LIST_LIMIT })),
-  cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'next_cursor of the previous page, with the same filters' }))
-})
-
-const RunSummary = Type.Object({
-  run_id: RunId,
-  timestamp: Type.String({ format: 'date-time', description: 'creation time' }),
-  updated_at: Type.String({ format: 'date-time' }),
-  status: RunStatus,
-  schema: Type.String({ examples: ['dada'] }),
-  execution_mode: Type.String({ examples: ['eco'] }),
-  user_id: Type.Union([Type.String(), Type.Null()]),
-  input_text: Type.String(),
-  transformed_text: Type.Union([Type.String(), Type.Null()]),
-  output_count: Type.Integer({ minimum: 0 }),
-  media_types: Type.Array(MediaType, { description: 'each type of the run\'s outputs once, in their order' }),
-  backends: Type.Array(Type.String(), { description: 'each backend of the run\'s outputs once, in their order' }),
-  thumbnail_url: Type.Union([Type.String(), Type.Null()], { description: 'the first image output, null when the run has none', examples: ['/api/media/image/0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e/0'] }),
-  url: Type.String({ description: 'the run\'s metadata', examples: ['/api/runs/0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e'] })
-}, { description: 'one run in a listing' })
-
-const RunList = Type.Object({
-  runs: Type.Array(RunSummary),
-  next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'pass as cursor for the next page; null on the last page' })
-})
-
-// No `type: object` on purpose: the multipart body is streamed by the handler
-// and is not there for the validator; this describes it for OpenAPI.
-const AddMediaMultipart = Type.Unsafe({
-  properties: {
-    file: { type: 'string', format: 'binary', description: 'the media file (one)' },
-    config: { type: 'string' },
-    media_type: { type: 'string', enum: ['image', 'audio', 'video', 'model3d'] },
-    backend: { type: 'string' }
-  },
-  required: ['file', 'config']
-})
 
 const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
   // Only these routes take uploads: @fastify/multipart's hooks run on every
@@ -154,7 +72,7 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'the run folder as a ZIP (streamed): metadata.json, the texts and every media file',
       params: RunIdParams,
       response: {
-        200: { description: 'a ZIP holding one folder named after the run', content: { 'application/zip': { schema: { type: 'string', format: 'binary' } } } },
+        200: RunZipResponse,
         ...errorResponses(400, 404)
       }
     }
@@ -174,7 +92,7 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'delete a run folder (admin: Authorization: Bearer <ADMIN_TOKEN>)',
       params: RunIdParams,
       security: [{ adminToken: [] }],
-      response: { 204: { description: 'deleted', type: 'null' }, ...errorResponses(400, 401, 403, 404) }
+      response: { 204: DeletedResponse, ...errorResponses(400, 401, 403, 404) }
     }
   }, async (request, reply) => {
     await storage.deleteRun(request.params.run_id)
@@ -258,9 +176,9 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
       }
       if (staged === undefined) throw new InvalidSourceError('the form has no field "file"')
       const { config, media_type: mediaType, backend } = fields
-      if (config === undefined || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/.test(config)) throw new InvalidSourceError('the form needs a field "config" (letters, digits, _ . -)')
+      if (config === undefined || !isName(config)) throw new InvalidSourceError('the form needs a field "config" (letters, digits, _ . -)')
       if (mediaType !== undefined && !isMediaType(mediaType)) throw new UnsupportedMediaError(`media_type ${mediaType.slice(0, 40)}`)
-      if (backend !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/.test(backend)) throw new InvalidSourceError('field "backend" must be letters, digits, _ . -')
+      if (backend !== undefined && !isName(backend)) throw new InvalidSourceError('field "backend" must be letters, digits, _ . -')
       const committing = staged
       staged = undefined
       return await storage.commitMedia(committing, {

@@ -1,6 +1,17 @@
 import { Type } from '@sinclair/typebox'
 import { RunId } from './run.js'
 
+/** Names of pipelines, output configs and backends: letters, digits, _ . -, not starting with _ . - */
+export const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]*$'
+export const NAME_MAX_LENGTH = 100
+export const Name = Type.String({ minLength: 1, maxLength: NAME_MAX_LENGTH, pattern: NAME_PATTERN })
+const NAME_REGEX = new RegExp(NAME_PATTERN)
+
+/** The check of the Name schema, for values the validator does not see (multipart fields). */
+export function isName (value: unknown): value is string {
+  return typeof value === 'string' && value.length <= NAME_MAX_LENGTH && NAME_REGEX.test(value)
+}
+
 export const ErrorResponse = Type.Object({
   statusCode: Type.Integer({ examples: [404] }),
   error: Type.String({ examples: ['Not Found'] }),
@@ -14,3 +25,6 @@ export const RunIdParams = Type.Object({ run_id: RunId })
 export function errorResponses<C extends number> (...codes: C[]): Record<C, typeof ErrorResponse> {
   return Object.fromEntries(codes.map((code) => [code, ErrorResponse])) as Record<C, typeof ErrorResponse>
 }
+
+/** A binary body, for the content of an OpenAPI response. */
+export const BINARY = { schema: { type: 'string', format: 'binary' } }

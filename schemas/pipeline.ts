@@ -1,8 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { MediaType } from './media.js'
+import { Name } from './common.js'
 import { EXECUTION_MODES, ExecutionMode, RunId, SAFETY_LEVELS, SafetyLevel, StageRecord } from './run.js'
-
-const Name = Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]*$' })
 
 export const ASPECT_RATIOS = ['1:1', '16:9', '3:2', '4:3', '5:4', '4:5', '3:4', '2:3', '9:16'] as const
 export const AspectRatio = Type.Union(ASPECT_RATIOS.map((r) => Type.Literal(r)), {
@@ -59,6 +58,15 @@ export const ExecuteAnswer = Type.Object({
   execution_time_ms: Type.Number()
 })
 export type ExecuteAnswer = Static<typeof ExecuteAnswer>
+
+/** The 200 of POST /api/schema/pipeline/execute: the JSON answer, or the run's events with Accept: text/event-stream. */
+export const ExecuteOkResponse = {
+  description: 'the run completed: its prompt, stages and stored media',
+  content: {
+    'application/json': { schema: ExecuteAnswer },
+    'text/event-stream': { schema: { type: 'string', description: 'event: <name>\\ndata: <json>\\n\\n, one frame per event' } }
+  }
+}
 
 export const BlockedAnswer = Type.Object({
   status: Type.Literal('blocked'),
