@@ -2,24 +2,17 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { randomUUID } from 'node:crypto'
 import type { Config } from './config.js'
+import { createRunstore } from './runstore.js'
 import configPlugin from './plugins/config.js'
 import errorsPlugin from './plugins/errors.js'
 import corsPlugin from './plugins/cors.js'
 import swaggerPlugin from './plugins/swagger.js'
+import runstorePlugin from './plugins/runstore.js'
 import storagePlugin from './plugins/storage.js'
 import adminPlugin from './plugins/admin.js'
 import mediaDeliveryPlugin from './plugins/media-delivery.js'
 import backendsPlugin from './plugins/backends.js'
-import builtinBackend from './plugins/backends/builtin.js'
-import comfyuiBackend from './plugins/backends/comfyui.js'
-import openaiBackend from './plugins/backends/openai.js'
-import openrouterBackend from './plugins/backends/openrouter.js'
-import replicateBackend from './plugins/backends/replicate.js'
 import pipelinePlugin from './plugins/pipeline.js'
-import preInterceptionStage from './plugins/stages/pre-interception.js'
-import interceptionStage from './plugins/stages/interception.js'
-import preOutputSafetyStage from './plugins/stages/pre-output-safety.js'
-import generationStage from './plugins/stages/generation.js'
 import healthRoutes from './routes/health.js'
 import runRoutes from './routes/runs.js'
 import mediaRoutes from './routes/media.js'
@@ -53,27 +46,28 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     done()
   })
 
-  await app.register(configPlugin, { config })
-  await app.register(errorsPlugin)
-  await app.register(corsPlugin)
-  await app.register(swaggerPlugin)
-  await app.register(storagePlugin)
-  await app.register(adminPlugin)
-  await app.register(mediaDeliveryPlugin)
-  await app.register(backendsPlugin)
-  for (const backend of [builtinBackend, comfyuiBackend, openaiBackend, openrouterBackend, replicateBackend]) {
-    await app.register(backend)
-  }
-  await app.register(pipelinePlugin)
-  for (const stage of [preInterceptionStage, interceptionStage, preOutputSafetyStage, generationStage]) {
-    await app.register(stage)
-  }
+  // Every service is built by the composition root; the plugins only decorate the instance with them.
+  const runstore = await createRunstore(config, { logger: app.log })
+  try {
+    await app.register(configPlugin, { config })
+    await app.register(runstorePlugin, { runstore })
+    await app.register(errorsPlugin)
+    await app.register(corsPlugin)
+    await app.register(swaggerPlugin)
+    await app.register(storagePlugin)
+    await app.register(adminPlugin)
+    await app.register(mediaDeliveryPlugin)
+    await app.register(backendsPlugin)
+    await app.register(pipelinePlugin)
 
-  await app.register(healthRoutes)
-  await app.register(runRoutes)
-  await app.register(mediaRoutes)
-  await app.register(pipelineRoutes)
-  await app.register(backendRoutes)
-
+    await app.register(healthRoutes)
+    await app.register(runRoutes)
+    await app.register(mediaRoutes)
+    await app.register(pipelineRoutes)
+    await app.register(backendRoutes)
+  } catch (err) {
+    await runstore.close()
+    throw err
+  }
   return app
 }

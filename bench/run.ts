@@ -16,7 +16,7 @@ import { measureLoad, type MeasuredLoad } from './load.js'
 import { noisyPng } from './png.js'
 import { benchPipeline } from './pipeline.js'
 import { median, ms, positiveInteger, printTable } from './report.js'
-import { writeFileSynced } from '../services/storage/durable-fs.js'
+import { writeFileSynced } from '../services/storage/blob/durable-fs.js'
 
 const LOG_LEVEL = 'warn'
 const CONNECTIONS = positiveInteger('BENCH_CONNECTIONS', 32)
@@ -133,7 +133,7 @@ async function main (): Promise<boolean> {
     })
     closables.push(serverClosable(origin))
     const originUrl = `${await listenNode(origin)}/image.png`
-    await timeStores(storage, large, originUrl)
+    await timeStores(storage, runsDir, large, originUrl)
     ok = await benchPipeline() && ok
 
     console.log()
@@ -152,9 +152,10 @@ async function main (): Promise<boolean> {
  * minimum that keeps the same bytes safe: write + fsync of one file in the
  * same folder. The measurements alternate, so both see the same disk.
  */
-async function timeStores (storage: RunStorage, bytes: Buffer, url: string): Promise<void> {
+async function timeStores (storage: RunStorage, runsDir: string, bytes: Buffer, url: string): Promise<void> {
   const run = await storage.createRun({ schema: 'bench', execution_mode: 'bench', input_text: 'bench store' })
-  const dir = storage.runDir(run.run_id)
+  // The reference writes into the same run folder of the local blob store.
+  const dir = join(runsDir, run.run_id)
   const options = { config: 'bench', backend: 'bench', media_type: 'image' } as const
   const times = { buffer: [] as number[], url: [] as number[], write: [] as number[], fetchWrite: [] as number[] }
   let n = 0

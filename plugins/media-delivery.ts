@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { MediaDelivery } from '../services/media/media-delivery.js'
+import type { MediaDelivery } from '../services/media/media-delivery.js'
 import type { MediaOutput } from '../schemas/run.js'
 import { RangeNotSatisfiableError } from '../services/errors.js'
 
@@ -10,22 +10,19 @@ declare module 'fastify' {
   }
   interface FastifyReply {
     /** Answers with a stored output: conditional, ranged, cached, with its content headers. */
-    sendMedia: (runId: string, output: MediaOutput, path: string, download: boolean) => Promise<FastifyReply>
+    sendMedia: (runId: string, output: MediaOutput, download: boolean) => Promise<FastifyReply>
   }
 }
 
 export default fp(async function mediaDeliveryPlugin (app) {
-  const delivery = new MediaDelivery({
-    cacheBytes: app.config.MEDIA_CACHE_BYTES,
-    maxCachedFileBytes: app.config.MEDIA_CACHE_MAX_FILE_BYTES
-  })
+  const delivery = app.runstore.mediaDelivery
   app.decorate('mediaDelivery', delivery)
-  app.decorateReply('sendMedia', async function sendMedia (this: FastifyReply, runId: string, output: MediaOutput, path: string, download: boolean) {
+  app.decorateReply('sendMedia', async function sendMedia (this: FastifyReply, runId: string, output: MediaOutput, download: boolean) {
     const request: FastifyRequest = this.request
     const { headers } = request
     let answer
     try {
-      answer = await delivery.deliver(runId, output, path, {
+      answer = await delivery.deliver(runId, output, {
         range: headers.range,
         ifNoneMatch: headers['if-none-match'],
         ifModifiedSince: headers['if-modified-since'],
@@ -39,4 +36,4 @@ export default fp(async function mediaDeliveryPlugin (app) {
     }
     return await this.code(answer.statusCode).headers(answer.headers).send(answer.body ?? undefined)
   })
-}, { name: 'media-delivery', dependencies: ['config'] })
+}, { name: 'media-delivery', dependencies: ['runstore'] })

@@ -23,7 +23,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const storageWritable = await app.storage.isWritable()
-    const indexOpen = app.runIndex.isOpen()
+    const indexOpen = await app.runIndex.isOpen()
     if (!storageWritable || !indexOpen) {
       const failing = [...(storageWritable ? [] : ['the runs folder is not writable']), ...(indexOpen ? [] : ['the run index does not answer'])]
       return await reply.code(503).send(errorBody(503, 'NOT_READY', failing.join('; ')))

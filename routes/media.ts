@@ -27,8 +27,8 @@ const mediaRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: binaryAnswers
       }
     }, async (request, reply) => {
-      const { metadata, output, path } = await storage.getOutput(request.params.run_id, type)
-      return await reply.sendMedia(metadata.run_id, output, path, isTrue(request.query.download))
+      const { metadata, output } = await storage.getOutput(request.params.run_id, type)
+      return await reply.sendMedia(metadata.run_id, output, isTrue(request.query.download))
     })
 
     app.get(`/api/media/${type}/:run_id/:index`, {
@@ -42,8 +42,8 @@ const mediaRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: binaryAnswers
       }
     }, async (request, reply) => {
-      const { metadata, output, path } = await storage.getOutput(request.params.run_id, type, request.params.index)
-      return await reply.sendMedia(metadata.run_id, output, path, isTrue(request.query.download))
+      const { metadata, output } = await storage.getOutput(request.params.run_id, type, request.params.index)
+      return await reply.sendMedia(metadata.run_id, output, isTrue(request.query.download))
     })
   }
 
@@ -91,14 +91,14 @@ const mediaRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const { run_id: runId, filename } = request.params
     const file = await storage.resolveFile(runId, filename)
-    if (file.output !== null) return await reply.sendMedia(file.metadata.run_id, file.output, file.path, isTrue(request.query.download))
+    if (file.output !== null) return await reply.sendMedia(file.metadata.run_id, file.output, isTrue(request.query.download))
     const disposition = isTrue(request.query.download) ? 'attachment' : 'inline'
     return await reply
       .type(filename.endsWith('.json') ? 'application/json; charset=utf-8' : 'text/plain; charset=utf-8')
       .header('X-Content-Type-Options', 'nosniff')
       .header('Cache-Control', 'no-cache')
       .header('Content-Disposition', `${disposition}; filename="${filename}"`)
-      .send(await storage.readRunFile(file))
+      .send(await storage.readFile(file))
   })
 }
 

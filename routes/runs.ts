@@ -7,7 +7,8 @@ import { MediaOutput, RunMetadata, RunStatus } from '../schemas/run.js'
 import { AddMediaJson, AddMediaMultipart, CreateRunBody, DeletedResponse, ListRunsQuery, PatchRunBody, RunList, RunSummary, RunZipResponse } from '../schemas/runs-api.js'
 import { InvalidSourceError, isCodedError, UnsupportedMediaError } from '../services/errors.js'
 import { addMediaFromPrompt } from '../services/generation/prompt-intake.js'
-import type { RunIndexEntry } from '../services/storage/run-index.js'
+import type { RunIndexEntry } from '../services/storage/index/run-index.js'
+import { outputUrl } from '../services/media/media-url.js'
 import { exportRunZip } from '../services/storage/run-export.js'
 import type { MediaInput } from '../services/storage/ingest.js'
 import type { StagedMedia } from '../services/storage/run-storage.js'
@@ -23,11 +24,12 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const baseUrl = (app.config.PUBLIC_BASE_URL ?? '').replace(/\/+$/, '')
 
   const summary = (entry: RunIndexEntry): Static<typeof RunSummary> => {
-    const { thumbnail_path: thumbnail, status, ...fields } = entry
+    const { status, ...fields } = entry
     return {
       ...fields,
       status: status as Static<typeof RunStatus>,
-      thumbnail_url: thumbnail === null ? null : baseUrl + thumbnail,
+      // The first output of a type is that type's index 0.
+      thumbnail_url: entry.media_types.includes('image') ? outputUrl(entry.run_id, 'image', 0, baseUrl) : null,
       url: `/api/runs/${entry.run_id}`
     }
   }
@@ -42,7 +44,7 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request) => {
     const { limit, cursor, ...filters } = request.query
-    const page = app.runIndex.list(filters, { limit, cursor })
+    const page = await app.runIndex.list(filters, { limit, cursor })
     return { runs: page.runs.map(summary), next_cursor: page.next_cursor }
   })
 
@@ -96,7 +98,6 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     await storage.deleteRun(request.params.run_id)
-    app.mediaDelivery.evictRun(request.params.run_id.toLowerCase())
     return await reply.code(204).send()
   })
 

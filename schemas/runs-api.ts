@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT } from '../services/storage/run-index.js'
+import { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT } from '../services/storage/index/run-index.js'
 import { BINARY, Name } from './common.js'
 import { MEDIA_TYPES, MediaType } from './media.js'
 import { ExecutionMode, RunId, RunStatus, SafetyLevel } from './run.js'

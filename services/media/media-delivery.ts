@@ -1,9 +1,8 @@
-import { createReadStream } from 'node:fs'
-import { readFile } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import { LruCache } from '../cache/lru.js'
 import type { MediaOutput } from '../../schemas/run.js'
 import { RangeNotSatisfiableError } from '../errors.js'
+import type { BlobStore } from '../storage/blob/blob-store.js'
 
 export interface DeliveryRequest {
   range?: string
@@ -21,9 +20,11 @@ export interface Delivery {
 }
 
 export interface MediaDeliveryOptions {
+  /** where the stored files are read from */
+  blobs: BlobStore
   /** total bytes of media kept in memory; 0 turns the cache off */
   cacheBytes: number
-  /** files larger than this always stream from disk */
+  /** files larger than this always stream from the store */
   maxCachedFileBytes: number
 }
 
@@ -42,15 +43,17 @@ interface OutputHeaders {
 /**
  * Answers media requests for stored outputs. Stored files never change, so
  * their bytes and headers can be kept in memory and their ETag is their
- * content hash; only large files and partial requests go to the disk.
+ * content hash; only large files and partial requests go to the store.
  */
 export class MediaDelivery {
+  readonly #blobs: BlobStore
   readonly #files: LruCache<string, Buffer>
   readonly #loading = new Map<string, Promise<Buffer>>()
   readonly #headers = new WeakMap<MediaOutput, OutputHeaders>()
   readonly #maxCachedFileBytes: number
 
   constructor (options: MediaDeliveryOptions) {
+    this.#blobs = options.blobs
     this.#files = new LruCache(options.cacheBytes, (bytes) => bytes.length)
     this.#maxCachedFileBytes = Math.min(options.maxCachedFileBytes, options.cacheBytes)
   }
@@ -59,13 +62,13 @@ export class MediaDelivery {
     return this.#files.weight
   }
 
-  /** Forgets a deleted run's files. */
+  /** Forgets a deleted run's files (the composition root calls it on every run.deleted event). */
   evictRun (runId: string): void {
     this.#files.deleteWhere((key) => key.startsWith(`${runId}/`))
   }
 
   /** The answer for one request; an unsatisfiable Range throws RANGE_NOT_SATISFIABLE (416). */
-  async deliver (runId: string, output: MediaOutput, path: string, request: DeliveryRequest): Promise<Delivery> {
+  async deliver (runId: string, output: MediaOutput, request: DeliveryRequest): Promise<Delivery> {
     const shared = this.#outputHeaders(runId, output)
     const headers = request.download === true ? shared.attachment : shared.inline
     const size = output.file_size_bytes
@@ -85,20 +88,20 @@ export class MediaDelivery {
       const cached = this.#files.get(shared.key)
       const body = cached !== undefined
         ? cached.subarray(range.start, range.end + 1)
-        : createReadStream(path, { start: range.start, end: range.end })
+        : await this.#blobs.open(runId, output.filename, range)
       return { statusCode: 206, headers: { ...headers, 'Content-Range': `bytes ${range.start}-${range.end}/${size}`, 'Content-Length': range.end - range.start + 1 }, body }
     }
 
-    if (size > this.#maxCachedFileBytes) return { statusCode: 200, headers, body: createReadStream(path) }
+    if (size > this.#maxCachedFileBytes) return { statusCode: 200, headers, body: await this.#blobs.open(runId, output.filename) }
     // The hot path: shared headers, bytes from memory, nothing copied.
-    return { statusCode: 200, headers, body: this.#files.get(shared.key) ?? await this.#load(shared.key, path) }
+    return { statusCode: 200, headers, body: this.#files.get(shared.key) ?? await this.#load(shared.key, runId, output.filename) }
   }
 
   /** Reads a file that is not cached yet into the cache; concurrent first requests read it once. */
-  async #load (key: string, path: string): Promise<Buffer> {
+  async #load (key: string, runId: string, filename: string): Promise<Buffer> {
     let loading = this.#loading.get(key)
     if (loading === undefined) {
-      loading = readFile(path).then((bytes) => {
+      loading = this.#blobs.read(runId, filename).then((bytes) => {
         this.#files.set(key, bytes)
         return bytes
       }).finally(() => this.#loading.delete(key))

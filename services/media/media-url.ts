@@ -1,3 +1,4 @@
+import type { MediaType } from '../../schemas/media.js'
 import type { MediaOutput, RunMetadata } from '../../schemas/run.js'
 
 /**
@@ -10,5 +11,10 @@ export function mediaUrl (metadata: RunMetadata, output: MediaOutput, baseUrl = 
     if (o === output || o.index === output.index) break
     if (o.type === output.type) n++
   }
-  return `${baseUrl.replace(/\/+$/, '')}/api/media/${output.type}/${metadata.run_id}/${n}`
+  return outputUrl(metadata.run_id, output.type, n, baseUrl)
+}
+
+/** The URL of the n-th output of a type (0-based among that type). */
+export function outputUrl (runId: string, type: MediaType, n: number, baseUrl = ''): string {
+  return `${baseUrl.replace(/\/+$/, '')}/api/media/${type}/${runId}/${n}`
 }

@@ -1,7 +1,6 @@
 import { createHash, type Hash } from 'node:crypto'
 import { createReadStream, createWriteStream } from 'node:fs'
 import { open, unlink, type FileHandle } from 'node:fs/promises'
-import { join } from 'node:path'
 import { Readable, Transform, type TransformCallback } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { once } from 'node:events'
@@ -13,7 +12,6 @@ import {
 } from '../errors.js'
 import { FetchPolicy } from '../http/address-policy.js'
 import type { MediaSourceRecord } from '../../schemas/run.js'
-import { tempName } from './durable-fs.js'
 
 /**
  * Where media bytes come from. Plain strings are never guessed at: a client's
@@ -64,9 +62,8 @@ export class MediaIngester {
     return this.#options.maxBytes
   }
 
-  /** Writes the input to a new temp file in `dir`; on any failure nothing is left behind. */
-  async stage (input: MediaInput, dir: string): Promise<StagedFile> {
-    const path = join(dir, tempName())
+  /** Writes the input to a new file at `path` (which must not exist); on any failure nothing is left behind. */
+  async stage (input: MediaInput, path: string): Promise<StagedFile> {
     try {
       return await this.#write(input, path)
     } catch (err) {

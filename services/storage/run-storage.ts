@@ -1,14 +1,14 @@
-import { access, constants, lstat, mkdir, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { FileNotFoundError, InvalidStatusTransitionError, MediaNotFoundError, MediaNotReadyError, MediaTypeMismatchError, RunNotFoundError } from '../errors.js'
 import { LruCache } from '../cache/lru.js'
+import type { Readable } from 'node:stream'
 import type { MediaType } from '../../schemas/media.js'
 import type { ErrorRecord, MediaOutput, MediaSourceRecord, RunMetadata, RunStatus, StageRecord } from '../../schemas/run.js'
-import { FolderNotSyncedError, TEMP_PREFIX, fsyncPath, linkWithoutOverwrite, settleAll, tempName, writeFilesDurably } from './durable-fs.js'
+import { BlobExistsError, BlobNotFoundError, UnsyncedWriteError, type BlobFile, type BlobStore, type ByteRange } from './blob/blob-store.js'
 import type { MediaIngester, MediaInput, StagedFile } from './ingest.js'
 import { KeyedLock } from './keyed-lock.js'
 import { probeMediaFile, type MediaProbe } from './probe.js'
-import { assertRunId, isRunId, uuidv7 } from './run-id.js'
+import { RunEvents, type RunEvent } from './run-events.js'
+import { assertRunId, uuidv7 } from './run-id.js'
 
 export const METADATA_FILE = 'metadata.json'
 export const INPUT_TEXT_FILE = 'input_text.txt'
@@ -53,116 +53,57 @@ export interface StagedMedia {
   probe: MediaProbe
 }
 
+/** A file of a run, by a name its metadata lists. */
 export interface ResolvedFile {
   metadata: RunMetadata
-  path: string
   filename: string
   /** set when the file is one of the run's media outputs */
   output: MediaOutput | null
 }
 
-/** What a listener hears once a change is on disk: a run's new metadata.json, or its folder gone. */
-export type RunChange =
-  | { kind: 'written', metadata: RunMetadata }
-  | { kind: 'deleted', run_id: string }
-
-/**
- * Called synchronously after each durable metadata write or deletion, in
- * order per run. It cannot fail the write: whatever it throws is dropped, so
- * it must report its own failures.
- */
-export type RunChangeListener = (change: RunChange) => void
-
 export interface RunStorageOptions {
-  runsDir: string
+  /** where the bytes live */
+  blobs: BlobStore
   ingester: MediaIngester
+  /** told about every durable change; a new RunEvents when not given */
+  events?: RunEvents
   metadataCacheEntries?: number
-  onChange?: RunChangeListener
 }
 
 const TERMINAL: ReadonlySet<RunStatus> = new Set(['completed', 'failed', 'blocked'])
 
 /**
- * One folder per run, written so that a reader or a crash never sees half of
- * anything: folders appear by rename, files by temp + fsync + rename, and all
- * writes to one run are serialised. Reading never creates anything.
+ * The run records: metadata.json and the rules it follows (status moves
+ * forward only, outputs are only ever added, every write to one run is
+ * serialised by a per-run lock), a cache of recent metadata, and an event
+ * for every durable change. The bytes live in a BlobStore; callers never
+ * see where. Reading never creates anything.
  */
 export class RunStorage {
-  readonly runsDir: string
+  readonly blobs: BlobStore
+  readonly events: RunEvents
   readonly #ingester: MediaIngester
   readonly #lock = new KeyedLock()
   readonly #metadata: LruCache<string, RunMetadata>
-  readonly #onChange: RunChangeListener | undefined
 
   constructor (options: RunStorageOptions) {
-    this.runsDir = options.runsDir
+    this.blobs = options.blobs
+    this.events = options.events ?? new RunEvents()
     this.#ingester = options.ingester
     this.#metadata = new LruCache(options.metadataCacheEntries ?? 10000)
-    this.#onChange = options.onChange
   }
 
   get maxMediaBytes (): number {
     return this.#ingester.maxBytes
   }
 
-  /** Creates the storage root if needed and removes what a crash left half-made. */
+  /** Prepares the store and removes what a crash left half-made. */
   async init (): Promise<{ removed: string[] }> {
-    await mkdir(this.runsDir, { recursive: true })
-    const removed: string[] = []
-    for (const entry of await readdir(this.runsDir, { withFileTypes: true })) {
-      if (entry.name.startsWith(TEMP_PREFIX)) {
-        await rm(join(this.runsDir, entry.name), { recursive: true, force: true })
-        removed.push(entry.name)
-      } else if (entry.isDirectory() && isRunId(entry.name)) {
-        const dir = join(this.runsDir, entry.name)
-        for (const name of await readdir(dir)) {
-          if (!name.startsWith(TEMP_PREFIX)) continue
-          const info = await lstat(join(dir, name))
-          if (info.isFile() && info.nlink > 1) {
-            for (const twin of await this.#unlistedTwins(dir, info.ino)) {
-              await rm(join(dir, twin), { force: true })
-              removed.push(`${entry.name}/${twin}`)
-            }
-          }
-          await rm(join(dir, name), { recursive: true, force: true })
-          removed.push(`${entry.name}/${name}`)
-        }
-      }
-    }
-    return { removed }
-  }
-
-  /**
-   * Output names that are the same file as a staged temp file (a crash came
-   * between linking it and listing it) but that metadata.json does not list.
-   * The shared inode proves they are ours; a file copied in by hand never is.
-   */
-  async #unlistedTwins (dir: string, ino: number): Promise<string[]> {
-    let listed: Set<string>
-    try {
-      listed = new Set((JSON.parse(await readFile(join(dir, METADATA_FILE), 'utf8')) as RunMetadata).outputs.map((o) => o.filename))
-    } catch {
-      return [] // unreadable metadata: leave everything for a person to look at
-    }
-    const twins: string[] = []
-    for (const name of await readdir(dir)) {
-      if (name.startsWith(TEMP_PREFIX) || listed.has(name) || name === METADATA_FILE) continue
-      const info = await lstat(join(dir, name))
-      if (info.isFile() && info.ino === ino) twins.push(name)
-    }
-    return twins
+    return await this.blobs.recover()
   }
 
   async isWritable (): Promise<boolean> {
-    try {
-      await access(this.runsDir, constants.W_OK)
-      const probe = join(this.runsDir, tempName())
-      await writeFile(probe, '')
-      await unlink(probe)
-      return true
-    } catch {
-      return false
-    }
+    return await this.blobs.isWritable()
   }
 
   async createRun (input: CreateRunInput): Promise<RunMetadata> {
@@ -185,26 +126,9 @@ export class RunStorage {
       outputs: [],
       errors: []
     }
-    // Built under a temporary name and renamed, so a run folder is whole or absent.
-    const building = join(this.runsDir, tempName())
-    await mkdir(building)
-    try {
-      // Nobody can see the folder yet, so its files need no rename of their own,
-      // and once they exist the folder and both files are synced at once.
-      const files = [join(building, INPUT_TEXT_FILE), join(building, METADATA_FILE)]
-      await settleAll([
-        writeFile(files[0]!, input.input_text, { flag: 'wx' }),
-        writeFile(files[1]!, serialise(metadata), { flag: 'wx' })
-      ])
-      await settleAll([...files, building].map(fsyncPath))
-      await rename(building, this.#runDir(runId))
-      await fsyncPath(this.runsDir)
-    } catch (err) {
-      await rm(building, { recursive: true, force: true })
-      throw err
-    }
+    await this.blobs.createRun(runId, [[INPUT_TEXT_FILE, input.input_text], [METADATA_FILE, serialise(metadata)]])
     this.#metadata.set(runId, metadata)
-    this.#notify({ kind: 'written', metadata })
+    this.#emit({ type: 'run.created', run_id: runId, metadata })
     return metadata
   }
 
@@ -231,7 +155,7 @@ export class RunStorage {
    */
   async update (runId: string, changes: RunChanges): Promise<RunMetadata> {
     return await this.#update(runId, (metadata) => {
-      const files: Array<[string, string]> = []
+      const files: BlobFile[] = []
       if (changes.transformed_text !== undefined) {
         metadata.transformed_text = changes.transformed_text
         files.push([TRANSFORMED_TEXT_FILE, changes.transformed_text])
@@ -270,24 +194,24 @@ export class RunStorage {
   }
 
   /**
-   * Takes bytes into the run folder under a temporary name and probes them,
-   * outside the run's lock so that many uploads into one run stream in
-   * parallel. Fails (and leaves nothing) when the bytes are not supported media.
+   * Takes bytes into a staging file and probes them, outside the run's lock
+   * so that many uploads into one run stream in parallel. Fails (and leaves
+   * nothing) when the bytes are not supported media.
    */
   async stageMedia (runId: string, input: MediaInput): Promise<StagedMedia> {
     const id = assertRunId(runId)
     await this.getMetadata(id)
-    const file = await this.#ingester.stage(input, this.#runDir(id))
+    const file = await this.#ingester.stage(input, this.blobs.stagingPath(id))
     try {
       return { runId: id, file, probe: await probeMediaFile(file.path, file.head) }
     } catch (err) {
-      await unlink(file.path).catch(() => {})
+      await this.blobs.discardStaged(file)
       throw err
     }
   }
 
   async discardStaged (staged: StagedMedia): Promise<void> {
-    await unlink(staged.file.path).catch(() => {})
+    await this.blobs.discardStaged(staged.file)
   }
 
   /** Gives staged bytes their final name and lists them in metadata.json, or removes them. */
@@ -299,17 +223,17 @@ export class RunStorage {
     }
     let output: MediaOutput | undefined
     try {
-      await this.#update(runId, async (metadata, dir) => {
+      await this.#update(runId, async (metadata) => {
         const sameType = metadata.outputs.filter((o) => o.type === probe.media_type).length
         let ordinal = sameType + 1
         let filename = outputFilename(probe.media_type, ordinal, probe.extension)
         // A stray file of that name (copied in by hand) is never replaced: take the next number.
         for (;;) {
           try {
-            await linkWithoutOverwrite(file.path, join(dir, filename))
+            await this.blobs.putStaged(runId, filename, file)
             break
           } catch (err) {
-            if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+            if (!(err instanceof BlobExistsError)) throw err
             filename = outputFilename(probe.media_type, ++ordinal, probe.extension)
           }
         }
@@ -330,15 +254,18 @@ export class RunStorage {
           source: stripInternal({ ...file.source, ...options.source, kind: options.source?.kind ?? file.source.kind })
         }
         metadata.outputs.push(output)
+        return []
       }, {
-        rollback: async (dir) => {
+        rollback: async () => {
           // metadata.json could not be written: the file must not outlive its entry
-          if (output !== undefined) await unlink(join(dir, output.filename)).catch(() => {})
+          if (output !== undefined) await this.blobs.delete(runId, output.filename).catch(() => {})
         },
-        alongside: [file.durable]
+        alongside: [file.durable],
+        // Told after the write, also when only its folder sync failed: the output is listed either way.
+        onWritten: (written) => { this.#emit({ type: 'output.added', run_id: runId, metadata: written, output: output! }) }
       })
     } finally {
-      await unlink(file.path).catch(() => {})
+      await this.blobs.discardStaged(file)
     }
     return output!
   }
@@ -347,7 +274,7 @@ export class RunStorage {
    * The index-th output of a type (0-based among that type), or the newest.
    * Distinguishes "not yet" (the run is still going) from "never".
    */
-  async getOutput (runId: string, type: MediaType, index?: number): Promise<{ metadata: RunMetadata, output: MediaOutput, path: string }> {
+  async getOutput (runId: string, type: MediaType, index?: number): Promise<{ metadata: RunMetadata, output: MediaOutput }> {
     const metadata = await this.getMetadata(runId)
     const ofType = metadata.outputs.filter((o) => o.type === type)
     const output = index === undefined ? ofType.at(-1) : ofType[index]
@@ -355,29 +282,27 @@ export class RunStorage {
       if (TERMINAL.has(metadata.status)) throw new MediaNotFoundError(metadata.run_id, type)
       throw new MediaNotReadyError(metadata.run_id, type)
     }
-    return { metadata, output, path: join(this.#runDir(metadata.run_id), output.filename) }
+    return { metadata, output }
   }
 
-  /** A file of the run folder, by a name the metadata lists; no other name reaches the file system. */
+  /** A file of the run, by a name the metadata lists; no other name reaches the store. */
   async resolveFile (runId: string, filename: string): Promise<ResolvedFile> {
     const metadata = await this.getMetadata(runId)
     const output = metadata.outputs.find((o) => o.filename === filename) ?? null
     const listed = output !== null || filename === METADATA_FILE || filename === INPUT_TEXT_FILE ||
       (filename === TRANSFORMED_TEXT_FILE && metadata.transformed_text !== null)
     if (!listed) throw new FileNotFoundError(metadata.run_id, filename.slice(0, 120))
-    return { metadata, path: join(this.#runDir(metadata.run_id), filename), filename, output }
+    return { metadata, filename, output }
   }
 
-  /** The seed's get_media_path: where a listed media output lives; an error (not null) for anything else. */
-  async getMediaPath (runId: string, filename: string): Promise<string> {
-    const file = await this.resolveFile(runId, filename)
-    if (file.output === null) throw new FileNotFoundError(file.metadata.run_id, filename.slice(0, 120))
-    return file.path
+  /** The bytes of a listed file (metadata.json, a text file, a small medium). */
+  async readFile (file: ResolvedFile): Promise<Buffer> {
+    return await this.blobs.read(file.metadata.run_id, file.filename)
   }
 
-  /** The bytes of a text file of the run (metadata.json, input_text.txt, transformed_text.txt). */
-  async readRunFile (file: ResolvedFile): Promise<Buffer> {
-    return await readFile(file.path)
+  /** A listed file as a stream, or an inclusive byte range of it. */
+  async openFile (file: ResolvedFile, range?: ByteRange): Promise<Readable> {
+    return await this.blobs.open(file.metadata.run_id, file.filename, range)
   }
 
   /** Names of the files that make up a run, as listed by its metadata. */
@@ -394,35 +319,23 @@ export class RunStorage {
     const id = assertRunId(runId)
     await this.#lock.run(id, async () => {
       await this.getMetadata(id)
-      // Renamed first, so the run disappears at once and a crash mid-delete leaves only a temp folder.
-      const doomed = join(this.runsDir, tempName())
-      await rename(this.#runDir(id), doomed)
+      await this.blobs.deleteRun(id)
       this.#metadata.delete(id)
-      this.#notify({ kind: 'deleted', run_id: id })
-      await rm(doomed, { recursive: true, force: true })
+      this.#emit({ type: 'run.deleted', run_id: id })
     })
   }
 
-  /** Run ids on disk, newest first (UUIDv7 sorts by time). */
+  /** Run ids in the store, newest first (UUIDv7 sorts by time). */
   async listRunIds (): Promise<string[]> {
-    const entries = await readdir(this.runsDir, { withFileTypes: true })
-    return entries.filter((e) => e.isDirectory() && isRunId(e.name)).map((e) => e.name).sort().reverse()
-  }
-
-  runDir (runId: string): string {
-    return this.#runDir(assertRunId(runId))
-  }
-
-  #runDir (id: string): string {
-    return join(this.runsDir, id)
+    return await this.blobs.listRuns()
   }
 
   async #readMetadata (id: string): Promise<RunMetadata> {
     let text: string
     try {
-      text = await readFile(join(this.#runDir(id), METADATA_FILE), 'utf8')
+      text = (await this.blobs.read(id, METADATA_FILE)).toString('utf8')
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') throw new RunNotFoundError(id)
+      if (err instanceof BlobNotFoundError) throw new RunNotFoundError(id)
       throw err
     }
     const metadata = JSON.parse(text) as RunMetadata
@@ -433,47 +346,43 @@ export class RunStorage {
   async #update (
     runId: string,
     /** changes the copy it is given; returns other files of the run to write with it */
-    mutate: (metadata: RunMetadata, dir: string) => void | Array<[string, string]> | Promise<void>,
+    mutate: (metadata: RunMetadata) => BlobFile[] | Promise<BlobFile[]>,
     options: {
-      /** undoes what mutate did on disk when metadata.json cannot be written */
-      rollback?: (dir: string) => Promise<void>
-      /** writes the new metadata stands for: it is not renamed into place before these are durable */
+      /** undoes what mutate did in the store when metadata.json cannot be written */
+      rollback?: () => Promise<void>
+      /** writes the new metadata stands for: it is not put in place before these are durable */
       alongside?: ReadonlyArray<Promise<void>>
+      /** after run.updated, for events that say more about the same write */
+      onWritten?: (metadata: RunMetadata) => void
     } = {}
   ): Promise<RunMetadata> {
-    const { rollback, alongside } = options
+    const { rollback, alongside, onWritten } = options
     const id = assertRunId(runId)
     return await this.#lock.run(id, async () => {
       const current = await this.getMetadata(id)
       const next = structuredClone(current)
-      const dir = this.#runDir(id)
-      const files = await mutate(next, dir) ?? []
+      const files = await mutate(next)
       next.updated_at = new Date().toISOString()
+      const written = (): void => {
+        this.#metadata.set(id, next)
+        this.#emit({ type: 'run.updated', run_id: id, metadata: next })
+        onWritten?.(next)
+      }
       try {
-        await writeFilesDurably(dir, [...files, [METADATA_FILE, serialise(next)]], alongside)
+        await this.blobs.writeFiles(id, [...files, [METADATA_FILE, serialise(next)]], alongside)
       } catch (err) {
-        if (err instanceof FolderNotSyncedError) {
-          // metadata.json is already the new one: memory and the index follow it, nothing is rolled back.
-          this.#metadata.set(id, next)
-          this.#notify({ kind: 'written', metadata: next })
-        } else if (rollback !== undefined) {
-          await rollback(dir)
-        }
+        // metadata.json is already the new one: memory and the subscribers follow it, nothing is rolled back.
+        if (err instanceof UnsyncedWriteError) written()
+        else if (rollback !== undefined) await rollback()
         throw err
       }
-      this.#metadata.set(id, next)
-      this.#notify({ kind: 'written', metadata: next })
+      written()
       return next
     })
   }
 
-  #notify (change: RunChange): void {
-    if (this.#onChange === undefined) return
-    try {
-      this.#onChange(change)
-    } catch {
-      // The change is durable already; a listener's failure must not turn it into a failed write.
-    }
+  #emit (event: RunEvent): void {
+    this.events.emit(event)
   }
 }
 

@@ -185,13 +185,13 @@ t.test('the index survives a restart, and is rebuilt when its file is gone', asy
   await first.close()
 
   const second = await build(t, { RUNS_DIR: runsDir })
-  t.match(second.runIndex.openReport, { rebuilt: null, fullScan: false, added: 0, removed: 0 })
+  t.match(second.runstore.indexReport, { rebuilt: null, fullScan: false, added: 0, removed: 0 })
   t.same((await list(second, '?limit=200')).body, before)
   await second.close()
 
   await rm(join(runsDir, '.index.sqlite'))
   const third = await build(t, { RUNS_DIR: runsDir })
-  t.match(third.runIndex.openReport, { rebuilt: 'missing', added: 4 })
+  t.match(third.runstore.indexReport, { rebuilt: 'missing', added: 4 })
   t.same((await list(third, '?limit=200')).body, before)
   t.same(await listIds(third, '?media_type=image&backend=openai'), [cat.run_id])
   t.same(await listIds(third, '?user_id=ROE_R'), [song.run_id, cat.run_id])
@@ -202,7 +202,7 @@ t.test('the index survives a restart, and is rebuilt when its file is gone', asy
   await mkdir(join(runsDir, '0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e'))
   await writeFile(join(runsDir, '0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e', 'metadata.json'), '{ half a docu')
   const fourth = await build(t, { RUNS_DIR: runsDir })
-  t.match(fourth.runIndex.openReport, { rebuilt: 'corrupt', added: 3, skipped: [{ run_id: '0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e' }] })
+  t.match(fourth.runstore.indexReport, { rebuilt: 'corrupt', added: 3, skipped: [{ run_id: '0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e' }] })
   t.same(await listIds(fourth, ''), [house.run_id, song.run_id, cat.run_id])
 })
 
@@ -211,7 +211,7 @@ t.test('RUN_INDEX_PATH puts the index elsewhere', async (t) => {
   const elsewhere = await tempRunsDir(t)
   const app = await build(t, { RUNS_DIR: runsDir, RUN_INDEX_PATH: join(elsewhere, 'index', 'runs.sqlite') })
   const run = await createRun(app, { schema: 'dada', input_text: 'x' })
-  t.equal(app.runIndex.path, join(elsewhere, 'index', 'runs.sqlite'))
+  t.equal(app.runIndex.description, `sqlite:${join(elsewhere, 'index', 'runs.sqlite')}`)
   t.same(await listIds(app, ''), [run.run_id])
   await app.close()
   t.ok((await readFile(join(elsewhere, 'index', 'runs.sqlite'))).length > 0)

@@ -7,19 +7,21 @@ import { BackendFailedError } from '../../../services/errors.js'
 import { storeGeneratedMedia } from '../../../services/generation/store-generated.js'
 import { FetchPolicy } from '../../../services/http/address-policy.js'
 import { MediaIngester } from '../../../services/storage/ingest.js'
+import { LocalBlobStore } from '../../../services/storage/blob/local.js'
 import { RunStorage } from '../../../services/storage/run-storage.js'
 import { fixtures } from '../../fixtures/media.js'
 import { tempRunsDir } from '../../helper.js'
 
 async function setup (t: Parameters<typeof tempRunsDir>[0]) {
-  const storage = new RunStorage({ runsDir: await tempRunsDir(t), ingester: new MediaIngester({ maxBytes: 1 << 20, fetchTimeoutMs: 1000, maxRedirects: 0, fetchPolicy: new FetchPolicy() }) })
+  const runsDir = await tempRunsDir(t)
+  const storage = new RunStorage({ blobs: new LocalBlobStore(runsDir), ingester: new MediaIngester({ maxBytes: 1 << 20, fetchTimeoutMs: 1000, maxRedirects: 0, fetchPolicy: new FetchPolicy() }) })
   await storage.init()
   const run = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'x' })
-  return { storage, runId: run.run_id }
+  return { storage, runsDir, runId: run.run_id }
 }
 
 t.test('a backend that fails after one of two items keeps the first and returns the error', async (t) => {
-  const { storage, runId } = await setup(t)
+  const { storage, runsDir, runId } = await setup(t)
   const png = await readFile(fixtures.png.file)
   const seen: string[] = []
   async function * generate (): AsyncIterable<MediaItem> {
@@ -29,7 +31,7 @@ t.test('a backend that fails after one of two items keeps the first and returns 
   const result = await storeGeneratedMedia(storage, runId, generate(), { config: 'sd35_large', backend: 'comfyui', onStored: (o) => { seen.push(o.filename) } })
   t.match(result, { outputs: [{ filename: 'output_image.png', source: { kind: 'comfyui', node_id: '9' } }], error: { code: 'BACKEND_FAILED' } })
   t.same(seen, ['output_image.png'])
-  t.same((await readdir(join(storage.runsDir, runId))).sort(), ['input_text.txt', 'metadata.json', 'output_image.png'])
+  t.same((await readdir(join(runsDir, runId))).sort(), ['input_text.txt', 'metadata.json', 'output_image.png'])
 })
 
 t.test('an item that is not what it claims stops the generation; the generator is closed', async (t) => {

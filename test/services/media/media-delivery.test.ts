@@ -1,10 +1,11 @@
 import t, { type Test } from 'tap'
 import { createHash } from 'node:crypto'
-import { rm, writeFile } from 'node:fs/promises'
+import { mkdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { MediaDelivery, parseRange, type Delivery } from '../../../services/media/media-delivery.js'
 import type { MediaOutput } from '../../../schemas/run.js'
+import { LocalBlobStore } from '../../../services/storage/blob/local.js'
 import { tempRunsDir } from '../../helper.js'
 
 const RUN = '0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e'
@@ -18,9 +19,10 @@ const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).dig
 
 interface StoredFile { output: MediaOutput, path: string, bytes: Buffer }
 
-/** A real file on disk plus the metadata entry the storage would have written for it. */
-async function storedFile (dir: string, filename: string, bytes: Buffer, mimeType = 'image/png'): Promise<StoredFile> {
-  const path = join(dir, filename)
+/** A real file in a run folder plus the metadata entry the storage would have written for it. */
+async function storedFile (dir: string, filename: string, bytes: Buffer, mimeType = 'image/png', runId = RUN): Promise<StoredFile> {
+  await mkdir(join(dir, runId), { recursive: true })
+  const path = join(dir, runId, filename)
   await writeFile(path, bytes)
   const output: MediaOutput = {
     index: 0,
@@ -51,7 +53,7 @@ async function bodyBytes (body: Delivery['body']): Promise<Buffer | null> {
 
 async function setup (t: Test, options = { cacheBytes: 1024 * 1024, maxCachedFileBytes: 64 * 1024 }, size = 1000): Promise<{ delivery: MediaDelivery, file: StoredFile, dir: string }> {
   const dir = await tempRunsDir(t)
-  return { delivery: new MediaDelivery(options), file: await storedFile(dir, 'output_image.png', patterned(size)), dir }
+  return { delivery: new MediaDelivery({ blobs: new LocalBlobStore(dir), ...options }), file: await storedFile(dir, 'output_image.png', patterned(size)), dir }
 }
 
 t.test('parseRange', async (t) => {
@@ -94,7 +96,7 @@ t.test('parseRange', async (t) => {
 
 t.test('200 with the exact bytes and every header', async (t) => {
   const { delivery, file } = await setup(t)
-  const res = await delivery.deliver(RUN, file.output, file.path, {})
+  const res = await delivery.deliver(RUN, file.output, {})
   t.equal(res.statusCode, 200)
   t.same(res.headers, {
     'Content-Type': 'image/png',
@@ -111,16 +113,16 @@ t.test('200 with the exact bytes and every header', async (t) => {
 
 t.test('Content-Type comes from mime_type; download makes it an attachment', async (t) => {
   const dir = await tempRunsDir(t)
-  const delivery = new MediaDelivery({ cacheBytes: 1024 * 1024, maxCachedFileBytes: 64 * 1024 })
+  const delivery = new MediaDelivery({ blobs: new LocalBlobStore(dir), cacheBytes: 1024 * 1024, maxCachedFileBytes: 64 * 1024 })
   const audio = await storedFile(dir, 'output_audio.mp3', patterned(300, 1), 'audio/mpeg')
-  const inline = await delivery.deliver(RUN, audio.output, audio.path, { download: false })
+  const inline = await delivery.deliver(RUN, audio.output, { download: false })
   t.equal(inline.headers['Content-Type'], 'audio/mpeg')
   t.equal(inline.headers['Content-Disposition'], 'inline; filename="output_audio.mp3"')
-  const attachment = await delivery.deliver(RUN, audio.output, audio.path, { download: true })
+  const attachment = await delivery.deliver(RUN, audio.output, { download: true })
   t.equal(attachment.statusCode, 200)
   t.equal(attachment.headers['Content-Disposition'], 'attachment; filename="output_audio.mp3"')
   t.same(await bodyBytes(attachment.body), audio.bytes)
-  const again = await delivery.deliver(RUN, audio.output, audio.path, {})
+  const again = await delivery.deliver(RUN, audio.output, {})
   t.equal(again.headers['Content-Disposition'], 'inline; filename="output_audio.mp3"', 'the attachment did not stick')
 })
 
@@ -128,7 +130,7 @@ t.test('If-None-Match: exact, weak, in a list or * answers 304 without a body', 
   const { delivery, file } = await setup(t)
   const etag = `"${file.output.sha256}"`
   for (const ifNoneMatch of [etag, `W/${etag}`, `"other", ${etag}`, `"a","b" , W/${etag}`, '*', ` ${etag} `]) {
-    const res = await delivery.deliver(RUN, file.output, file.path, { ifNoneMatch })
+    const res = await delivery.deliver(RUN, file.output, { ifNoneMatch })
     t.equal(res.statusCode, 304, ifNoneMatch)
     t.equal(res.body, null)
     t.equal(res.headers.ETag, etag)
@@ -138,20 +140,20 @@ t.test('If-None-Match: exact, weak, in a list or * answers 304 without a body', 
     t.notOk('Content-Disposition' in res.headers)
   }
   // A 304 leaves the headers of later answers intact.
-  const full = await delivery.deliver(RUN, file.output, file.path, {})
+  const full = await delivery.deliver(RUN, file.output, {})
   t.equal(full.statusCode, 200)
   t.equal(full.headers['Content-Length'], 1000)
   t.equal(full.headers['Content-Disposition'], 'inline; filename="output_image.png"')
-  const download304 = await delivery.deliver(RUN, file.output, file.path, { ifNoneMatch: etag, download: true })
+  const download304 = await delivery.deliver(RUN, file.output, { ifNoneMatch: etag, download: true })
   t.equal(download304.statusCode, 304)
-  const download = await delivery.deliver(RUN, file.output, file.path, { download: true })
+  const download = await delivery.deliver(RUN, file.output, { download: true })
   t.equal(download.headers['Content-Disposition'], 'attachment; filename="output_image.png"')
 })
 
 t.test('If-None-Match that does not match answers 200, even when If-Modified-Since would match', async (t) => {
   const { delivery, file } = await setup(t)
   for (const ifNoneMatch of ['"other"', `"${file.output.sha256.slice(1)}"`, file.output.sha256, 'W/"other"', '']) {
-    const res = await delivery.deliver(RUN, file.output, file.path, { ifNoneMatch, ifModifiedSince: 'Wed, 01 Jan 2031 00:00:00 GMT' })
+    const res = await delivery.deliver(RUN, file.output, { ifNoneMatch, ifModifiedSince: 'Wed, 01 Jan 2031 00:00:00 GMT' })
     t.equal(res.statusCode, 200, JSON.stringify(ifNoneMatch))
     t.same(await bodyBytes(res.body), file.bytes)
   }
@@ -160,13 +162,13 @@ t.test('If-None-Match that does not match answers 200, even when If-Modified-Sin
 t.test('If-Modified-Since at or after created_at answers 304, before answers 200', async (t) => {
   const { delivery, file } = await setup(t)
   for (const since of [LAST_MODIFIED, 'Tue, 04 Mar 2025 05:06:08 GMT', 'Wed, 01 Jan 2031 00:00:00 GMT']) {
-    const res = await delivery.deliver(RUN, file.output, file.path, { ifModifiedSince: since })
+    const res = await delivery.deliver(RUN, file.output, { ifModifiedSince: since })
     t.equal(res.statusCode, 304, since)
     t.equal(res.body, null)
     t.notOk('Content-Length' in res.headers)
   }
   for (const since of ['Tue, 04 Mar 2025 05:06:06 GMT', 'Thu, 01 Jan 1970 00:00:00 GMT', 'not a date', '']) {
-    const res = await delivery.deliver(RUN, file.output, file.path, { ifModifiedSince: since })
+    const res = await delivery.deliver(RUN, file.output, { ifModifiedSince: since })
     t.equal(res.statusCode, 200, JSON.stringify(since))
     t.same(await bodyBytes(res.body), file.bytes)
   }
@@ -174,7 +176,7 @@ t.test('If-Modified-Since at or after created_at answers 304, before answers 200
 
 t.test('Range from the cache: 206 with Content-Range and the right slice', async (t) => {
   const { delivery, file } = await setup(t)
-  const full = await delivery.deliver(RUN, file.output, file.path, {})
+  const full = await delivery.deliver(RUN, file.output, {})
   t.same(await bodyBytes(full.body), file.bytes)
   t.equal(delivery.cachedBytes, 1000, 'the whole file is now in memory')
   // From here on the disk is not needed: the cache answers.
@@ -182,7 +184,7 @@ t.test('Range from the cache: 206 with Content-Range and the right slice', async
 
   const cases: Array<[string, number, number]> = [['bytes=0-99', 0, 99], ['bytes=100-', 100, 999], ['bytes=-10', 990, 999], ['bytes=0-0', 0, 0], ['bytes=900-5000', 900, 999]]
   for (const [range, start, end] of cases) {
-    const res = await delivery.deliver(RUN, file.output, file.path, { range })
+    const res = await delivery.deliver(RUN, file.output, { range })
     t.equal(res.statusCode, 206, range)
     t.ok(Buffer.isBuffer(res.body), 'served from memory')
     t.equal(res.headers['Content-Range'], `bytes ${start}-${end}/1000`)
@@ -191,7 +193,7 @@ t.test('Range from the cache: 206 with Content-Range and the right slice', async
     t.equal(res.headers.ETag, `"${file.output.sha256}"`)
     t.same(await bodyBytes(res.body), file.bytes.subarray(start, end + 1))
   }
-  const after = await delivery.deliver(RUN, file.output, file.path, {})
+  const after = await delivery.deliver(RUN, file.output, {})
   t.equal(after.headers['Content-Length'], 1000, 'a 206 does not leave its length behind')
   t.notOk('Content-Range' in after.headers)
   t.same(await bodyBytes(after.body), file.bytes)
@@ -199,7 +201,7 @@ t.test('Range from the cache: 206 with Content-Range and the right slice', async
 
 t.test('Range on a file that is not cached streams the slice from disk', async (t) => {
   const { delivery, file } = await setup(t)
-  const res = await delivery.deliver(RUN, file.output, file.path, { range: 'bytes=123-456' })
+  const res = await delivery.deliver(RUN, file.output, { range: 'bytes=123-456' })
   t.equal(res.statusCode, 206)
   t.ok(res.body instanceof Readable, 'a stream')
   t.equal(res.headers['Content-Range'], 'bytes 123-456/1000')
@@ -210,20 +212,20 @@ t.test('Range on a file that is not cached streams the slice from disk', async (
 
 t.test('a file larger than maxCachedFileBytes streams, whole and in ranges', async (t) => {
   const { delivery, file } = await setup(t, { cacheBytes: 1024 * 1024, maxCachedFileBytes: 64 * 1024 }, 200_000)
-  const res = await delivery.deliver(RUN, file.output, file.path, {})
+  const res = await delivery.deliver(RUN, file.output, {})
   t.equal(res.statusCode, 200)
   t.ok(res.body instanceof Readable)
   t.equal(res.headers['Content-Length'], 200_000)
   t.same(await bodyBytes(res.body), file.bytes)
   t.equal(delivery.cachedBytes, 0, 'not kept in memory')
 
-  const part = await delivery.deliver(RUN, file.output, file.path, { range: 'bytes=-70000' })
+  const part = await delivery.deliver(RUN, file.output, { range: 'bytes=-70000' })
   t.equal(part.statusCode, 206)
   t.equal(part.headers['Content-Range'], 'bytes 130000-199999/200000')
   t.same(await bodyBytes(part.body), file.bytes.subarray(130_000))
 
   const exact = await setup(t, { cacheBytes: 1024 * 1024, maxCachedFileBytes: 1000 }, 1000)
-  const atLimit = await exact.delivery.deliver(RUN, exact.file.output, exact.file.path, {})
+  const atLimit = await exact.delivery.deliver(RUN, exact.file.output, {})
   t.ok(Buffer.isBuffer(atLimit.body), 'a file exactly at the limit is cached')
   t.equal(exact.delivery.cachedBytes, 1000)
 })
@@ -231,16 +233,16 @@ t.test('a file larger than maxCachedFileBytes streams, whole and in ranges', asy
 t.test('an unsatisfiable Range is a RANGE_NOT_SATISFIABLE error (416) naming the range and the size', async (t) => {
   const { delivery, file } = await setup(t)
   for (const range of ['bytes=1000-', 'bytes=20-10', 'bytes=-0', 'bytes=abc', 'items=0-1']) {
-    await t.rejects(delivery.deliver(RUN, file.output, file.path, { range }), { code: 'RANGE_NOT_SATISFIABLE', statusCode: 416, message: new RegExp(`${JSON.stringify(range).replace(/[-[\]{}()*+?.\\^$|]/g, '\\$&')}.*1000 bytes`) }, range)
+    await t.rejects(delivery.deliver(RUN, file.output, { range }), { code: 'RANGE_NOT_SATISFIABLE', statusCode: 416, message: new RegExp(`${JSON.stringify(range).replace(/[-[\]{}()*+?.\\^$|]/g, '\\$&')}.*1000 bytes`) }, range)
   }
-  const full = await delivery.deliver(RUN, file.output, file.path, {})
+  const full = await delivery.deliver(RUN, file.output, {})
   t.notOk('Content-Range' in full.headers, 'a 416 does not leave its headers behind')
   t.equal(full.headers['Content-Length'], 1000)
 })
 
 t.test('several ranges answer 200 with the whole file', async (t) => {
   const { delivery, file } = await setup(t)
-  const res = await delivery.deliver(RUN, file.output, file.path, { range: 'bytes=0-1,5-9' })
+  const res = await delivery.deliver(RUN, file.output, { range: 'bytes=0-1,5-9' })
   t.equal(res.statusCode, 200)
   t.notOk('Content-Range' in res.headers)
   t.same(await bodyBytes(res.body), file.bytes)
@@ -250,30 +252,30 @@ t.test('If-Range: the current ETag or date gives 206, anything else the whole fi
   const { delivery, file } = await setup(t)
   const etag = `"${file.output.sha256}"`
   for (const ifRange of [etag, ` ${etag} `, LAST_MODIFIED]) {
-    const res = await delivery.deliver(RUN, file.output, file.path, { range: 'bytes=10-19', ifRange })
+    const res = await delivery.deliver(RUN, file.output, { range: 'bytes=10-19', ifRange })
     t.equal(res.statusCode, 206, ifRange)
     t.same(await bodyBytes(res.body), file.bytes.subarray(10, 20))
   }
   for (const ifRange of ['"old-version"', `W/${etag}`, 'Mon, 03 Mar 2025 05:06:07 GMT']) {
-    const res = await delivery.deliver(RUN, file.output, file.path, { range: 'bytes=10-19', ifRange })
+    const res = await delivery.deliver(RUN, file.output, { range: 'bytes=10-19', ifRange })
     t.equal(res.statusCode, 200, ifRange)
     t.equal(res.headers['Content-Length'], 1000)
     t.notOk('Content-Range' in res.headers)
     t.same(await bodyBytes(res.body), file.bytes)
   }
   // A stale If-Range also overrides an unsatisfiable range: the client gets the new file.
-  const stale = await delivery.deliver(RUN, file.output, file.path, { range: 'bytes=5000-', ifRange: '"old-version"' })
+  const stale = await delivery.deliver(RUN, file.output, { range: 'bytes=5000-', ifRange: '"old-version"' })
   t.equal(stale.statusCode, 200)
 })
 
 t.test('the cache evicts the least recently used files and never exceeds its capacity', async (t) => {
   const dir = await tempRunsDir(t)
-  const delivery = new MediaDelivery({ cacheBytes: 250, maxCachedFileBytes: 200 })
+  const delivery = new MediaDelivery({ blobs: new LocalBlobStore(dir), cacheBytes: 250, maxCachedFileBytes: 200 })
   const files = await Promise.all(['a', 'b', 'c', 'd'].map(async (name, i) => await storedFile(dir, `output_${name}.png`, patterned(100, i + 1))))
   const [a, b, c, d] = files as [StoredFile, StoredFile, StoredFile, StoredFile]
   const seen: number[] = []
   const get = async (f: StoredFile): Promise<Buffer | null> => {
-    const res = await delivery.deliver(RUN, f.output, f.path, {})
+    const res = await delivery.deliver(RUN, f.output, {})
     seen.push(delivery.cachedBytes)
     return await bodyBytes(res.body)
   }
@@ -288,24 +290,24 @@ t.test('the cache evicts the least recently used files and never exceeds its cap
   await Promise.all(files.map(async (f) => { await rm(f.path) }))
   t.same(await get(a), a.bytes, 'a stayed')
   t.same(await get(c), c.bytes, 'c stayed')
-  await t.rejects(delivery.deliver(RUN, b.output, b.path, {}), { code: 'ENOENT' }, 'b was evicted')
+  await t.rejects(delivery.deliver(RUN, b.output, {}), { code: 'BLOB_NOT_FOUND' }, 'b was evicted')
 
   await writeFile(d.path, d.bytes)
   t.same(await get(d), d.bytes) // a was used before c: a goes
-  await t.rejects(delivery.deliver(RUN, a.output, a.path, {}), { code: 'ENOENT' }, 'a was evicted')
+  await t.rejects(delivery.deliver(RUN, a.output, {}), { code: 'BLOB_NOT_FOUND' }, 'a was evicted')
   t.same(await get(c), c.bytes)
   t.ok(seen.every((bytes) => bytes <= 250), `cachedBytes stayed within 250: ${seen.join(', ')}`)
 })
 
 t.test('evictRun forgets exactly the files of one run', async (t) => {
   const dir = await tempRunsDir(t)
-  const delivery = new MediaDelivery({ cacheBytes: 10_000, maxCachedFileBytes: 10_000 })
+  const delivery = new MediaDelivery({ blobs: new LocalBlobStore(dir), cacheBytes: 10_000, maxCachedFileBytes: 10_000 })
   const one = await storedFile(dir, 'one.png', patterned(100, 1))
   const two = await storedFile(dir, 'two.png', patterned(200, 2))
-  const other = await storedFile(dir, 'other.png', patterned(400, 3))
-  await delivery.deliver(RUN, one.output, one.path, {})
-  await delivery.deliver(RUN, two.output, two.path, {})
-  await delivery.deliver(OTHER_RUN, other.output, other.path, {})
+  const other = await storedFile(dir, 'other.png', patterned(400, 3), 'image/png', OTHER_RUN)
+  await delivery.deliver(RUN, one.output, {})
+  await delivery.deliver(RUN, two.output, {})
+  await delivery.deliver(OTHER_RUN, other.output, {})
   t.equal(delivery.cachedBytes, 700)
 
   delivery.evictRun(RUN.slice(0, 10)) // a prefix of the id is not the run
@@ -315,8 +317,8 @@ t.test('evictRun forgets exactly the files of one run', async (t) => {
 
   await rm(one.path)
   await rm(other.path)
-  await t.rejects(delivery.deliver(RUN, one.output, one.path, {}), { code: 'ENOENT' }, 'the deleted run is read from disk again')
-  const kept = await delivery.deliver(OTHER_RUN, other.output, other.path, {})
+  await t.rejects(delivery.deliver(RUN, one.output, {}), { code: 'BLOB_NOT_FOUND' }, 'the deleted run is read from disk again')
+  const kept = await delivery.deliver(OTHER_RUN, other.output, {})
   t.same(await bodyBytes(kept.body), other.bytes, 'the other run is still cached')
   delivery.evictRun('ffffffff-ffff-7fff-bfff-ffffffffffff') // unknown run: nothing happens
   t.equal(delivery.cachedBytes, 400)
@@ -325,13 +327,13 @@ t.test('evictRun forgets exactly the files of one run', async (t) => {
 t.test('cacheBytes 0 turns the cache off: every file streams', async (t) => {
   const { delivery, file } = await setup(t, { cacheBytes: 0, maxCachedFileBytes: 64 * 1024 }, 10)
   for (let i = 0; i < 2; i++) {
-    const res = await delivery.deliver(RUN, file.output, file.path, {})
+    const res = await delivery.deliver(RUN, file.output, {})
     t.equal(res.statusCode, 200)
     t.ok(res.body instanceof Readable, 'a stream, not a Buffer')
     t.same(await bodyBytes(res.body), file.bytes)
     t.equal(delivery.cachedBytes, 0)
   }
-  const part = await delivery.deliver(RUN, file.output, file.path, { range: 'bytes=2-4' })
+  const part = await delivery.deliver(RUN, file.output, { range: 'bytes=2-4' })
   t.ok(part.body instanceof Readable)
   t.same(await bodyBytes(part.body), file.bytes.subarray(2, 5))
 })
@@ -339,8 +341,8 @@ t.test('cacheBytes 0 turns the cache off: every file streams', async (t) => {
 t.test('concurrent first requests for one file read it once and share the bytes', async (t) => {
   const { delivery, file } = await setup(t)
   const [first, second] = await Promise.all([
-    delivery.deliver(RUN, file.output, file.path, {}),
-    delivery.deliver(RUN, file.output, file.path, {})
+    delivery.deliver(RUN, file.output, {}),
+    delivery.deliver(RUN, file.output, {})
   ])
   t.ok(Buffer.isBuffer(first!.body))
   t.equal(first!.body, second!.body, 'the same Buffer, from one read')
@@ -351,20 +353,20 @@ t.test('concurrent first requests for one file read it once and share the bytes'
 t.test('a failed read is reported and not remembered', async (t) => {
   const { delivery, file } = await setup(t)
   await rm(file.path)
-  await t.rejects(delivery.deliver(RUN, file.output, file.path, {}), { code: 'ENOENT' })
+  await t.rejects(delivery.deliver(RUN, file.output, {}), { code: 'BLOB_NOT_FOUND' })
   t.equal(delivery.cachedBytes, 0)
   await writeFile(file.path, file.bytes)
-  const res = await delivery.deliver(RUN, file.output, file.path, {})
+  const res = await delivery.deliver(RUN, file.output, {})
   t.same(await bodyBytes(res.body), file.bytes, 'the next request reads the file again')
 })
 
 t.test('an empty file: 200 with no bytes, and any Range is unsatisfiable', async (t) => {
   const dir = await tempRunsDir(t)
-  const delivery = new MediaDelivery({ cacheBytes: 1024, maxCachedFileBytes: 1024 })
+  const delivery = new MediaDelivery({ blobs: new LocalBlobStore(dir), cacheBytes: 1024, maxCachedFileBytes: 1024 })
   const empty = await storedFile(dir, 'empty.png', Buffer.alloc(0))
-  const res = await delivery.deliver(RUN, empty.output, empty.path, {})
+  const res = await delivery.deliver(RUN, empty.output, {})
   t.equal(res.statusCode, 200)
   t.equal(res.headers['Content-Length'], 0)
   t.same(await bodyBytes(res.body), Buffer.alloc(0))
-  await t.rejects(delivery.deliver(RUN, empty.output, empty.path, { range: 'bytes=0-' }), { code: 'RANGE_NOT_SATISFIABLE', message: /0 bytes/ })
+  await t.rejects(delivery.deliver(RUN, empty.output, { range: 'bytes=0-' }), { code: 'RANGE_NOT_SATISFIABLE', message: /0 bytes/ })
 })

@@ -17,6 +17,7 @@ import { GenerationStage } from '../../../services/pipeline/stages/generation.js
 import { InterceptionStage } from '../../../services/pipeline/stages/interception.js'
 import { PreInterceptionStage } from '../../../services/pipeline/stages/pre-interception.js'
 import { PreOutputSafetyStage } from '../../../services/pipeline/stages/pre-output-safety.js'
+import { LocalBlobStore } from '../../../services/storage/blob/local.js'
 import { MediaIngester } from '../../../services/storage/ingest.js'
 import { RunStorage, type CreateRunInput, type RunChanges } from '../../../services/storage/run-storage.js'
 import type { RunStatus } from '../../../schemas/run.js'
@@ -63,7 +64,7 @@ interface Setup {
 async function setup (t: Test, options: { backends?: GeneratorBackend[], queue?: { concurrency: number, limit: number }, stages?: PipelineStage[] } = {}): Promise<Setup> {
   const runsDir = await tempRunsDir(t)
   const storage = new RecordingStorage({
-    runsDir,
+    blobs: new LocalBlobStore(runsDir),
     ingester: new MediaIngester({ maxBytes: 10 * 1024 * 1024, fetchTimeoutMs: 5000, maxRedirects: 0, fetchPolicy: new FetchPolicy() })
   })
   await storage.init()
@@ -172,7 +173,7 @@ t.test('a run is created running (one write: nothing runs it in between), then c
 
 t.test('the run says "running" while it generates', async (t) => {
   const gated = new GatedBackend()
-  const { runner, storage } = await setup(t, { backends: [gated] })
+  const { runner, storage, runsDir } = await setup(t, { backends: [gated] })
   const running = runner.run({ schema: 'dada', input_text: 'a cat', output_configs: ['gated_image'] })
   await gated.started()
   const [runId] = await storage.listRunIds()
@@ -180,7 +181,7 @@ t.test('the run says "running" while it generates', async (t) => {
   t.equal(during.status, 'running')
   t.same(during.outputs, [])
   t.same(during.stages.map((s) => s.stage), ['translation', 'safety', 'interception', 'pre_output_safety'], 'the trail is on disk before an out-of-process backend starts')
-  t.equal(during.transformed_text, (await readFile(join(storage.runDir(runId!), 'transformed_text.txt'), 'utf8')))
+  t.equal(during.transformed_text, (await readFile(join(runsDir, runId!, 'transformed_text.txt'), 'utf8')))
   gated.open()
   t.equal((await running).status, 'completed')
   t.equal((await storage.getMetadata(runId!)).status, 'completed')
@@ -376,7 +377,7 @@ t.test('a run that cannot be created, or whose failure cannot be recorded, still
   t.equal(registry.resolve('tiny_image').queue.waiting, 0, 'its queue place was given back')
 
   const { runner: second, storage } = await setup(t, {
-    stages: [{ name: 'vanishing', run: async (context) => { await rm(context.storage.runDir(context.runId), { recursive: true }); throw new Error('gone') } }]
+    stages: [{ name: 'vanishing', run: async (context) => { await context.storage.blobs.deleteRun(context.runId); throw new Error('gone') } }]
   })
   const lost = await second.run({ schema: 'dada', input_text: 'a cat' })
   t.match(lost, { status: 'failed', event: { stage: 'vanishing', code: 'INTERNAL_ERROR' } })

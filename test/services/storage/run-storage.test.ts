@@ -5,6 +5,7 @@ import { basename, join } from 'node:path'
 import { Readable } from 'node:stream'
 import { FetchPolicy } from '../../../services/http/address-policy.js'
 import { MediaIngester } from '../../../services/storage/ingest.js'
+import { LocalBlobStore } from '../../../services/storage/blob/local.js'
 import { RunStorage, outputFilename } from '../../../services/storage/run-storage.js'
 import { fixtures } from '../../fixtures/media.js'
 import { startMediaServer, serveBytes, serveStatus, serveStall, serveTruncated, redirectTo, serveChunked } from '../../fakes/media-server.js'
@@ -13,7 +14,7 @@ import { tempRunsDir } from '../../helper.js'
 async function makeStorage (t: Parameters<typeof tempRunsDir>[0], options: { maxBytes?: number, fetchTimeoutMs?: number, allow?: string[], maxRedirects?: number } = {}): Promise<RunStorage> {
   const runsDir = await tempRunsDir(t)
   const storage = new RunStorage({
-    runsDir,
+    blobs: new LocalBlobStore(runsDir),
     ingester: new MediaIngester({
       maxBytes: options.maxBytes ?? 10 * 1024 * 1024,
       fetchTimeoutMs: options.fetchTimeoutMs ?? 5000,
@@ -25,6 +26,7 @@ async function makeStorage (t: Parameters<typeof tempRunsDir>[0], options: { max
   return storage
 }
 
+const rootOf = (storage: RunStorage): string => (storage.blobs as LocalBlobStore).root
 const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex')
 const readJson = async (path: string): Promise<any> => JSON.parse(await readFile(path, 'utf8'))
 const newRun = async (storage: RunStorage) => await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'Eine Blume auf der Wiese', user_id: 'DOE_J' })
@@ -33,13 +35,13 @@ t.test('createRun makes a whole run folder with metadata.json and input_text.txt
   const storage = await makeStorage(t)
   const run = await newRun(storage)
   t.match(run.run_id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'a UUIDv7')
-  const dir = join(storage.runsDir, run.run_id)
+  const dir = join(rootOf(storage), run.run_id)
   t.same((await readdir(dir)).sort(), ['input_text.txt', 'metadata.json'])
   t.equal(await readFile(join(dir, 'input_text.txt'), 'utf8'), 'Eine Blume auf der Wiese')
   const onDisk = await readJson(join(dir, 'metadata.json'))
   t.same(onDisk, run)
   t.match(onDisk, { metadata_version: 1, status: 'created', schema: 'dada', execution_mode: 'eco', user_id: 'DOE_J', transformed_text: null, outputs: [], stages: [], errors: [] })
-  t.same(await readdir(storage.runsDir), [run.run_id], 'no temporary folder left')
+  t.same(await readdir(rootOf(storage)), [run.run_id], 'no temporary folder left')
 
   const later = await newRun(storage)
   t.ok(later.run_id > run.run_id, 'ids sort by creation time')
@@ -49,7 +51,7 @@ t.test('createRun makes a whole run folder with metadata.json and input_text.txt
 t.test('updates: transformed text, status, stages, errors; internal fields never written', async (t) => {
   const storage = await makeStorage(t)
   const run = await newRun(storage)
-  const dir = join(storage.runsDir, run.run_id)
+  const dir = join(rootOf(storage), run.run_id)
   await storage.setTransformedText(run.run_id, 'A surreal flower')
   t.equal(await readFile(join(dir, 'transformed_text.txt'), 'utf8'), 'A surreal flower')
   await storage.setStatus(run.run_id, 'running')
@@ -72,7 +74,7 @@ t.test('updates: transformed text, status, stages, errors; internal fields never
   await storage.setStatus(fresh.run_id, 'running')
   await t.rejects(storage.setStatus(fresh.run_id, 'created'), { code: 'INVALID_STATUS' }, 'a run never goes back to created')
   await storage.update(fresh.run_id, { seed: 42 })
-  t.equal((await readJson(join(storage.runsDir, fresh.run_id, 'metadata.json'))).seed, 42)
+  t.equal((await readJson(join(rootOf(storage), fresh.run_id, 'metadata.json'))).seed, 42)
 })
 
 t.test('reading never creates anything; ids are checked before any path is built', async (t) => {
@@ -86,30 +88,34 @@ t.test('reading never creates anything; ids are checked before any path is built
     await t.rejects(storage.addMedia(bad, Buffer.from('x'), { config: 'c', backend: 'b' }), { code: 'INVALID_RUN_ID' })
   }
   t.equal(await storage.runExists(missing), false)
-  t.same(await readdir(storage.runsDir), [], 'the storage root is still empty')
+  t.same(await readdir(rootOf(storage)), [], 'the storage root is still empty')
 
   const run = await newRun(storage)
   t.equal(await storage.runExists(run.run_id.toUpperCase()), true, 'ids are case-insensitive')
   await t.rejects(storage.resolveFile(run.run_id, '../metadata.json'), { code: 'FILE_NOT_FOUND', statusCode: 404 })
   await t.rejects(storage.resolveFile(run.run_id, 'transformed_text.txt'), { code: 'FILE_NOT_FOUND' }, 'listed only once there is a transformed text')
-  await writeFile(join(storage.runsDir, run.run_id, 'notes.txt'), 'copied in by hand')
+  await writeFile(join(rootOf(storage), run.run_id, 'notes.txt'), 'copied in by hand')
   await t.rejects(storage.resolveFile(run.run_id, 'notes.txt'), { code: 'FILE_NOT_FOUND' }, 'only names the metadata lists')
   const file = await storage.resolveFile(run.run_id, 'input_text.txt')
-  t.equal((await storage.readRunFile(file)).toString(), 'Eine Blume auf der Wiese')
+  t.equal((await storage.readFile(file)).toString(), 'Eine Blume auf der Wiese')
+  t.equal(file.output, null, 'a run file, but not media')
 
-  await t.rejects(storage.getMediaPath(missing, 'output_image.png'), { code: 'RUN_NOT_FOUND' })
-  await t.rejects(storage.getMediaPath('..', 'output_image.png'), { code: 'INVALID_RUN_ID' })
-  await t.rejects(storage.getMediaPath(run.run_id, 'output_image.png'), { code: 'FILE_NOT_FOUND' }, 'not yet stored')
-  await t.rejects(storage.getMediaPath(run.run_id, 'input_text.txt'), { code: 'FILE_NOT_FOUND' }, 'a run file, but not media')
-  const output = await storage.addMedia(run.run_id, await readFile(fixtures.png.file), { config: 'c', backend: 'b' })
-  t.equal(await storage.getMediaPath(run.run_id, output.filename), join(storage.runsDir, run.run_id, 'output_image.png'))
-  t.same((await readdir(join(storage.runsDir, run.run_id))).sort(), ['input_text.txt', 'metadata.json', 'notes.txt', 'output_image.png'], 'asking created nothing')
+  await t.rejects(storage.resolveFile(missing, 'output_image.png'), { code: 'RUN_NOT_FOUND' })
+  await t.rejects(storage.resolveFile('..', 'output_image.png'), { code: 'INVALID_RUN_ID' })
+  await t.rejects(storage.resolveFile(run.run_id, 'output_image.png'), { code: 'FILE_NOT_FOUND' }, 'not yet stored')
+  const png = await readFile(fixtures.png.file)
+  const output = await storage.addMedia(run.run_id, png, { config: 'c', backend: 'b' })
+  const media = await storage.resolveFile(run.run_id, output.filename)
+  t.same(media.output, output)
+  t.same(await storage.readFile(media), png, 'read through the blob store')
+  t.same(Buffer.concat(await (await storage.openFile(media, { start: 8, end: 23 })).toArray()), png.subarray(8, 24), 'a byte range')
+  t.same((await readdir(join(rootOf(storage), run.run_id))).sort(), ['input_text.txt', 'metadata.json', 'notes.txt', 'output_image.png'], 'asking created nothing')
 })
 
 t.test('addMedia from every kind of source, typed by the bytes', async (t) => {
   const storage = await makeStorage(t)
   const run = await newRun(storage)
-  const dir = join(storage.runsDir, run.run_id)
+  const dir = join(rootOf(storage), run.run_id)
   const png = await readFile(fixtures.png.file)
   const jpeg = await readFile(fixtures.jpeg.file)
   const wav = await readFile(fixtures.wav.file)
@@ -169,7 +175,7 @@ t.test('addMedia from every kind of source, typed by the bytes', async (t) => {
 t.test('no file is ever overwritten, not even a stray one', async (t) => {
   const storage = await makeStorage(t)
   const run = await newRun(storage)
-  const dir = join(storage.runsDir, run.run_id)
+  const dir = join(rootOf(storage), run.run_id)
   await writeFile(join(dir, 'output_image.png'), 'placed by hand')
   const png = await readFile(fixtures.png.file)
   const output = await storage.addMedia(run.run_id, png, { config: 'c', backend: 'b' })
@@ -186,23 +192,23 @@ t.test('50 concurrent addMedia calls on one run give 50 outputs and a valid meta
   const wav = await readFile(fixtures.wav.file)
   const results = await Promise.all(Array.from({ length: 50 }, async (_, i) =>
     await storage.addMedia(run.run_id, i % 5 === 0 ? Readable.from([wav]) : png, { config: `c${i}`, backend: 'test' })))
-  const metadata = await readJson(join(storage.runsDir, run.run_id, 'metadata.json'))
+  const metadata = await readJson(join(rootOf(storage), run.run_id, 'metadata.json'))
   t.equal(metadata.outputs.length, 50)
   t.same(metadata.outputs.map((o: any) => o.index), Array.from({ length: 50 }, (_, i) => i))
   t.equal(new Set(metadata.outputs.map((o: any) => o.filename)).size, 50, 'all names distinct')
   t.same(new Set(results.map((r) => r.config)), new Set(metadata.outputs.map((o: any) => o.config)))
-  const files = (await readdir(join(storage.runsDir, run.run_id))).filter((n) => n.startsWith('output_'))
+  const files = (await readdir(join(rootOf(storage), run.run_id))).filter((n) => n.startsWith('output_'))
   t.equal(files.length, 50)
   t.equal(metadata.outputs.filter((o: any) => o.type === 'audio').length, 10)
   for (const o of metadata.outputs) {
-    t.equal(sha256(await readFile(join(storage.runsDir, run.run_id, o.filename))), o.sha256, o.filename)
+    t.equal(sha256(await readFile(join(rootOf(storage), run.run_id, o.filename))), o.sha256, o.filename)
   }
 })
 
 t.test('a failed ingest leaves no file and no entry behind', async (t) => {
   const storage = await makeStorage(t, { maxBytes: 64 * 1024, fetchTimeoutMs: 400 })
   const run = await newRun(storage)
-  const dir = join(storage.runsDir, run.run_id)
+  const dir = join(rootOf(storage), run.run_id)
   const before = await readFile(join(dir, 'metadata.json'), 'utf8')
   const png = await readFile(fixtures.png.file)
   const big = Buffer.alloc(64 * 1024 + 1, 1)
@@ -247,7 +253,7 @@ t.test('a failed ingest leaves no file and no entry behind', async (t) => {
 t.test('staged bytes that cannot be made durable are never listed', async (t) => {
   const storage = await makeStorage(t)
   const run = await newRun(storage)
-  const dir = join(storage.runsDir, run.run_id)
+  const dir = join(rootOf(storage), run.run_id)
   const before = await readFile(join(dir, 'metadata.json'), 'utf8')
   const staged = await storage.stageMedia(run.run_id, await readFile(fixtures.png.file))
   await staged.file.durable
@@ -282,25 +288,25 @@ t.test('URLs into the lab network are refused unless allowed', async (t) => {
 t.test('leftovers of a crash are removed at start and never listed', async (t) => {
   const storage = await makeStorage(t)
   const run = await newRun(storage)
-  const half = join(storage.runsDir, '.tmp-0123456789abcdef')
+  const half = join(rootOf(storage), '.tmp-0123456789abcdef')
   await mkdir(half)
   await writeFile(join(half, 'metadata.json'), '{"run_id": "half')
-  await writeFile(join(storage.runsDir, run.run_id, '.tmp-feedface-metadata.json'), '{"broken')
-  await writeFile(join(storage.runsDir, run.run_id, '.tmp-deadbeef'), Buffer.alloc(100))
+  await writeFile(join(rootOf(storage), run.run_id, '.tmp-feedface-metadata.json'), '{"broken')
+  await writeFile(join(rootOf(storage), run.run_id, '.tmp-deadbeef'), Buffer.alloc(100))
   t.same(await storage.listRunIds(), [run.run_id], 'a half-built folder is never listed')
 
-  const restarted = new RunStorage({ runsDir: storage.runsDir, ingester: new MediaIngester({ maxBytes: 1, fetchTimeoutMs: 1, maxRedirects: 0, fetchPolicy: new FetchPolicy() }) })
+  const restarted = new RunStorage({ blobs: new LocalBlobStore(rootOf(storage)), ingester: new MediaIngester({ maxBytes: 1, fetchTimeoutMs: 1, maxRedirects: 0, fetchPolicy: new FetchPolicy() }) })
   const { removed } = await restarted.init()
   t.same(removed.sort(), ['.tmp-0123456789abcdef', `${run.run_id}/.tmp-deadbeef`, `${run.run_id}/.tmp-feedface-metadata.json`].sort())
-  t.same(await readdir(storage.runsDir), [run.run_id])
-  t.same((await readdir(join(storage.runsDir, run.run_id))).sort(), ['input_text.txt', 'metadata.json'])
+  t.same(await readdir(rootOf(storage)), [run.run_id])
+  t.same((await readdir(join(rootOf(storage), run.run_id))).sort(), ['input_text.txt', 'metadata.json'])
   t.same(await restarted.getMetadata(run.run_id), run, 'the real run is intact')
 })
 
 t.test('a crash between naming an output and listing it: the start removes the unlisted twin, never a stranger', async (t) => {
   const storage = await makeStorage(t)
   const run = await newRun(storage)
-  const dir = join(storage.runsDir, run.run_id)
+  const dir = join(rootOf(storage), run.run_id)
   const png = await readFile(fixtures.png.file)
   // What commitMedia has done when the process dies before metadata.json is written:
   const orphan = await storage.stageMedia(run.run_id, png)
@@ -313,7 +319,7 @@ t.test('a crash between naming an output and listing it: the start removes the u
   await writeFile(join(dir, 'output_video.mp4'), 'not ours')
   await orphan.file.durable
 
-  const restarted = new RunStorage({ runsDir: storage.runsDir, ingester: new MediaIngester({ maxBytes: 1024 * 1024, fetchTimeoutMs: 1, maxRedirects: 0, fetchPolicy: new FetchPolicy() }) })
+  const restarted = new RunStorage({ blobs: new LocalBlobStore(rootOf(storage)), ingester: new MediaIngester({ maxBytes: 1024 * 1024, fetchTimeoutMs: 1, maxRedirects: 0, fetchPolicy: new FetchPolicy() }) })
   const { removed } = await restarted.init()
   t.same(removed.sort(), [`${run.run_id}/.tmp-0000000000000001`, `${run.run_id}/${basename(orphan.file.path)}`, `${run.run_id}/output_image.png`].sort())
   t.same((await readdir(dir)).sort(), ['input_text.txt', listed.filename, 'metadata.json', 'output_video.mp4'].sort(), 'the listed output and the stranger stay')
@@ -327,13 +333,13 @@ t.test('deleteRun removes the folder at once; isWritable reports the root', asyn
   const run = await newRun(storage)
   t.equal(await storage.isWritable(), true)
   await storage.deleteRun(run.run_id)
-  t.same(await readdir(storage.runsDir), [])
+  t.same(await readdir(rootOf(storage)), [])
   await t.rejects(storage.getMetadata(run.run_id), { code: 'RUN_NOT_FOUND' }, 'not served from memory after deletion')
   await t.rejects(storage.deleteRun(run.run_id), { code: 'RUN_NOT_FOUND' })
 
-  const gone = new RunStorage({ runsDir: join(storage.runsDir, 'missing', 'deeper'), ingester: new MediaIngester({ maxBytes: 1, fetchTimeoutMs: 1, maxRedirects: 0, fetchPolicy: new FetchPolicy() }) })
+  const gone = new RunStorage({ blobs: new LocalBlobStore(join(rootOf(storage), 'missing', 'deeper')), ingester: new MediaIngester({ maxBytes: 1, fetchTimeoutMs: 1, maxRedirects: 0, fetchPolicy: new FetchPolicy() }) })
   t.equal(await gone.isWritable(), false, 'a root that does not exist is not writable (and is not created by asking)')
-  await t.rejects(stat(join(storage.runsDir, 'missing')), { code: 'ENOENT' })
+  await t.rejects(stat(join(rootOf(storage), 'missing')), { code: 'ENOENT' })
 })
 
 t.test('getOutput tells "not yet" from "never"', async (t) => {
@@ -354,7 +360,7 @@ t.test('update writes several changes at once, or none of them', async (t) => {
   const storage = await makeStorage(t)
   const run = await storage.createRun({ status: 'running', schema: 'dada', execution_mode: 'eco', input_text: 'x' })
   t.equal(run.status, 'running', 'a run may start running')
-  const dir = join(storage.runsDir, run.run_id)
+  const dir = join(rootOf(storage), run.run_id)
   const updated = await storage.update(run.run_id, {
     transformed_text: 'A surreal x',
     stages: [{ stage: 'translation', status: 'completed' }, { stage: 'interception', status: 'completed' }],
@@ -377,10 +383,10 @@ t.test('update writes several changes at once, or none of them', async (t) => {
 })
 
 t.test('a media file whose listing is in place when only the folder\'s fsync fails stays, listed, in memory too', async (t) => {
-  const durable = await import('../../../services/storage/durable-fs.js')
+  const durable = await import('../../../services/storage/blob/durable-fs.js')
   let failFolderSync = false
-  const { RunStorage: MockedStorage } = await t.mockImport<typeof import('../../../services/storage/run-storage.js')>('../../../services/storage/run-storage.js', {
-    '../../../services/storage/durable-fs.js': {
+  const { LocalBlobStore: MockedBlobs } = await t.mockImport<typeof import('../../../services/storage/blob/local.js')>('../../../services/storage/blob/local.js', {
+    '../../../services/storage/blob/durable-fs.js': {
       ...durable,
       writeFilesDurably: async (...args: Parameters<typeof durable.writeFilesDurably>) => {
         await durable.writeFilesDurably(...args)
@@ -389,9 +395,9 @@ t.test('a media file whose listing is in place when only the folder\'s fsync fai
     }
   })
   const runsDir = await tempRunsDir(t)
-  const storage = new MockedStorage({ runsDir, ingester: new MediaIngester({ maxBytes: 1024 * 1024, fetchTimeoutMs: 1000, maxRedirects: 0, fetchPolicy: new FetchPolicy() }) })
+  const storage = new RunStorage({ blobs: new MockedBlobs(runsDir), ingester: new MediaIngester({ maxBytes: 1024 * 1024, fetchTimeoutMs: 1000, maxRedirects: 0, fetchPolicy: new FetchPolicy() }) })
   await storage.init()
-  const run = await newRun(storage as RunStorage)
+  const run = await newRun(storage)
   failFolderSync = true
   await t.rejects(storage.addMedia(run.run_id, await readFile(fixtures.png.file), { config: 'c', backend: 'b' }), durable.FolderNotSyncedError)
   const onDisk = await readJson(join(runsDir, run.run_id, 'metadata.json'))

@@ -1,8 +1,8 @@
 import t from 'tap'
 import { mkdir, readdir, readFile, writeFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { TEMP_PREFIX, tempName, fsyncPath, writeFileDurably, writeFilesDurably, linkWithoutOverwrite } from '../../../services/storage/durable-fs.js'
-import { tempRunsDir } from '../../helper.js'
+import { TEMP_PREFIX, tempName, fsyncPath, writeFileDurably, writeFilesDurably, linkWithoutOverwrite } from '../../../../services/storage/blob/durable-fs.js'
+import { tempRunsDir } from '../../../helper.js'
 
 t.test('tempName carries the sweep prefix and is different every time', async (t) => {
   const names = Array.from({ length: 100 }, tempName)
@@ -157,7 +157,7 @@ t.test('linkWithoutOverwrite with a missing temp file creates nothing', async (t
 t.test('when only the folder\'s fsync fails, the files are in place and the error says so', async (t) => {
   const dir = await tempRunsDir(t)
   const real = await import('node:fs/promises')
-  const durable = await t.mockImport<typeof import('../../../services/storage/durable-fs.js')>('../../../services/storage/durable-fs.js', {
+  const durable = await t.mockImport<typeof import('../../../../services/storage/blob/durable-fs.js')>('../../../../services/storage/blob/durable-fs.js', {
     'node:fs/promises': {
       ...real,
       open: async (path: string, flags?: string) => {

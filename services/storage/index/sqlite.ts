@@ -2,87 +2,19 @@ import Database from 'better-sqlite3'
 import { existsSync } from 'node:fs'
 import { mkdir, rm } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import type { MediaType } from '../../schemas/media.js'
-import type { RunMetadata } from '../../schemas/run.js'
-import { InvalidCursorError, InvalidRunFilterError } from '../errors.js'
-import { mediaUrl } from '../media/media-url.js'
-import { isRunId } from './run-id.js'
+import type { MediaType } from '../../../schemas/media.js'
+import type { RunMetadata } from '../../../schemas/run.js'
+import {
+  decodeCursor, distinctOutputs, encodeCursor, pageLimit, parseInstant,
+  type ReconcileReport, type RunIndex, type RunIndexEntry, type RunListFilters, type RunListPaging, type RunListResult, type RunSource
+} from './run-index.js'
 
 /** Bumped whenever the tables or what a row holds change: an index of another version is rebuilt. */
-export const RUN_INDEX_VERSION = 1
-export const DEFAULT_LIST_LIMIT = 50
-export const MAX_LIST_LIMIT = 200
+export const SQLITE_INDEX_VERSION = 2
 
-/** Where the runs really are; RunStorage is one. */
-export interface RunSource {
-  /** run folder names, newest first */
-  listRunIds: () => Promise<string[]>
-  getMetadata: (runId: string) => Promise<RunMetadata>
-}
-
-export interface RunIndexOptions {
+export interface SqliteRunIndexOptions {
   /** the SQLite file; created (with its folder) when missing */
   path: string
-  source: RunSource
-}
-
-export interface RunIndexOpenReport {
-  /** why the index was built again from the run folders; null when the file on disk was used */
-  rebuilt: 'missing' | 'old-version' | 'corrupt' | null
-  /** every run's metadata.json was read (after a rebuild or an unclean shutdown), not only the runs the index lacked */
-  fullScan: boolean
-  added: number
-  updated: number
-  removed: number
-  /** run folders that could not be indexed, with the reason */
-  skipped: Array<{ run_id: string, reason: string }>
-}
-
-export interface RunListFilters {
-  user_id?: string | undefined
-  schema?: string | undefined
-  /** with media_type: one output has both */
-  backend?: string | undefined
-  media_type?: MediaType | undefined
-  status?: string | undefined
-  /** inclusive bound on the run's timestamp: an ISO date-time with zone, or a date (UTC midnight) */
-  from?: string | undefined
-  /** exclusive bound, same forms as from */
-  to?: string | undefined
-  /** a substring of input_text or transformed_text, case-insensitive */
-  q?: string | undefined
-}
-
-export interface RunListPaging {
-  limit?: number | undefined
-  /** next_cursor of the previous page */
-  cursor?: string | undefined
-}
-
-/** What the index keeps of a run: enough to list and filter without reading metadata.json. */
-export interface RunIndexEntry {
-  run_id: string
-  timestamp: string
-  updated_at: string
-  status: string
-  schema: string
-  execution_mode: string
-  user_id: string | null
-  input_text: string
-  transformed_text: string | null
-  output_count: number
-  /** each type once, in the order of outputs[] */
-  media_types: MediaType[]
-  /** each backend once, in the order of outputs[] */
-  backends: string[]
-  /** the first image's media path (/api/media/image/<run_id>/0), without a base URL */
-  thumbnail_path: string | null
-}
-
-export interface RunListResult {
-  runs: RunIndexEntry[]
-  /** null on the last page */
-  next_cursor: string | null
 }
 
 // The text table holds the texts case-folded, so that the instr() fallback for
@@ -102,8 +34,7 @@ CREATE TABLE runs (
   transformed_text TEXT,
   output_count INTEGER NOT NULL,
   media_types TEXT NOT NULL,
-  backends TEXT NOT NULL,
-  thumbnail_path TEXT
+  backends TEXT NOT NULL
 );
 CREATE INDEX runs_by_user ON runs (user_id, run_id);
 CREATE INDEX runs_by_schema ON runs (schema, run_id);
@@ -122,7 +53,7 @@ CREATE INDEX outputs_by_type_and_backend ON run_outputs (media_type, backend, ru
 CREATE VIRTUAL TABLE run_texts USING fts5(input_text, transformed_text, tokenize = 'trigram');
 `
 
-const ENTRY_COLUMNS = 'r.run_id, r.timestamp, r.updated_at, r.status, r.schema, r.execution_mode, r.user_id, r.input_text, r.transformed_text, r.output_count, r.media_types, r.backends, r.thumbnail_path'
+const ENTRY_COLUMNS = 'r.run_id, r.timestamp, r.updated_at, r.status, r.schema, r.execution_mode, r.user_id, r.input_text, r.transformed_text, r.output_count, r.media_types, r.backends'
 const READ_BATCH = 64
 
 interface EntryRow extends Omit<RunIndexEntry, 'media_types' | 'backends'> {
@@ -132,47 +63,51 @@ interface EntryRow extends Omit<RunIndexEntry, 'media_types' | 'backends'> {
 
 /**
  * A SQLite index of the runs for listing and filtering. It is derived data:
- * the run folders are the truth, so a missing, outdated or damaged index file
- * is built again from them, and each start reconciles the two. Synchronous
- * writes (better-sqlite3) keep it in step with the storage's own order of
- * changes; WAL lets listings read while a write commits.
+ * the store is the truth, so a missing, outdated or damaged index file is
+ * built again from it, and each start reconciles the two. Writes are
+ * synchronous inside (better-sqlite3), so they land in the order of the
+ * store's change events; WAL lets listings read while a write commits.
  */
-export class RunIndex {
+export class SqliteRunIndex implements RunIndex {
   readonly path: string
-  readonly openReport: RunIndexOpenReport
+  readonly description: string
   readonly #db: Database.Database
   readonly #statements = new Map<string, Database.Statement>()
   readonly #ping: Database.Statement
   readonly #upsertTransaction: (metadata: RunMetadata) => void
   readonly #removeTransaction: (runId: string) => void
+  /** why this file was started afresh; null when the existing one was opened */
+  readonly #rebuilt: ReconcileReport['rebuilt']
+  /** false after an unclean shutdown: the next reconcile reads every run */
+  readonly #cleanShutdown: boolean
   // Set when an update failed: the next start must then read every run again.
   #missedUpdate = false
 
-  private constructor (db: Database.Database, path: string, report: RunIndexOpenReport) {
+  private constructor (db: Database.Database, path: string, rebuilt: ReconcileReport['rebuilt'], cleanShutdown: boolean) {
     this.#db = db
     this.path = path
-    this.openReport = report
+    this.description = `sqlite:${path}`
+    this.#rebuilt = rebuilt
+    this.#cleanShutdown = cleanShutdown
     this.#ping = db.prepare('SELECT 1').pluck()
     this.#upsertTransaction = db.transaction((metadata: RunMetadata) => { this.#write(metadata) })
     this.#removeTransaction = db.transaction((runId: string) => { this.#delete(runId) })
   }
 
   /**
-   * Opens the index at options.path, builds it from the run folders when it is
-   * missing, of another version or corrupt, and reconciles it with them: runs
-   * on disk it lacks are added, rows without a folder removed, and after an
-   * unclean shutdown every run is read again. Call it before the storage
-   * takes writes; afterwards keep it current with upsert and remove.
+   * Opens the index at options.path, starting it afresh when it is missing,
+   * of another version or corrupt. Reconcile it with the store before the
+   * store takes writes; afterwards keep it current with upsert and remove.
    */
-  static async open (options: RunIndexOptions): Promise<RunIndex> {
-    const { path, source } = options
+  static async open (options: SqliteRunIndexOptions): Promise<SqliteRunIndex> {
+    const { path } = options
     await mkdir(dirname(path), { recursive: true })
     const existed = existsSync(path)
-    let rebuilt: RunIndexOpenReport['rebuilt'] = null
+    let rebuilt: ReconcileReport['rebuilt'] = null
     let db = openChecked(path)
     if (db === null) {
       rebuilt = 'corrupt'
-    } else if (db.pragma('user_version', { simple: true }) !== RUN_INDEX_VERSION) {
+    } else if (db.pragma('user_version', { simple: true }) !== SQLITE_INDEX_VERSION) {
       db.close()
       rebuilt = existed ? 'old-version' : 'missing'
     }
@@ -188,33 +123,19 @@ export class RunIndex {
     // Durably "in use" before anything else is written: a crash from here on means a full scan at the next start.
     setMeta(database, 'clean_shutdown', '0')
     database.pragma('wal_checkpoint(TRUNCATE)')
-
-    const report: RunIndexOpenReport = { rebuilt, fullScan: !cleanShutdown, added: 0, updated: 0, removed: 0, skipped: [] }
-    const index = new RunIndex(database, path, report)
-    try {
-      await index.#reconcile(source, report)
-      // The version is written last, so an interrupted build is not taken for a finished one.
-      if (rebuilt !== null) database.pragma(`user_version = ${RUN_INDEX_VERSION}`)
-    } catch (err) {
-      database.close()
-      throw err
-    }
-    return index
+    return new SqliteRunIndex(database, path, rebuilt, cleanShutdown)
   }
 
-  /** Adds or replaces the run's row from its metadata. */
-  upsert (metadata: RunMetadata): void {
+  async upsert (metadata: RunMetadata): Promise<void> {
     this.#guard(() => { this.#upsertTransaction(metadata) })
   }
 
-  remove (runId: string): void {
+  async remove (runId: string): Promise<void> {
     this.#guard(() => { this.#removeTransaction(runId.toLowerCase()) })
   }
 
-  /** Runs matching every given filter, newest first (by run id: UUIDv7 sorts by creation time). */
-  list (filters: RunListFilters = {}, paging: RunListPaging = {}): RunListResult {
-    const limit = paging.limit ?? DEFAULT_LIST_LIMIT
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT) throw new InvalidRunFilterError(`limit must be an integer from 1 to ${MAX_LIST_LIMIT}`)
+  async list (filters: RunListFilters = {}, paging: RunListPaging = {}): Promise<RunListResult> {
+    const limit = pageLimit(paging)
     const where: string[] = []
     const params: Record<string, string | number> = { limit: limit + 1 }
     for (const column of ['user_id', 'schema', 'status'] as const) {
@@ -252,8 +173,7 @@ export class RunIndex {
     return { runs: page, next_cursor: rows.length > limit ? encodeCursor(page.at(-1)!.run_id) : null }
   }
 
-  /** Whether the database answers; false once closed. */
-  isOpen (): boolean {
+  async isOpen (): Promise<boolean> {
     try {
       return this.#ping.get() === 1
     } catch {
@@ -261,7 +181,7 @@ export class RunIndex {
     }
   }
 
-  close (): void {
+  async close (): Promise<void> {
     if (!this.#db.open) return
     try {
       if (!this.#missedUpdate) setMeta(this.#db, 'clean_shutdown', '1')
@@ -272,6 +192,50 @@ export class RunIndex {
     } finally {
       this.#db.close()
     }
+  }
+
+  async reconcile (source: RunSource): Promise<ReconcileReport> {
+    const report: ReconcileReport = { rebuilt: this.#rebuilt, fullScan: !this.#cleanShutdown, added: 0, updated: 0, removed: 0, skipped: [] }
+    const indexed = new Map((this.#db.prepare('SELECT run_id, updated_at FROM runs').all() as Array<{ run_id: string, updated_at: string }>)
+      .map((row) => [row.run_id, row.updated_at]))
+    const inStore = await source.listRunIds()
+    const present = new Set(inStore.map((id) => id.toLowerCase()))
+    const gone = [...indexed.keys()].filter((id) => !present.has(id))
+    this.#db.transaction(() => { for (const id of gone) this.#delete(id) })()
+    report.removed = gone.length
+
+    const toRead = report.fullScan ? inStore : inStore.filter((id) => !indexed.has(id.toLowerCase()))
+    for (let start = 0; start < toRead.length; start += READ_BATCH) {
+      const batch = toRead.slice(start, start + READ_BATCH)
+      const read = await Promise.allSettled(batch.map(async (id) => await source.getMetadata(id)))
+      this.#db.transaction(() => {
+        read.forEach((result, i) => {
+          const runId = batch[i]!
+          if (result.status === 'rejected') {
+            report.skipped.push({ run_id: runId, reason: describe(result.reason) })
+            return
+          }
+          const metadata = result.value
+          if (typeof metadata.run_id !== 'string' || metadata.run_id.toLowerCase() !== runId.toLowerCase()) {
+            report.skipped.push({ run_id: runId, reason: 'metadata.json names another run' })
+            return
+          }
+          const known = indexed.get(metadata.run_id.toLowerCase())
+          if (known !== undefined && known === metadata.updated_at) return
+          try {
+            this.#write(metadata)
+          } catch (err) {
+            report.skipped.push({ run_id: runId, reason: describe(err) })
+            return
+          }
+          if (known === undefined) report.added++
+          else report.updated++
+        })
+      })()
+    }
+    // The version is written last, so an interrupted build is not taken for a finished one.
+    if (this.#rebuilt !== null) this.#db.pragma(`user_version = ${SQLITE_INDEX_VERSION}`)
+    return report
   }
 
   #guard (update: () => void): void {
@@ -295,17 +259,16 @@ export class RunIndex {
   #write (metadata: RunMetadata): void {
     const runId = metadata.run_id.toLowerCase()
     const outputs = metadata.outputs
-    const firstImage = outputs.find((o) => o.type === 'image')
+    const { output_count: outputCount, media_types: mediaTypes, backends } = distinctOutputs(metadata)
     const timestampMs = Date.parse(metadata.timestamp)
     const { rowid } = this.#statement(`
-      INSERT INTO runs (run_id, timestamp, timestamp_ms, updated_at, status, schema, execution_mode, user_id, input_text, transformed_text, output_count, media_types, backends, thumbnail_path)
-      VALUES (@run_id, @timestamp, @timestamp_ms, @updated_at, @status, @schema, @execution_mode, @user_id, @input_text, @transformed_text, @output_count, @media_types, @backends, @thumbnail_path)
+      INSERT INTO runs (run_id, timestamp, timestamp_ms, updated_at, status, schema, execution_mode, user_id, input_text, transformed_text, output_count, media_types, backends)
+      VALUES (@run_id, @timestamp, @timestamp_ms, @updated_at, @status, @schema, @execution_mode, @user_id, @input_text, @transformed_text, @output_count, @media_types, @backends)
       ON CONFLICT (run_id) DO UPDATE SET
         timestamp = excluded.timestamp, timestamp_ms = excluded.timestamp_ms, updated_at = excluded.updated_at,
         status = excluded.status, schema = excluded.schema, execution_mode = excluded.execution_mode,
         user_id = excluded.user_id, input_text = excluded.input_text, transformed_text = excluded.transformed_text,
-        output_count = excluded.output_count, media_types = excluded.media_types, backends = excluded.backends,
-        thumbnail_path = excluded.thumbnail_path
+        output_count = excluded.output_count, media_types = excluded.media_types, backends = excluded.backends
       RETURNING rowid`).get({
       run_id: runId,
       timestamp: metadata.timestamp,
@@ -317,10 +280,9 @@ export class RunIndex {
       user_id: metadata.user_id ?? null,
       input_text: metadata.input_text,
       transformed_text: metadata.transformed_text ?? null,
-      output_count: outputs.length,
-      media_types: JSON.stringify([...new Set(outputs.map((o) => o.type))]),
-      backends: JSON.stringify([...new Set(outputs.map((o) => o.backend))]),
-      thumbnail_path: firstImage === undefined ? null : mediaUrl(metadata, firstImage)
+      output_count: outputCount,
+      media_types: JSON.stringify(mediaTypes),
+      backends: JSON.stringify(backends)
     }) as { rowid: number }
     this.#statement('DELETE FROM run_outputs WHERE run_id = ?').run(runId)
     const insertOutput = this.#statement('INSERT INTO run_outputs (run_id, position, media_type, backend) VALUES (?, ?, ?, ?)')
@@ -335,60 +297,6 @@ export class RunIndex {
     this.#statement('DELETE FROM run_outputs WHERE run_id = ?').run(runId)
     this.#statement('DELETE FROM runs WHERE run_id = ?').run(runId)
   }
-
-  async #reconcile (source: RunSource, report: RunIndexOpenReport): Promise<void> {
-    const indexed = new Map((this.#db.prepare('SELECT run_id, updated_at FROM runs').all() as Array<{ run_id: string, updated_at: string }>)
-      .map((row) => [row.run_id, row.updated_at]))
-    const onDisk = await source.listRunIds()
-    const folders = new Set(onDisk.map((id) => id.toLowerCase()))
-    const gone = [...indexed.keys()].filter((id) => !folders.has(id))
-    this.#db.transaction(() => { for (const id of gone) this.#delete(id) })()
-    report.removed = gone.length
-
-    const toRead = report.fullScan ? onDisk : onDisk.filter((id) => !indexed.has(id.toLowerCase()))
-    for (let start = 0; start < toRead.length; start += READ_BATCH) {
-      const batch = toRead.slice(start, start + READ_BATCH)
-      const read = await Promise.allSettled(batch.map(async (id) => await source.getMetadata(id)))
-      this.#db.transaction(() => {
-        read.forEach((result, i) => {
-          const folder = batch[i]!
-          if (result.status === 'rejected') {
-            report.skipped.push({ run_id: folder, reason: describe(result.reason) })
-            return
-          }
-          const metadata = result.value
-          if (typeof metadata.run_id !== 'string' || metadata.run_id.toLowerCase() !== folder.toLowerCase()) {
-            report.skipped.push({ run_id: folder, reason: 'metadata.json names another run' })
-            return
-          }
-          const known = indexed.get(metadata.run_id.toLowerCase())
-          if (known !== undefined && known === metadata.updated_at) return
-          try {
-            this.#write(metadata)
-          } catch (err) {
-            report.skipped.push({ run_id: folder, reason: describe(err) })
-            return
-          }
-          if (known === undefined) report.added++
-          else report.updated++
-        })
-      })()
-    }
-  }
-}
-
-/** The cursor is the last run id of a page, encoded so that clients treat it as opaque. */
-export function encodeCursor (runId: string): string {
-  return Buffer.from(runId, 'utf8').toString('base64url')
-}
-
-export function decodeCursor (cursor: string): string {
-  const runId = Buffer.from(cursor, 'base64url').toString('utf8')
-  // base64url decoding skips what it does not understand: only the exact encoding of a run id counts.
-  if (!isRunId(runId) || runId !== runId.toLowerCase() || encodeCursor(runId) !== cursor) {
-    throw new InvalidCursorError(JSON.stringify(cursor.slice(0, 60)))
-  }
-  return runId
 }
 
 /** Opens an existing index file; null when it is not a healthy SQLite database. */
@@ -415,21 +323,6 @@ async function removeDatabaseFiles (path: string): Promise<void> {
 
 function setMeta (db: Database.Database, key: string, value: string): void {
   db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value)
-}
-
-// A date alone, or a date-time with its zone: without one the instant would depend on the server's zone.
-const INSTANT = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:[Zz]|[+-]\d{2}:?\d{2}))?$/
-
-/** Milliseconds of an ISO date-time or of a date's UTC midnight; a day that does not exist (Feb 30) is refused, not rolled over. */
-function parseInstant (name: string, value: string): number {
-  const match = INSTANT.exec(value)
-  const ms = match === null ? Number.NaN : Date.parse(value)
-  if (match !== null && !Number.isNaN(ms)) {
-    const [year, month, day] = match.slice(1, 4).map(Number) as [number, number, number]
-    const date = new Date(Date.UTC(year, month - 1, day))
-    if (date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day) return ms
-  }
-  throw new InvalidRunFilterError(`${name} must be an ISO date-time with a time zone or a date, not ${JSON.stringify(value.slice(0, 40))}`)
 }
 
 /** The same text for "Über", "über" and a decomposed "ü". */

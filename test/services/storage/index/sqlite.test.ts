@@ -2,45 +2,62 @@ import t from 'tap'
 import Database from 'better-sqlite3'
 import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { MediaOutput, RunMetadata } from '../../../schemas/run.js'
-import { FetchPolicy } from '../../../services/http/address-policy.js'
-import { MediaIngester } from '../../../services/storage/ingest.js'
-import { RunIndex, RUN_INDEX_VERSION, decodeCursor, encodeCursor, type RunListFilters } from '../../../services/storage/run-index.js'
-import { uuidv7 } from '../../../services/storage/run-id.js'
-import { RunStorage, type RunChange } from '../../../services/storage/run-storage.js'
-import { fixtures } from '../../fixtures/media.js'
-import { tempRunsDir } from '../../helper.js'
+import type { MediaOutput, RunMetadata } from '../../../../schemas/run.js'
+import { FetchPolicy } from '../../../../services/http/address-policy.js'
+import { MediaIngester } from '../../../../services/storage/ingest.js'
+import { decodeCursor, encodeCursor, type ReconcileReport, type RunListFilters, type RunSource } from '../../../../services/storage/index/run-index.js'
+import { SQLITE_INDEX_VERSION, SqliteRunIndex } from '../../../../services/storage/index/sqlite.js'
+import { LocalBlobStore } from '../../../../services/storage/blob/local.js'
+import { RunEvents, type RunEvent } from '../../../../services/storage/run-events.js'
+import { uuidv7 } from '../../../../services/storage/run-id.js'
+import { RunStorage } from '../../../../services/storage/run-storage.js'
+import { fixtures } from '../../../fixtures/media.js'
+import { tempRunsDir } from '../../../helper.js'
 
 type Test = Parameters<typeof tempRunsDir>[0]
 
-function newStorage (runsDir: string, onChange?: (change: RunChange) => void): RunStorage {
+function newStorage (runsDir: string, onEvent?: (event: RunEvent) => void): RunStorage {
+  const events = new RunEvents()
+  if (onEvent !== undefined) events.subscribe('test', onEvent)
   return new RunStorage({
-    runsDir,
-    ingester: new MediaIngester({ maxBytes: 1 << 22, fetchTimeoutMs: 1000, maxRedirects: 0, fetchPolicy: new FetchPolicy() }),
-    ...(onChange !== undefined ? { onChange } : {})
+    blobs: new LocalBlobStore(runsDir),
+    events,
+    ingester: new MediaIngester({ maxBytes: 1 << 22, fetchTimeoutMs: 1000, maxRedirects: 0, fetchPolicy: new FetchPolicy() })
   })
 }
 
-/** Storage and index wired the way the app wires them, both closed after the test. */
-async function wired (t: Test, runsDir?: string): Promise<{ storage: RunStorage, index: RunIndex, indexPath: string }> {
+type OpenedIndex = SqliteRunIndex & { openReport: ReconcileReport }
+
+/** Opens the index file and reconciles it with the store, as the composition root does at start. */
+async function open (path: string, source: RunSource): Promise<OpenedIndex> {
+  const index = await SqliteRunIndex.open({ path })
+  try {
+    return Object.assign(index, { openReport: await index.reconcile(source) })
+  } catch (err) {
+    await await index.close()
+    throw err
+  }
+}
+
+/** Storage and index wired the way the composition root wires them, both closed after the test. */
+async function wired (t: Test, runsDir?: string): Promise<{ storage: RunStorage, index: OpenedIndex, indexPath: string }> {
   const dir = runsDir ?? await tempRunsDir(t)
-  let index: RunIndex | undefined
-  const storage = newStorage(dir, (change) => {
-    if (change.kind === 'written') index?.upsert(change.metadata)
-    else index?.remove(change.run_id)
-  })
+  const storage = newStorage(dir)
   await storage.init()
   const indexPath = join(dir, '.index.sqlite')
-  index = await RunIndex.open({ path: indexPath, source: storage })
-  const opened = index
-  t.teardown(() => { opened.close() })
-  return { storage, index: opened, indexPath }
+  const index = await open(indexPath, storage)
+  storage.events.subscribe('run index', async (event) => {
+    if (event.type === 'run.deleted') await index.remove(event.run_id)
+    else if (event.type !== 'output.added') await index.upsert(event.metadata)
+  })
+  t.teardown(async () => { await await index.close() })
+  return { storage, index, indexPath }
 }
 
-async function openIndex (t: Test, runsDir: string): Promise<RunIndex> {
+async function openIndex (t: Test, runsDir: string): Promise<OpenedIndex> {
   const storage = newStorage(runsDir)
-  const index = await RunIndex.open({ path: join(runsDir, '.index.sqlite'), source: storage })
-  t.teardown(() => { index.close() })
+  const index = await open(join(runsDir, '.index.sqlite'), storage)
+  t.teardown(async () => { await await index.close() })
   return index
 }
 
@@ -89,15 +106,15 @@ async function writeRunFolder (runsDir: string, fields: Partial<RunMetadata> & {
   return metadata
 }
 
-const ids = (index: RunIndex, filters: RunListFilters = {}): string[] => index.list(filters, { limit: 200 }).runs.map((r) => r.run_id)
+const ids = async (index: SqliteRunIndex, filters: RunListFilters = {}): Promise<string[]> => (await (await index.list(filters, { limit: 200 }))).runs.map((r) => r.run_id)
 
 t.test('the storage keeps the index current: create, text, status, media, delete', async (t) => {
   const { storage, index } = await wired(t)
   t.same(index.openReport, { rebuilt: 'missing', fullScan: true, added: 0, updated: 0, removed: 0, skipped: [] })
-  t.ok(index.isOpen())
+  t.ok(await index.isOpen())
 
   const run = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'Eine Blume', user_id: 'DOE_J' })
-  t.same(index.list().runs, [{
+  t.same((await index.list()).runs, [{
     run_id: run.run_id,
     timestamp: run.timestamp,
     updated_at: run.updated_at,
@@ -109,8 +126,7 @@ t.test('the storage keeps the index current: create, text, status, media, delete
     transformed_text: null,
     output_count: 0,
     media_types: [],
-    backends: [],
-    thumbnail_path: null
+    backends: []
   }])
 
   await storage.setTransformedText(run.run_id, 'A surreal flower')
@@ -120,27 +136,28 @@ t.test('the storage keeps the index current: create, text, status, media, delete
   const second = await storage.addMedia(run.run_id, await readFile(fixtures.jpeg.file), { config: 'gpt_image', backend: 'openai' })
   const done = await storage.setStatus(run.run_id, 'completed')
   t.ok(done.updated_at >= running.updated_at)
-  t.match(index.list().runs[0], {
+  t.match((await index.list()).runs[0], {
     status: 'completed',
     updated_at: done.updated_at,
     transformed_text: 'A surreal flower',
     output_count: 3,
     media_types: ['audio', 'image'],
-    backends: ['upload', 'comfyui', 'openai'],
-    thumbnail_path: `/api/media/image/${run.run_id}/0`
+    backends: ['upload', 'comfyui', 'openai']
   })
   t.equal(second.index, 2)
-  t.same(ids(index, { q: 'surreal' }), [run.run_id], 'the transformed text is searchable at once')
+  t.same(await ids(index, { q: 'surreal' }), [run.run_id], 'the transformed text is searchable at once')
 
   await storage.deleteRun(run.run_id)
-  t.same(index.list(), { runs: [], next_cursor: null })
+  t.same((await index.list()), { runs: [], next_cursor: null })
 })
 
-t.test('RunStorage tells one listener about every write and deletion, and a failing listener fails nothing', async (t) => {
+t.test('RunStorage tells its subscribers about every durable write and deletion, and a failing subscriber fails nothing', async (t) => {
   const runsDir = await tempRunsDir(t)
   const heard: string[] = []
-  const storage = newStorage(runsDir, (change) => {
-    heard.push(change.kind === 'written' ? `written ${change.metadata.status} ${change.metadata.outputs.length}` : `deleted ${change.run_id}`)
+  const storage = newStorage(runsDir, (event) => {
+    if (event.type === 'run.deleted') heard.push(`deleted ${event.run_id}`)
+    else if (event.type === 'output.added') heard.push(`output ${event.output.filename} of ${event.metadata.outputs.length}`)
+    else heard.push(`${event.type} ${event.metadata.status} ${event.metadata.outputs.length}`)
   })
   await storage.init()
   const run = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'x' })
@@ -149,9 +166,10 @@ t.test('RunStorage tells one listener about every write and deletion, and a fail
   await t.rejects(storage.setStatus(run.run_id, 'created'), { code: 'INVALID_STATUS' })
   await t.rejects(storage.addMedia(run.run_id, await readFile(fixtures.png.file), { config: 'c', backend: 'b', media_type: 'audio' }), { code: 'MEDIA_TYPE_MISMATCH' })
   await storage.deleteRun(run.run_id.toUpperCase())
-  t.same(heard, ['written created 0', 'written running 0', 'written running 1', `deleted ${run.run_id}`], 'nothing for refused changes')
+  t.same(heard, ['run.created created 0', 'run.updated running 0', 'run.updated running 1', 'output output_image.png of 1', `deleted ${run.run_id}`], 'nothing for refused changes')
 
   const throwing = newStorage(runsDir, () => { throw new Error('index down') })
+  throwing.events.subscribe('rejecting', async () => { throw new Error('index down, asynchronously') })
   const kept = await throwing.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'y' })
   const updated = await throwing.setStatus(kept.run_id, 'running')
   t.equal(updated.status, 'running')
@@ -171,7 +189,7 @@ t.test('filters, each alone and combined', async (t) => {
   t.match(index.openReport, { rebuilt: 'missing', added: 5 })
   const [a, b, c, d, e] = [r1, r2, r3, r4, r5].map((r) => r.run_id)
 
-  t.same(ids(index), [e, d, c, b, a], 'newest first')
+  t.same(await ids(index), [e, d, c, b, a], 'newest first')
   const cases: Array<[RunListFilters, Array<string | undefined>, string?]> = [
     [{ user_id: 'A' }, [c, a]],
     [{ user_id: 'nobody' }, []],
@@ -195,7 +213,7 @@ t.test('filters, each alone and combined', async (t) => {
     [{ schema: 'dada', q: 'blume' }, [a]],
     [{ schema: 'bauhaus', q: 'blume' }, []]
   ]
-  for (const [filters, expected, name] of cases) t.same(ids(index, filters), expected, name ?? JSON.stringify(filters))
+  for (const [filters, expected, name] of cases) t.same(await ids(index, filters), expected, name ?? JSON.stringify(filters))
 })
 
 t.test('q: substrings of either text, any case, with %, _ and quotes taken literally', async (t) => {
@@ -236,7 +254,7 @@ t.test('q: substrings of either text, any case, with %, _ and quotes taken liter
     ['*', []],
     ['Blume OR Haus', []]
   ]
-  for (const [q, expected, name] of cases) t.same(ids(index, { q }), expected, name ?? `q=${q}`)
+  for (const [q, expected, name] of cases) t.same(await ids(index, { q }), expected, name ?? `q=${q}`)
 })
 
 t.test('paging: newest first, no duplicates or gaps, also when runs are created between pages', async (t) => {
@@ -245,20 +263,20 @@ t.test('paging: newest first, no duplicates or gaps, also when runs are created 
   for (let i = 0; i < 7; i++) created.push((await storage.createRun({ schema: i % 2 === 0 ? 'dada' : 'bauhaus', execution_mode: 'eco', input_text: `run ${i}` })).run_id)
   const newestFirst = [...created].reverse()
 
-  const first = index.list({}, { limit: 3 })
+  const first = (await index.list({}, { limit: 3 }))
   t.same(first.runs.map((r) => r.run_id), newestFirst.slice(0, 3))
   t.type(first.next_cursor, 'string')
   // new runs arrive while a teacher reads page one
   const later = [(await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'new 1' })).run_id]
   later.push((await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'new 2' })).run_id)
-  const second = index.list({}, { limit: 3, cursor: first.next_cursor! })
+  const second = (await index.list({}, { limit: 3, cursor: first.next_cursor! }))
   t.same(second.runs.map((r) => r.run_id), newestFirst.slice(3, 6))
   await storage.deleteRun(newestFirst[6]!)
   await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'new 3' })
-  const third = index.list({}, { limit: 3, cursor: second.next_cursor! })
+  const third = (await index.list({}, { limit: 3, cursor: second.next_cursor! }))
   t.same(third, { runs: [], next_cursor: null }, 'the deleted run is gone, nothing else is left')
 
-  const bauhaus = index.list({ schema: 'bauhaus' }, { limit: 3 })
+  const bauhaus = (await index.list({ schema: 'bauhaus' }, { limit: 3 }))
   t.same(bauhaus.runs.map((r) => r.run_id), [created[5], created[3], created[1]])
   t.equal(bauhaus.next_cursor, null, 'a page that ends exactly at the last run has no cursor')
 
@@ -266,11 +284,11 @@ t.test('paging: newest first, no duplicates or gaps, also when runs are created 
   const seen: string[] = []
   let cursor: string | undefined
   do {
-    const page = index.list({ schema: 'dada' }, { limit: 2, cursor })
+    const page = (await index.list({ schema: 'dada' }, { limit: 2, cursor }))
     seen.push(...page.runs.map((r) => r.run_id))
     cursor = page.next_cursor ?? undefined
   } while (cursor !== undefined)
-  const newest = ids(index)[0]!
+  const newest = (await ids(index))[0]!
   t.same(seen, [newest, later[1], later[0], created[6], created[4], created[2]])
 })
 
@@ -278,7 +296,7 @@ t.test('cursors, limits and dates that are not valid are coded 400 errors', asyn
   const { storage, index } = await wired(t)
   const run = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'x' })
   t.equal(decodeCursor(encodeCursor(run.run_id)), run.run_id)
-  t.same(index.list({}, { cursor: encodeCursor(run.run_id) }).runs, [], 'a valid cursor past the last run: empty')
+  t.same((await index.list({}, { cursor: encodeCursor(run.run_id) })).runs, [], 'a valid cursor past the last run: empty')
   const bad = [
     'nope',
     '',
@@ -289,15 +307,15 @@ t.test('cursors, limits and dates that are not valid are coded 400 errors', asyn
     `${encodeCursor(run.run_id)}==`
   ]
   for (const cursor of bad) {
-    t.throws(() => index.list({}, { cursor }), { code: 'INVALID_CURSOR', statusCode: 400 }, JSON.stringify(cursor))
+    await t.rejects((index.list({}, { cursor })), { code: 'INVALID_CURSOR', statusCode: 400 }, JSON.stringify(cursor))
   }
   for (const limit of [0, 201, 1.5, Number.NaN]) {
-    t.throws(() => index.list({}, { limit }), { code: 'INVALID_FILTER', statusCode: 400 }, `limit ${limit}`)
+    await t.rejects((index.list({}, { limit })), { code: 'INVALID_FILTER', statusCode: 400 }, `limit ${limit}`)
   }
-  t.equal(index.list({}, { limit: 200 }).runs.length, 1)
+  t.equal((await index.list({}, { limit: 200 })).runs.length, 1)
   for (const from of ['yesterday', '2025-02-30', '2025-13-01', '2025-11-04T10:00:00', '2025-11-04T23:59:60Z', '04.11.2025']) {
-    t.throws(() => index.list({ from }), { code: 'INVALID_FILTER', statusCode: 400 }, from)
-    t.throws(() => index.list({ to: from }), { code: 'INVALID_FILTER' }, `to ${from}`)
+    await t.rejects((index.list({ from })), { code: 'INVALID_FILTER', statusCode: 400 }, from)
+    await t.rejects((index.list({ to: from })), { code: 'INVALID_FILTER' }, `to ${from}`)
   }
 })
 
@@ -307,10 +325,10 @@ t.test('a deleted index file is rebuilt from the run folders', async (t) => {
   const run = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'Blume', user_id: 'DOE_J' })
   await storage.addMedia(run.run_id, await readFile(fixtures.png.file), { config: 'c', backend: 'comfyui' })
   await storage.setStatus(run.run_id, 'completed')
-  const before = index.list()
-  index.close()
-  t.notOk(index.isOpen())
-  index.close()
+  const before = (await index.list())
+  await index.close()
+  t.notOk(await index.isOpen())
+  await index.close()
   t.ok((await stat(indexPath)).size > 0)
   t.same((await readdir(runsDir)).filter((n) => n.startsWith('.index')), ['.index.sqlite'], 'a clean close leaves no WAL behind')
   const restarted = newStorage(runsDir)
@@ -320,13 +338,13 @@ t.test('a deleted index file is rebuilt from the run folders', async (t) => {
   await rm(indexPath)
   const rebuilt = await openIndex(t, runsDir)
   t.match(rebuilt.openReport, { rebuilt: 'missing', fullScan: true, added: 1, removed: 0, skipped: [] })
-  t.same(rebuilt.list(), before)
-  t.same(rebuilt.list({ media_type: 'image', backend: 'comfyui', q: 'blum' }).runs.map((r) => r.run_id), [run.run_id])
+  t.same((await rebuilt.list()), before)
+  t.same((await rebuilt.list({ media_type: 'image', backend: 'comfyui', q: 'blum' })).runs.map((r) => r.run_id), [run.run_id])
 
   // deleted while open: closing cannot write its flag there, and must not throw
   for (const name of ['.index.sqlite', '.index.sqlite-wal', '.index.sqlite-shm']) await rm(join(runsDir, name), { force: true })
-  t.doesNotThrow(() => { rebuilt.close() })
-  t.notOk(rebuilt.isOpen())
+  await t.resolves(rebuilt.close())
+  t.notOk(await rebuilt.isOpen())
   const again = await openIndex(t, runsDir)
   t.match(again.openReport, { rebuilt: 'missing', added: 1 })
 })
@@ -336,15 +354,15 @@ t.test('at start the index catches up with folders added or removed behind its b
   const { storage, index } = await wired(t, runsDir)
   const kept = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'kept' })
   const removed = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'removed' })
-  index.close()
+  await index.close()
 
   await rm(join(runsDir, removed.run_id), { recursive: true })
   const copied = await writeRunFolder(runsDir, { timestamp: new Date().toISOString(), input_text: 'copied in', outputs: [output(0, 'image', 'openai')] })
   await mkdir(join(runsDir, 'not-a-run'))
   const reopened = await openIndex(t, runsDir)
   t.same(reopened.openReport, { rebuilt: null, fullScan: false, added: 1, updated: 0, removed: 1, skipped: [] })
-  t.same(ids(reopened), [copied.run_id, kept.run_id])
-  t.equal(reopened.list().runs[0]!.thumbnail_path, `/api/media/image/${copied.run_id}/0`)
+  t.same(await ids(reopened), [copied.run_id, kept.run_id])
+  t.same((await reopened.list()).runs[0]!.media_types, ['image'])
 })
 
 t.test('after an unclean shutdown every run is read again; unreadable folders are skipped and reported', async (t) => {
@@ -370,19 +388,19 @@ t.test('after an unclean shutdown every run is read again; unreadable folders ar
   t.match(reopened.openReport, { rebuilt: null, fullScan: true, added: 1, updated: 1, removed: 0 })
   t.same(reopened.openReport.skipped.map((s) => s.run_id).sort(), [broken.run_id, moved, incomplete].sort())
   t.match(reopened.openReport.skipped.find((s) => s.run_id === moved), { reason: 'metadata.json names another run' })
-  t.same(ids(reopened, { status: 'failed' }), [run.run_id])
-  t.same(ids(reopened).sort(), [run.run_id, other.run_id, impostor].sort())
+  t.same(await ids(reopened, { status: 'failed' }), [run.run_id])
+  t.same((await ids(reopened)).sort(), [run.run_id, other.run_id, impostor].sort())
 })
 
 t.test('an update that fails makes the next start read every run again', async (t) => {
   const runsDir = await tempRunsDir(t)
   const { storage, index } = await wired(t, runsDir)
   const run = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'x' })
-  t.throws(() => index.upsert({ ...run, outputs: undefined } as unknown as RunMetadata))
-  t.same(ids(index), [run.run_id], 'the failed update changed nothing')
-  index.close()
-  t.throws(() => index.upsert(run), 'a closed index refuses updates')
-  t.throws(() => index.remove(run.run_id))
+  await t.rejects(index.upsert({ ...run, outputs: undefined } as unknown as RunMetadata))
+  t.same(await ids(index), [run.run_id], 'the failed update changed nothing')
+  await index.close()
+  await t.rejects(index.upsert(run), 'a closed index refuses updates')
+  await t.rejects(index.remove(run.run_id))
   const reopened = await openIndex(t, runsDir)
   t.match(reopened.openReport, { rebuilt: null, fullScan: true })
 })
@@ -392,14 +410,14 @@ t.test('a corrupt or outdated index file is rebuilt', async (t) => {
   const { storage, index, indexPath } = await wired(t, runsDir)
   const runs = []
   for (let i = 0; i < 40; i++) runs.push(await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: `run ${i} `.repeat(200) }))
-  const expected = ids(index)
-  index.close()
+  const expected = await ids(index)
+  await index.close()
 
   await writeFile(indexPath, Buffer.from('this is not a database, just garbage bytes '.repeat(100)))
   const fromGarbage = await openIndex(t, runsDir)
   t.match(fromGarbage.openReport, { rebuilt: 'corrupt', added: 40 })
-  t.same(ids(fromGarbage), expected)
-  fromGarbage.close()
+  t.same(await ids(fromGarbage), expected)
+  await fromGarbage.close()
 
   // a good header, damaged pages further in
   const bytes = await readFile(indexPath)
@@ -408,16 +426,16 @@ t.test('a corrupt or outdated index file is rebuilt', async (t) => {
   await writeFile(indexPath, bytes)
   const fromDamaged = await openIndex(t, runsDir)
   t.match(fromDamaged.openReport, { rebuilt: 'corrupt', added: 40 })
-  t.same(ids(fromDamaged), expected)
-  fromDamaged.close()
+  t.same(await ids(fromDamaged), expected)
+  await fromDamaged.close()
 
   const raw = new Database(indexPath)
-  raw.pragma(`user_version = ${RUN_INDEX_VERSION + 1}`)
+  raw.pragma(`user_version = ${SQLITE_INDEX_VERSION + 1}`)
   raw.close()
   const fromOld = await openIndex(t, runsDir)
   t.match(fromOld.openReport, { rebuilt: 'old-version', added: 40 })
-  t.same(ids(fromOld), expected)
-  fromOld.close()
+  t.same(await ids(fromOld), expected)
+  await fromOld.close()
 
   // an earlier build that never finished has no version yet
   const unfinished = new Database(indexPath)
@@ -431,11 +449,11 @@ t.test('the index folder is created; a path that cannot hold a database stops th
   const runsDir = await tempRunsDir(t)
   const storage = newStorage(runsDir)
   await storage.init()
-  const deep = await RunIndex.open({ path: join(runsDir, 'var', 'lib', 'index.sqlite'), source: storage })
-  t.teardown(() => { deep.close() })
-  t.ok(deep.isOpen())
+  const deep = await open(join(runsDir, 'var', 'lib', 'index.sqlite'), storage)
+  t.teardown(async () => { await deep.close() })
+  t.ok(await deep.isOpen())
   await mkdir(join(runsDir, 'a-folder.sqlite'))
-  await t.rejects(RunIndex.open({ path: join(runsDir, 'a-folder.sqlite'), source: storage }))
+  await t.rejects(open(join(runsDir, 'a-folder.sqlite'), storage))
   const failing = { listRunIds: async () => { throw new Error('disk gone') }, getMetadata: storage.getMetadata.bind(storage) }
-  await t.rejects(RunIndex.open({ path: join(runsDir, 'other.sqlite'), source: failing }), /disk gone/)
+  await t.rejects(open(join(runsDir, 'other.sqlite'), failing), /disk gone/)
 })

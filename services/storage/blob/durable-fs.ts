@@ -1,6 +1,7 @@
 import { open, rename, unlink, link } from 'node:fs/promises'
 import { dirname, join, basename } from 'node:path'
 import { randomBytes } from 'node:crypto'
+import { UnsyncedWriteError } from './blob-store.js'
 
 /** Names of everything half-made; the startup sweep removes whatever carries it. */
 export const TEMP_PREFIX = '.tmp-'
@@ -71,9 +72,9 @@ export async function writeFilesDurably (
  * The files are in place (readers see them), but the folder's fsync failed:
  * whether the renames survive a crash is unknown. Nothing must be undone.
  */
-export class FolderNotSyncedError extends Error {
+export class FolderNotSyncedError extends UnsyncedWriteError {
   constructor (dir: string, cause: unknown) {
-    super(`the files in ${dir} are written, but the folder could not be synced`, { cause })
+    super(`the files in ${dir} are written, but the folder could not be synced`, cause)
     this.name = 'FolderNotSyncedError'
   }
 }

@@ -1,0 +1,140 @@
+import { join, resolve } from 'node:path'
+import type { BaseLogger } from 'pino'
+import { listSetting, type Config } from './config.js'
+import { createBackends } from './services/backends/create-backends.js'
+import type { BackendRegistry } from './services/backends/registry.js'
+import { FetchPolicy } from './services/http/address-policy.js'
+import { MediaDelivery } from './services/media/media-delivery.js'
+import { createTextProviders } from './services/pipeline/llm-providers.js'
+import { loadPipelines } from './services/pipeline/pipeline-definitions.js'
+import { PipelineRunner } from './services/pipeline/pipeline-runner.js'
+import { GenerationStage } from './services/pipeline/stages/generation.js'
+import { InterceptionStage } from './services/pipeline/stages/interception.js'
+import { PreInterceptionStage } from './services/pipeline/stages/pre-interception.js'
+import { PreOutputSafetyStage } from './services/pipeline/stages/pre-output-safety.js'
+import type { TextStep } from './services/pipeline/types.js'
+import type { BlobStore } from './services/storage/blob/blob-store.js'
+import { LocalBlobStore } from './services/storage/blob/local.js'
+import type { ReconcileReport, RunIndex } from './services/storage/index/run-index.js'
+import { SqliteRunIndex } from './services/storage/index/sqlite.js'
+import { MediaIngester } from './services/storage/ingest.js'
+import { RunEvents } from './services/storage/run-events.js'
+import { RunStorage } from './services/storage/run-storage.js'
+
+export type Logger = Pick<BaseLogger, 'info' | 'warn' | 'error'>
+
+/** The pipeline's stages, in the order they run: the one place that order is written. */
+export const PIPELINE_STAGES = [
+  () => new PreInterceptionStage(), // translation and the safety check of the input
+  () => new InterceptionStage(), // the pipeline transforms the prompt
+  () => new PreOutputSafetyStage(), // the transformed prompt, checked for each media type
+  () => new GenerationStage() // the output configs on their backends, through the queues
+] as const
+
+/** Every service of runstore, built from one Config; the server, the CLI, benches and tests use the same. */
+export interface Runstore {
+  readonly config: Config
+  readonly logger: Logger
+  readonly fetchPolicy: FetchPolicy
+  /** the bytes of the runs */
+  readonly blobs: BlobStore
+  /** "a run changed", after every durable write or deletion */
+  readonly events: RunEvents
+  /** the run records: metadata, status rules, per-run lock, media in and out */
+  readonly storage: RunStorage
+  /** the runs for listing, kept current by the events */
+  readonly index: RunIndex
+  readonly mediaDelivery: MediaDelivery
+  readonly backends: BackendRegistry
+  readonly pipeline: PipelineRunner
+  /** what the start found: the index's reconcile with the store */
+  readonly indexReport: ReconcileReport
+  /** Stops the runs still going (recorded as failed), then the backends and the index. */
+  close: () => Promise<void>
+}
+
+const SILENT: Logger = { info () {}, warn () {}, error () {} }
+
+/**
+ * The composition root. Reads and checks every definition file first (a
+ * broken pipeline or output config stops here, before anything is touched),
+ * then prepares the store (crash sweep) and reconciles the index with it.
+ */
+export async function createRunstore (config: Config, options: { logger?: Logger } = {}): Promise<Runstore> {
+  const logger = options.logger ?? SILENT
+  const runsDir = resolve(config.RUNS_DIR)
+  const pipelinesDir = join(resolve(config.CONFIGS_DIR), 'pipelines')
+
+  const fetchPolicy = new FetchPolicy(listSetting(config.ALLOWED_FETCH_HOSTS))
+  const backends = await createBackends(config, { fetchPolicy })
+  let pipeline: PipelineRunner | undefined
+  let index: RunIndex | undefined
+  let closed = false
+  // Runs still going are stopped and recorded first (their last writes reach the index), then what they used.
+  const close = async (): Promise<void> => {
+    if (closed) return
+    closed = true
+    await pipeline?.close()
+    await backends.close()
+    await index?.close()
+  }
+  try {
+    const blobs = new LocalBlobStore(runsDir)
+    const events = new RunEvents({
+      onListenerError: (err, event, listener) => { logger.error({ err, run_id: event.run_id, listener }, `${listener} missed a change`) }
+    })
+    const storage = new RunStorage({
+      blobs,
+      events,
+      metadataCacheEntries: config.METADATA_CACHE_ENTRIES,
+      ingester: new MediaIngester({
+        maxBytes: config.MAX_UPLOAD_BYTES,
+        fetchTimeoutMs: config.FETCH_TIMEOUT_MS,
+        maxRedirects: config.FETCH_MAX_REDIRECTS,
+        fetchPolicy
+      })
+    })
+    pipeline = new PipelineRunner({
+      storage,
+      backends,
+      pipelines: await loadPipelines(pipelinesDir),
+      pipelinesDir,
+      textProviders: createTextProviders({
+        eco: { baseUrl: config.LLM_ECO_BASE_URL, model: config.LLM_ECO_MODEL },
+        fast: { baseUrl: config.LLM_FAST_BASE_URL, model: config.LLM_FAST_MODEL, apiKey: config.LLM_FAST_API_KEY },
+        timeoutMs: config.LLM_TIMEOUT_MS,
+        llmSteps: listSetting(config.LLM_STEPS) as TextStep[]
+      }),
+      publicBaseUrl: config.PUBLIC_BASE_URL,
+      logger
+    })
+    for (const stage of PIPELINE_STAGES) pipeline.addStage(stage())
+
+    const mediaDelivery = new MediaDelivery({ blobs, cacheBytes: config.MEDIA_CACHE_BYTES, maxCachedFileBytes: config.MEDIA_CACHE_MAX_FILE_BYTES })
+    events.subscribe('media-cache', (event) => { if (event.type === 'run.deleted') mediaDelivery.evictRun(event.run_id) })
+
+    const { removed } = await storage.init()
+    if (removed.length > 0) logger.warn({ removed }, 'removed leftovers of an interrupted write')
+
+    const runIndex: RunIndex = index = await SqliteRunIndex.open({ path: resolve(config.RUN_INDEX_PATH ?? join(runsDir, '.index.sqlite')) })
+    const indexReport = await runIndex.reconcile(storage)
+    logReconcile(logger, indexReport)
+    events.subscribe('run index', async (event) => {
+      if (event.type === 'run.deleted') await runIndex.remove(event.run_id)
+      else if (event.type !== 'output.added') await runIndex.upsert(event.metadata)
+    })
+
+    return { config, logger, fetchPolicy, blobs, events, storage, index: runIndex, mediaDelivery, backends, pipeline, indexReport, close }
+  } catch (err) {
+    await close()
+    throw err
+  }
+}
+
+function logReconcile (logger: Logger, report: ReconcileReport): void {
+  const { rebuilt, fullScan, added, updated, removed, skipped } = report
+  if (rebuilt === 'missing') logger.info({ runs: added }, 'run index built from the stored runs')
+  else if (rebuilt !== null) logger.warn({ reason: rebuilt, runs: added }, 'run index built again from the stored runs')
+  else if (added + updated + removed > 0) logger.warn({ full_scan: fullScan, added, updated, removed }, 'run index caught up with the stored runs')
+  if (skipped.length > 0) logger.warn({ count: skipped.length, first: skipped.slice(0, 20) }, 'stored runs left out of the index')
+}

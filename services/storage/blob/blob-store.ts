@@ -1,0 +1,119 @@
+import type { Readable } from 'node:stream'
+
+/**
+ * Where the bytes of runs live: one namespace per run (a folder on disk, a
+ * key prefix in a bucket) holding metadata.json, the texts and the media.
+ * The run records (services/storage/run-storage.ts) decide what is written
+ * and when; a blob store only knows how to write it so that a reader or a
+ * crash never sees half of anything. Nothing here may assume link, rename
+ * or a file descriptor: a driver for an object store implements the same
+ * promises with its own means (conditional writes, metadata.json last).
+ */
+export interface BlobStore {
+  /** for logs: which store this is (e.g. `local:/data/runs`) */
+  readonly description: string
+
+  /** Prepares the store (creates the root) and removes what an interrupted write left; returns what it removed. */
+  recover: () => Promise<{ removed: string[] }>
+
+  /** Ids of the runs in the store, newest first (UUIDv7 sorts by time). */
+  listRuns: () => Promise<string[]>
+
+  /**
+   * Makes a new run with these files, all or nothing: a reader sees the
+   * run with every file or not at all. The last file (metadata.json) is the
+   * one that makes the run exist.
+   */
+  createRun: (runId: string, files: readonly BlobFile[]) => Promise<void>
+
+  /**
+   * Writes files of an existing run, each whole (its old or its new bytes,
+   * never a mix, across a crash too), in the order given: the last one
+   * (metadata.json) makes the others count. None is put in place before the
+   * `alongside` writes settle (a staged media file's flush to disk).
+   * UnsyncedWriteError: in place, durability unknown; nothing may be undone.
+   */
+  writeFiles: (runId: string, files: readonly BlobFile[], alongside?: ReadonlyArray<Promise<void>>) => Promise<void>
+
+  /**
+   * A local path where staging code may write a new file for this run
+   * (under a name the crash sweep recognises as half-made).
+   */
+  stagingPath: (runId: string) => string
+
+  /**
+   * Gives a complete staged file a name in the run. It never replaces:
+   * BlobExistsError when the name is taken. The staged file stays until
+   * discardStaged, so a crash before the run lists it can be recognised.
+   */
+  putStaged: (runId: string, name: string, staged: StagedBlob) => Promise<void>
+
+  /** Removes a staged file (after it was put in place and listed, or instead). */
+  discardStaged: (staged: Pick<StagedBlob, 'path'>) => Promise<void>
+
+  /** The whole content of a file; BlobNotFoundError when there is none. */
+  read: (runId: string, name: string) => Promise<Buffer>
+
+  /** The content (or an inclusive byte range of it) as a stream; BlobNotFoundError when there is none. */
+  open: (runId: string, name: string, range?: ByteRange) => Promise<Readable>
+
+  /** Size and time of a file, or null when there is none. */
+  stat: (runId: string, name: string) => Promise<BlobStat | null>
+
+  /** Names of the run's files, half-made ones left out; empty for an unknown run. */
+  list: (runId: string) => Promise<string[]>
+
+  /** Removes one file of a run; nothing happens when it is not there. */
+  delete: (runId: string, name: string) => Promise<void>
+
+  /** Removes a run so that it disappears at once (a crash mid-way leaves nothing that is listed). */
+  deleteRun: (runId: string) => Promise<void>
+
+  /** Whether a small write succeeds now. */
+  isWritable: () => Promise<boolean>
+}
+
+export type BlobFile = readonly [name: string, data: string | Buffer]
+
+/** Inclusive, like HTTP's Range. */
+export interface ByteRange {
+  start: number
+  end: number
+}
+
+export interface BlobStat {
+  size: number
+  modified: Date
+}
+
+/** A complete file written to local disk by the staging code, not yet part of a run. */
+export interface StagedBlob {
+  path: string
+  size: number
+  /** settles once the bytes are on disk */
+  durable: Promise<void>
+}
+
+export class BlobNotFoundError extends Error {
+  readonly code = 'BLOB_NOT_FOUND'
+  constructor (runId: string, name: string, cause?: unknown) {
+    super(`run ${runId} has no stored file ${name}`, { cause })
+    this.name = 'BlobNotFoundError'
+  }
+}
+
+export class BlobExistsError extends Error {
+  readonly code = 'BLOB_EXISTS'
+  constructor (runId: string, name: string) {
+    super(`run ${runId} already has a file ${name}`)
+    this.name = 'BlobExistsError'
+  }
+}
+
+/** The write is in place (readers see it), but whether it survives a crash is unknown: nothing must be undone. */
+export class UnsyncedWriteError extends Error {
+  constructor (message: string, cause: unknown) {
+    super(message, { cause })
+    this.name = 'UnsyncedWriteError'
+  }
+}

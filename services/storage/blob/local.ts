@@ -1,0 +1,203 @@
+import { createReadStream } from 'node:fs'
+import { access, constants, lstat, mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Readable } from 'node:stream'
+import { isRunId } from '../run-id.js'
+import { BlobExistsError, BlobNotFoundError, type BlobFile, type BlobStat, type BlobStore, type ByteRange, type StagedBlob } from './blob-store.js'
+import { TEMP_PREFIX, fsyncPath, linkWithoutOverwrite, settleAll, tempName, writeFilesDurably } from './durable-fs.js'
+
+// The crash sweep reads which files a run lists; the run records own the format.
+const METADATA_FILE = 'metadata.json'
+
+/**
+ * Runs as folders on the local disk: `<root>/<run_id>/<file>`. Folders appear
+ * by rename, files by temp + fsync + rename (+ fsync of the folder), staged
+ * media by link under a name that must be free. Everything half-made carries
+ * the `.tmp-` prefix and is removed by recover() at start.
+ */
+export class LocalBlobStore implements BlobStore {
+  readonly root: string
+  readonly description: string
+
+  /** `root` must be absolute: run ids become folder names under it, never anything a client sent. */
+  constructor (root: string) {
+    this.root = root
+    this.description = `local:${root}`
+  }
+
+  async recover (): Promise<{ removed: string[] }> {
+    await mkdir(this.root, { recursive: true })
+    const removed: string[] = []
+    for (const entry of await readdir(this.root, { withFileTypes: true })) {
+      if (entry.name.startsWith(TEMP_PREFIX)) {
+        await rm(join(this.root, entry.name), { recursive: true, force: true })
+        removed.push(entry.name)
+      } else if (entry.isDirectory() && isRunId(entry.name)) {
+        const dir = join(this.root, entry.name)
+        for (const name of await readdir(dir)) {
+          if (!name.startsWith(TEMP_PREFIX)) continue
+          const info = await lstat(join(dir, name))
+          if (info.isFile() && info.nlink > 1) {
+            for (const twin of await unlistedTwins(dir, info.ino)) {
+              await rm(join(dir, twin), { force: true })
+              removed.push(`${entry.name}/${twin}`)
+            }
+          }
+          await rm(join(dir, name), { recursive: true, force: true })
+          removed.push(`${entry.name}/${name}`)
+        }
+      }
+    }
+    return { removed }
+  }
+
+  async listRuns (): Promise<string[]> {
+    const entries = await readdir(this.root, { withFileTypes: true })
+    return entries.filter((e) => e.isDirectory() && isRunId(e.name)).map((e) => e.name).sort().reverse()
+  }
+
+  async createRun (runId: string, files: readonly BlobFile[]): Promise<void> {
+    // Built under a temporary name and renamed, so a run folder is whole or absent.
+    const building = join(this.root, tempName())
+    await mkdir(building)
+    try {
+      // Nobody can see the folder yet, so its files need no rename of their own,
+      // and once they exist the folder and every file are synced at once.
+      const paths = files.map(([name]) => join(building, name))
+      await settleAll(files.map(async ([, data], i) => { await writeFile(paths[i]!, data, { flag: 'wx' }) }))
+      await settleAll([...paths, building].map(fsyncPath))
+      await rename(building, this.#dir(runId))
+      await fsyncPath(this.root)
+    } catch (err) {
+      await rm(building, { recursive: true, force: true })
+      throw err
+    }
+  }
+
+  async writeFiles (runId: string, files: readonly BlobFile[], alongside: ReadonlyArray<Promise<void>> = []): Promise<void> {
+    await writeFilesDurably(this.#dir(runId), files, alongside)
+  }
+
+  stagingPath (runId: string): string {
+    // In the run's own folder: the same file system, so putStaged can link.
+    return join(this.#dir(runId), tempName())
+  }
+
+  async putStaged (runId: string, name: string, staged: StagedBlob): Promise<void> {
+    try {
+      await linkWithoutOverwrite(staged.path, join(this.#dir(runId), name))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new BlobExistsError(runId, name)
+      throw err
+    }
+  }
+
+  async discardStaged (staged: Pick<StagedBlob, 'path'>): Promise<void> {
+    await unlink(staged.path).catch(() => {})
+  }
+
+  async read (runId: string, name: string): Promise<Buffer> {
+    try {
+      return await readFile(this.#path(runId, name))
+    } catch (err) {
+      throw notFound(err, runId, name)
+    }
+  }
+
+  async open (runId: string, name: string, range?: ByteRange): Promise<Readable> {
+    const stream = createReadStream(this.#path(runId, name), range === undefined ? {} : { start: range.start, end: range.end })
+    // Opening is asynchronous; a missing file must fail here, not later in the middle of an answer.
+    await new Promise<void>((resolve, reject) => {
+      stream.once('ready', () => { stream.off('error', reject); resolve() })
+      stream.once('error', reject)
+    }).catch((err: unknown) => { throw notFound(err, runId, name) })
+    return stream
+  }
+
+  async stat (runId: string, name: string): Promise<BlobStat | null> {
+    try {
+      const info = await stat(this.#path(runId, name))
+      return info.isFile() ? { size: info.size, modified: info.mtime } : null
+    } catch (err) {
+      if (isMissing(err)) return null
+      throw err
+    }
+  }
+
+  async list (runId: string): Promise<string[]> {
+    let names: string[]
+    try {
+      names = await readdir(this.#dir(runId))
+    } catch (err) {
+      if (isMissing(err)) return []
+      throw err
+    }
+    return names.filter((name) => !name.startsWith(TEMP_PREFIX)).sort()
+  }
+
+  async delete (runId: string, name: string): Promise<void> {
+    await rm(this.#path(runId, name), { force: true })
+  }
+
+  async deleteRun (runId: string): Promise<void> {
+    // Renamed first, so the run disappears at once and a crash mid-delete leaves only a temp folder.
+    const doomed = join(this.root, tempName())
+    await rename(this.#dir(runId), doomed)
+    await rm(doomed, { recursive: true, force: true })
+  }
+
+  async isWritable (): Promise<boolean> {
+    try {
+      await access(this.root, constants.W_OK)
+      const probe = join(this.root, tempName())
+      await writeFile(probe, '')
+      await unlink(probe)
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  #dir (runId: string): string {
+    if (!isRunId(runId)) throw new TypeError(`not a run id: ${JSON.stringify(runId).slice(0, 80)}`)
+    return join(this.root, runId)
+  }
+
+  #path (runId: string, name: string): string {
+    // Names come from metadata the service wrote; a separator would leave the run's folder.
+    if (name === '' || name.includes('/') || name.includes('\\') || name === '.' || name === '..') {
+      throw new TypeError(`not a file name: ${JSON.stringify(name).slice(0, 80)}`)
+    }
+    return join(this.#dir(runId), name)
+  }
+}
+
+/**
+ * Output names that are the same file as a staged temp file (a crash came
+ * between linking it and listing it) but that metadata.json does not list.
+ * The shared inode proves they are ours; a file copied in by hand never is.
+ */
+async function unlistedTwins (dir: string, ino: number): Promise<string[]> {
+  let listed: Set<string>
+  try {
+    listed = new Set((JSON.parse(await readFile(join(dir, METADATA_FILE), 'utf8')) as { outputs: Array<{ filename: string }> }).outputs.map((o) => o.filename))
+  } catch {
+    return [] // unreadable metadata: leave everything for a person to look at
+  }
+  const twins: string[] = []
+  for (const name of await readdir(dir)) {
+    if (name.startsWith(TEMP_PREFIX) || listed.has(name) || name === METADATA_FILE) continue
+    const info = await lstat(join(dir, name))
+    if (info.isFile() && info.ino === ino) twins.push(name)
+  }
+  return twins
+}
+
+function isMissing (err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code
+  return code === 'ENOENT' || code === 'ENOTDIR'
+}
+
+function notFound (err: unknown, runId: string, name: string): unknown {
+  return isMissing(err) ? new BlobNotFoundError(runId, name, err) : err
+}
