@@ -1,4 +1,5 @@
 import t, { type Test } from 'tap'
+import { PIPELINE_STAGES } from '../../../runstore.js'
 import { readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { BuiltinBackend } from '../../../services/backends/builtin/backend.js'
@@ -16,7 +17,6 @@ import type { PipelineStage } from '../../../services/pipeline/run-context.js'
 import { GenerationStage } from '../../../services/pipeline/stages/generation.js'
 import { InterceptionStage } from '../../../services/pipeline/stages/interception.js'
 import { PreInterceptionStage } from '../../../services/pipeline/stages/pre-interception.js'
-import { PreOutputSafetyStage } from '../../../services/pipeline/stages/pre-output-safety.js'
 import { LocalBlobStore } from '../../../services/storage/blob/local.js'
 import { MediaIngester } from '../../../services/storage/ingest.js'
 import { RunStorage, type CreateRunInput, type RunChanges } from '../../../services/storage/run-storage.js'
@@ -86,7 +86,7 @@ async function setup (t: Test, options: { backends?: GeneratorBackend[], queue?:
     textProviders: { eco: builtin, fast: builtin, ultra: builtin },
     logger: { error: (details, message) => { logged.push({ details, message }) } }
   })
-  for (const stage of options.stages ?? [new PreInterceptionStage(), new InterceptionStage(), new PreOutputSafetyStage(), new GenerationStage()]) {
+  for (const stage of options.stages ?? PIPELINE_STAGES.map((make) => make())) {
     runner.addStage(stage)
   }
   t.teardown(async () => { await runner.close() })
