@@ -18,6 +18,7 @@ import { LocalBlobStore } from './services/storage/blob/local.js'
 import type { ReconcileReport, RunIndex } from './services/storage/index/run-index.js'
 import { SqliteRunIndex } from './services/storage/index/sqlite.js'
 import { MediaIngester } from './services/storage/ingest.js'
+import { finishInterruptedRuns } from './services/storage/interrupted-runs.js'
 import { RunEvents } from './services/storage/run-events.js'
 import { RunStorage } from './services/storage/run-storage.js'
 
@@ -49,6 +50,8 @@ export interface Runstore {
   readonly pipeline: PipelineRunner
   /** what the start found: the index's reconcile with the store */
   readonly indexReport: ReconcileReport
+  /** runs a stopped process had left `running`, ended at this start as failed (RUN_INTERRUPTED) */
+  readonly interruptedRuns: string[]
   /** Stops the runs still going (recorded as failed), then the backends and the index. */
   close: () => Promise<void>
 }
@@ -58,10 +61,12 @@ const SILENT: Logger = { info () {}, warn () {}, error () {} }
 /**
  * The composition root. Reads and checks every definition file first (a
  * broken pipeline or output config stops here, before anything is touched),
- * then prepares the store (crash sweep) and reconciles the index with it.
+ * then prepares the store (crash sweep), reconciles the index with it and
+ * ends the runs a stopped process left running.
  */
 export async function createRunstore (config: Config, options: { logger?: Logger } = {}): Promise<Runstore> {
   const logger = options.logger ?? SILENT
+  const startedAt = new Date()
   const runsDir = resolve(config.RUNS_DIR)
   const pipelinesDir = join(resolve(config.CONFIGS_DIR), 'pipelines')
 
@@ -123,8 +128,10 @@ export async function createRunstore (config: Config, options: { logger?: Logger
       if (event.type === 'run.deleted') await runIndex.remove(event.run_id)
       else if (event.type !== 'output.added') await runIndex.upsert(event.metadata)
     })
+    const interruptedRuns = await finishInterruptedRuns(storage, runIndex, startedAt)
+    if (interruptedRuns.length > 0) logger.warn({ count: interruptedRuns.length, first: interruptedRuns.slice(0, 20) }, 'runs left running by a stopped process ended as failed (RUN_INTERRUPTED)')
 
-    return { config, logger, fetchPolicy, blobs, events, storage, index: runIndex, mediaDelivery, backends, pipeline, indexReport, close }
+    return { config, logger, fetchPolicy, blobs, events, storage, index: runIndex, mediaDelivery, backends, pipeline, indexReport, interruptedRuns, close }
   } catch (err) {
     await close()
     throw err

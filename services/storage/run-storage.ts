@@ -173,6 +173,23 @@ export class RunStorage {
     })
   }
 
+  /**
+   * Ends a run that a stopped process left `running`: `failed`, with the
+   * given error record, outputs kept. Does nothing (false) when the run is
+   * no longer running or was created at or after `createdBefore`.
+   */
+  async finishInterrupted (runId: string, createdBefore: Date, error: NewErrorRecord): Promise<boolean> {
+    let finished = false
+    await this.#update(runId, (metadata) => {
+      if (metadata.status !== 'running' || Date.parse(metadata.timestamp) >= createdBefore.getTime()) return null
+      metadata.status = 'failed'
+      metadata.errors.push(stripInternal({ ...error, at: error.at ?? new Date().toISOString() }))
+      finished = true
+      return []
+    })
+    return finished
+  }
+
   async setTransformedText (runId: string, text: string): Promise<RunMetadata> {
     return await this.update(runId, { transformed_text: text })
   }
@@ -345,8 +362,8 @@ export class RunStorage {
 
   async #update (
     runId: string,
-    /** changes the copy it is given; returns other files of the run to write with it */
-    mutate: (metadata: RunMetadata) => BlobFile[] | Promise<BlobFile[]>,
+    /** changes the copy it is given; returns other files of the run to write with it, or null for "no change, write nothing" */
+    mutate: (metadata: RunMetadata) => BlobFile[] | null | Promise<BlobFile[] | null>,
     options: {
       /** undoes what mutate did in the store when metadata.json cannot be written */
       rollback?: () => Promise<void>
@@ -362,6 +379,7 @@ export class RunStorage {
       const current = await this.getMetadata(id)
       const next = structuredClone(current)
       const files = await mutate(next)
+      if (files === null) return current
       next.updated_at = new Date().toISOString()
       const written = (): void => {
         this.#metadata.set(id, next)

@@ -1,0 +1,31 @@
+import type { RunIndex } from './index/run-index.js'
+import type { RunStorage } from './run-storage.js'
+
+export const RUN_INTERRUPTED = 'RUN_INTERRUPTED'
+const MESSAGE = 'the service stopped while this run was running (a crash or a restart); the outputs stored before that are kept'
+const PAGE = 200
+
+/**
+ * A run says `running` only while the process working on it lives. After a
+ * crash nothing will ever finish the runs it left, and clients polling them
+ * would wait for ever, so a start ends them: `failed`, with a
+ * RUN_INTERRUPTED error record, outputs kept. Only runs created before
+ * `startedAt` are touched, so runs of the process that is starting are safe
+ * even if this runs while it already takes requests. Runs in `created` are
+ * driven by a client and stay as they are.
+ *
+ * The index must be reconciled with the store first (after an unclean
+ * shutdown that reads every run, so a `running` it missed is found).
+ */
+export async function finishInterruptedRuns (storage: RunStorage, index: RunIndex, startedAt: Date): Promise<string[]> {
+  const finished: string[] = []
+  let cursor: string | undefined
+  do {
+    const page = await index.list({ status: 'running', to: startedAt.toISOString() }, { limit: PAGE, cursor })
+    for (const entry of page.runs) {
+      if (await storage.finishInterrupted(entry.run_id, startedAt, { code: RUN_INTERRUPTED, message: MESSAGE })) finished.push(entry.run_id)
+    }
+    cursor = page.next_cursor ?? undefined
+  } while (cursor !== undefined)
+  return finished
+}

@@ -1,0 +1,67 @@
+import t from 'tap'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { buildApp } from '../../../app.js'
+import { createRunstore } from '../../../runstore.js'
+import { fixtures } from '../../fixtures/media.js'
+import { tempRunsDir, testConfig } from '../../helper.js'
+
+t.test('a start ends the runs a stopped process left running: failed with RUN_INTERRUPTED, outputs kept; created and finished runs untouched', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const first = await createRunstore(testConfig(runsDir))
+  const png = await readFile(fixtures.png.file)
+  const withOutput = await first.storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'Blume', status: 'running' })
+  await first.storage.addMedia(withOutput.run_id, png, { config: 'upload', backend: 'upload' })
+  const bare = await first.storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'Wiese', status: 'running' })
+  const driven = await first.storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'Baum' })
+  const done = await first.storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'Haus', status: 'running' })
+  await first.storage.setStatus(done.run_id, 'completed')
+  const untouched = await Promise.all([driven, done].map(async (run) => await readFile(join(runsDir, run.run_id, 'metadata.json'))))
+  await first.close()
+
+  const second = await createRunstore(testConfig(runsDir))
+  t.teardown(async () => { await second.close() })
+  t.same(second.interruptedRuns.sort(), [withOutput.run_id, bare.run_id].sort())
+
+  const onDisk = JSON.parse(await readFile(join(runsDir, withOutput.run_id, 'metadata.json'), 'utf8'))
+  t.equal(onDisk.status, 'failed', 'metadata.json says failed')
+  t.match(onDisk.errors, [{ code: 'RUN_INTERRUPTED', message: /service stopped/, at: String }])
+  t.equal(onDisk.outputs.length, 1, 'the output stored before the stop is kept')
+  t.same(await readFile(join(runsDir, withOutput.run_id, onDisk.outputs[0].filename)), png)
+  t.same(await Promise.all([driven, done].map(async (run) => await readFile(join(runsDir, run.run_id, 'metadata.json')))), untouched, 'created and completed runs: metadata.json byte for byte')
+  t.same((await second.index.list({ status: 'running' })).runs, [], 'the index heard of it')
+  t.same((await second.index.list({ status: 'failed' })).runs.map((r) => r.run_id).sort(), [withOutput.run_id, bare.run_id].sort())
+
+  const third = await createRunstore(testConfig(runsDir))
+  t.same(third.interruptedRuns, [], 'a later start finds nothing more to end')
+  await third.close()
+})
+
+t.test('clients polling an interrupted run stop waiting: MEDIA_NOT_FOUND instead of MEDIA_NOT_READY', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const first = await createRunstore(testConfig(runsDir))
+  const run = await first.storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'Blume', status: 'running' })
+  await first.close()
+
+  const app = await buildApp(testConfig(runsDir), { logger: false })
+  t.teardown(async () => { await app.close() })
+  const media = await app.inject({ url: `/api/media/image/${run.run_id}` })
+  t.equal(media.statusCode, 404)
+  t.equal(media.json().code, 'MEDIA_NOT_FOUND')
+  const info = await app.inject({ url: `/api/media/info/${run.run_id}` })
+  t.match(info.json(), { status: 'failed', type: null })
+})
+
+t.test('a run created at or after the start, or no longer running, is never ended by it', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const runstore = await createRunstore(testConfig(runsDir))
+  t.teardown(async () => { await runstore.close() })
+  const run = await runstore.storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'Blume', status: 'running' })
+  const before = await readFile(join(runsDir, run.run_id, 'metadata.json'))
+  const error = { code: 'RUN_INTERRUPTED', message: 'stopped' }
+  t.equal(await runstore.storage.finishInterrupted(run.run_id, new Date(Date.parse(run.timestamp)), error), false, 'created at the start')
+  t.same(await readFile(join(runsDir, run.run_id, 'metadata.json')), before, 'nothing written')
+  await runstore.storage.setStatus(run.run_id, 'completed')
+  t.equal(await runstore.storage.finishInterrupted(run.run_id, new Date(Date.now() + 60_000), error), false, 'completed meanwhile')
+  t.equal((await runstore.storage.getMetadata(run.run_id)).status, 'completed')
+})
