@@ -58,6 +58,38 @@ export interface Runstore {
 
 const SILENT: Logger = { info () {}, warn () {}, error () {} }
 
+/** The run records over their blob store, and the events they emit: nothing is read or swept yet. */
+export interface Store {
+  readonly blobs: BlobStore
+  readonly events: RunEvents
+  readonly storage: RunStorage
+}
+
+/**
+ * The store alone. createRunstore builds on it; a maintenance tool that reads
+ * while a service may be writing uses it as it is: no crash sweep (that would
+ * take the service's half-made files), no index, no backends.
+ */
+export function openStore (config: Config, options: { logger?: Logger, fetchPolicy?: FetchPolicy } = {}): Store {
+  const logger = options.logger ?? SILENT
+  const blobs = new LocalBlobStore(resolve(config.RUNS_DIR))
+  const events = new RunEvents({
+    onListenerError: (err, event, listener) => { logger.error({ err, run_id: event.run_id, listener }, `${listener} missed a change`) }
+  })
+  const storage = new RunStorage({
+    blobs,
+    events,
+    metadataCacheEntries: config.METADATA_CACHE_ENTRIES,
+    ingester: new MediaIngester({
+      maxBytes: config.MAX_UPLOAD_BYTES,
+      fetchTimeoutMs: config.FETCH_TIMEOUT_MS,
+      maxRedirects: config.FETCH_MAX_REDIRECTS,
+      fetchPolicy: options.fetchPolicy ?? new FetchPolicy(listSetting(config.ALLOWED_FETCH_HOSTS))
+    })
+  })
+  return { blobs, events, storage }
+}
+
 /**
  * The composition root. Reads and checks every definition file first (a
  * broken pipeline or output config stops here, before anything is touched),
@@ -84,21 +116,7 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     await index?.close()
   }
   try {
-    const blobs = new LocalBlobStore(runsDir)
-    const events = new RunEvents({
-      onListenerError: (err, event, listener) => { logger.error({ err, run_id: event.run_id, listener }, `${listener} missed a change`) }
-    })
-    const storage = new RunStorage({
-      blobs,
-      events,
-      metadataCacheEntries: config.METADATA_CACHE_ENTRIES,
-      ingester: new MediaIngester({
-        maxBytes: config.MAX_UPLOAD_BYTES,
-        fetchTimeoutMs: config.FETCH_TIMEOUT_MS,
-        maxRedirects: config.FETCH_MAX_REDIRECTS,
-        fetchPolicy
-      })
-    })
+    const { blobs, events, storage } = openStore(config, { logger, fetchPolicy })
     pipeline = new PipelineRunner({
       storage,
       backends,
