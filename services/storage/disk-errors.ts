@@ -1,0 +1,32 @@
+import { InsufficientStorageError, StorageUnavailableError } from '../errors.js'
+
+// No room: the file system or the user's quota is full. Freeing space fixes it, and the
+// same request then succeeds: 507, as HTTP has it for a server that cannot store a representation.
+const NO_ROOM = new Set(['ENOSPC', 'EDQUOT'])
+// No writes at all: the file system was remounted read-only (ext4 does that after an I/O
+// error) or the device fails. Nothing is wrong with the request; the service is unavailable
+// until someone repairs the disk: 503, which is also what /ready answers then.
+const NO_WRITES = new Set(['EROFS', 'EIO'])
+
+/**
+ * What a failed write to the local disk means to a client: 507
+ * INSUFFICIENT_STORAGE or 503 STORAGE_UNAVAILABLE, with plain words and the
+ * original error (errno, path) as the cause, for the log only. Any other
+ * error is returned unchanged, so this may be applied more than once.
+ */
+export function diskWriteError (err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException | null)?.code
+  if (code === undefined) return err
+  if (NO_ROOM.has(code)) return new InsufficientStorageError({ cause: err })
+  if (NO_WRITES.has(code)) return new StorageUnavailableError({ cause: err })
+  return err
+}
+
+/** Runs a write to the local disk; its failure is thrown as diskWriteError describes it. */
+export async function writingToDisk<T> (write: () => Promise<T>): Promise<T> {
+  try {
+    return await write()
+  } catch (err) {
+    throw diskWriteError(err)
+  }
+}
