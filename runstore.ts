@@ -16,7 +16,7 @@ import type { TextStep } from './services/pipeline/types.js'
 import type { BlobStore } from './services/storage/blob/blob-store.js'
 import { LocalBlobStore } from './services/storage/blob/local.js'
 import type { ReconcileReport, RunIndex } from './services/storage/index/run-index.js'
-import { SqliteRunIndex } from './services/storage/index/sqlite.js'
+import { openRunIndex } from './services/storage/index/open-index.js'
 import { MediaIngester } from './services/storage/ingest.js'
 import { RunEvents } from './services/storage/run-events.js'
 import { RunStorage } from './services/storage/run-storage.js'
@@ -116,8 +116,13 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     const { removed } = await storage.init()
     if (removed.length > 0) logger.warn({ removed }, 'removed leftovers of an interrupted write')
 
-    const runIndex: RunIndex = index = await SqliteRunIndex.open({ path: resolve(config.RUN_INDEX_PATH ?? join(runsDir, '.index.sqlite')) })
-    const indexReport = await runIndex.reconcile(storage)
+    const indexPath = resolve(config.RUN_INDEX_PATH ?? join(runsDir, '.index.sqlite'))
+    const opened = await openRunIndex(indexPath, storage)
+    const runIndex: RunIndex = index = opened.index
+    const indexReport = opened.report
+    if (opened.inMemoryBecause !== null) {
+      logger.error({ err: opened.inMemoryBecause, path: indexPath }, 'the run index file cannot be written (its disk is full or read-only): runs are listed from memory until the next start builds the file again')
+    }
     logReconcile(logger, indexReport)
     events.subscribe('run index', async (event) => {
       if (event.type === 'run.deleted') await runIndex.remove(event.run_id)

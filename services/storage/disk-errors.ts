@@ -8,6 +8,12 @@ const NO_ROOM = new Set(['ENOSPC', 'EDQUOT'])
 // until someone repairs the disk: 503, which is also what /ready answers then.
 const NO_WRITES = new Set(['EROFS', 'EIO'])
 
+/** Whether a disk refused a write (full, read-only, failing), as the file system or SQLite reports it. */
+export function isDiskRefusal (err: unknown): boolean {
+  const code = errorCode(err)
+  return code !== undefined && (NO_ROOM.has(code) || NO_WRITES.has(code) || /^SQLITE_(FULL|READONLY|IOERR)/.test(code))
+}
+
 /**
  * What a failed write to the local disk means to a client: 507
  * INSUFFICIENT_STORAGE or 503 STORAGE_UNAVAILABLE, with plain words and the
@@ -15,7 +21,7 @@ const NO_WRITES = new Set(['EROFS', 'EIO'])
  * error is returned unchanged, so this may be applied more than once.
  */
 export function diskWriteError (err: unknown): unknown {
-  const code = (err as NodeJS.ErrnoException | null)?.code
+  const code = errorCode(err)
   if (code === undefined) return err
   if (NO_ROOM.has(code)) return new InsufficientStorageError({ cause: err })
   if (NO_WRITES.has(code)) return new StorageUnavailableError({ cause: err })
@@ -29,4 +35,9 @@ export async function writingToDisk<T> (write: () => Promise<T>): Promise<T> {
   } catch (err) {
     throw diskWriteError(err)
   }
+}
+
+function errorCode (err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null | undefined)?.code
+  return typeof code === 'string' ? code : undefined
 }

@@ -2,7 +2,7 @@ import t from 'tap'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describeError } from '../../../services/errors.js'
-import { diskWriteError, writingToDisk } from '../../../services/storage/disk-errors.js'
+import { diskWriteError, isDiskRefusal, writingToDisk } from '../../../services/storage/disk-errors.js'
 import { tempRunsDir } from '../../helper.js'
 
 // Node's errors of a refused write, as fs reports them (test/reliability/full-disk.test.ts meets the real ones on a tmpfs).
@@ -32,4 +32,14 @@ t.test('writingToDisk gives the write\'s result, or its failure as diskWriteErro
   t.equal(await writingToDisk(async () => 42), 42)
   await t.rejects(writingToDisk(async () => { throw errno('ENOSPC') }), { code: 'INSUFFICIENT_STORAGE', statusCode: 507 })
   await t.rejects(writingToDisk(async () => { await writeFile(join(dir, 'missing', 'file'), 'x') }), { code: 'ENOENT' }, 'a missing folder is no disk failure')
+})
+
+t.test('isDiskRefusal: a write the disk refused, as fs or SQLite says it (the run index then starts in memory)', async (t) => {
+  for (const code of ['ENOSPC', 'EDQUOT', 'EROFS', 'EIO', 'SQLITE_FULL', 'SQLITE_IOERR_SHMSIZE', 'SQLITE_IOERR_WRITE', 'SQLITE_READONLY']) {
+    t.equal(isDiskRefusal(errno(code)), true, code)
+  }
+  // A path that cannot hold a database, or a damaged file, is a mistake to fix, not a disk to wait for.
+  for (const err of [errno('SQLITE_CANTOPEN'), errno('SQLITE_CORRUPT'), errno('ENOENT'), new Error('no code'), undefined]) {
+    t.equal(isDiskRefusal(err), false, String(err))
+  }
 })
