@@ -25,7 +25,7 @@ export const InvalidStatusTransitionError = createError<[string, string]>('INVAL
 // The server's disk, not the request, failed a write: nothing was stored, and the same request may
 // succeed later. The errno and the path (the cause) stay in the log; clients get plain words.
 export const InsufficientStorageError = createError<[{ cause: unknown }?]>('INSUFFICIENT_STORAGE', 'the server has no room left to store this: nothing was stored; try again once space is freed', 507)
-export const StorageUnavailableError = createError<[{ cause: unknown }?]>('STORAGE_UNAVAILABLE', 'the server cannot write to its storage at the moment (read-only or failing): nothing was stored; try again later', 503)
+export const StorageUnavailableError = createError<[{ cause: unknown }?]>('STORAGE_UNAVAILABLE', 'the server cannot write to its storage at the moment (read-only or failing): nothing was changed; try again later', 503)
 
 // Generator backends and pipeline stages.
 export const BackendUnavailableError = createError<[string, string]>('BACKEND_UNAVAILABLE', 'backend %s is not available: %s', 503)

@@ -215,9 +215,14 @@ t.test('a read-only disk: every write answers 503 STORAGE_UNAVAILABLE, reads go 
   const runsDir = join(disk.dir, 'runs')
   const imageUrl = await startImageHost(t, smallImage)
   // A file open for writing keeps a remount read-only from happening: the index lives elsewhere.
-  const app = await build(t, { RUNS_DIR: runsDir, RUN_INDEX_PATH: join(await tempRunsDir(t), 'index.sqlite') })
+  const admin = { authorization: 'Bearer lab-admin-token-0123' }
+  const app = await build(t, { RUNS_DIR: runsDir, RUN_INDEX_PATH: join(await tempRunsDir(t), 'index.sqlite'), ADMIN_TOKEN: 'lab-admin-token-0123' })
   const earlier = (await app.inject({ method: 'POST', url: '/api/runs', payload: NEW_RUN })).json()
-  const writes = writePaths(app, earlier.run_id, smallImage, imageUrl)
+  const doomed = (await app.inject({ method: 'POST', url: '/api/runs', payload: NEW_RUN })).json()
+  const writes: Write[] = [
+    ...writePaths(app, earlier.run_id, smallImage, imageUrl),
+    ['DELETE /api/runs/:run_id', 204, async () => await app.inject({ method: 'DELETE', url: `/api/runs/${doomed.run_id}`, headers: admin })]
+  ]
   t.equal((await writes[2]![2]()).statusCode, 201)
   const before = await snapshot(runsDir)
 
