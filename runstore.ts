@@ -16,7 +16,7 @@ import type { TextStep } from './services/pipeline/types.js'
 import type { BlobStore } from './services/storage/blob/blob-store.js'
 import { LocalBlobStore } from './services/storage/blob/local.js'
 import type { ReconcileReport, RunIndex } from './services/storage/index/run-index.js'
-import { SqliteRunIndex } from './services/storage/index/sqlite.js'
+import { openRunIndex } from './services/storage/index/open-index.js'
 import { MediaIngester } from './services/storage/ingest.js'
 import { finishInterruptedRuns } from './services/storage/interrupted-runs.js'
 import { RunEvents } from './services/storage/run-events.js'
@@ -139,15 +139,22 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     const { removed } = await storage.init()
     if (removed.length > 0) logger.warn({ removed }, 'removed leftovers of an interrupted write')
 
-    const runIndex: RunIndex = index = await SqliteRunIndex.open({ path: resolve(config.RUN_INDEX_PATH ?? join(runsDir, '.index.sqlite')) })
-    const indexReport = await runIndex.reconcile(storage)
+    const indexPath = resolve(config.RUN_INDEX_PATH ?? join(runsDir, '.index.sqlite'))
+    const opened = await openRunIndex(indexPath, storage)
+    const runIndex: RunIndex = index = opened.index
+    const indexReport = opened.report
+    if (opened.inMemoryBecause !== null) {
+      logger.error({ err: opened.inMemoryBecause, path: indexPath }, 'the run index file cannot be written (its disk is full or read-only): runs are listed from memory until the next start builds the file again')
+    }
     logReconcile(logger, indexReport)
     events.subscribe('run index', async (event) => {
       if (event.type === 'run.deleted') await runIndex.remove(event.run_id)
       else if (event.type !== 'output.added') await runIndex.upsert(event.metadata)
     })
-    const interruptedRuns = await finishInterruptedRuns(storage, runIndex, startedAt)
+    const interrupted = await finishInterruptedRuns(storage, runIndex, startedAt)
+    const interruptedRuns = interrupted.finished
     if (interruptedRuns.length > 0) logger.warn({ count: interruptedRuns.length, first: interruptedRuns.slice(0, 20) }, 'runs left running by a stopped process ended as failed (RUN_INTERRUPTED)')
+    if (interrupted.failed.length > 0) logger.error({ err: interrupted.failed[0]!.err, count: interrupted.failed.length, first: interrupted.failed.slice(0, 20).map((f) => f.run_id) }, 'runs left running by a stopped process could not be ended now; the next start tries again')
 
     return { config, logger, fetchPolicy, blobs, events, storage, index: runIndex, mediaDelivery, backends, pipeline, indexReport, interruptedRuns, close }
   } catch (err) {

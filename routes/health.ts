@@ -15,7 +15,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/ready', {
     schema: {
       tags: ['service'],
-      summary: 'the service can take work: the runs folder is writable and the run index answers',
+      summary: 'the service can take work: the runs folder takes a small write (4 KiB, synced) and the run index answers',
       response: {
         200: ReadyAnswer,
         ...errorResponses(503)
@@ -25,7 +25,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const storageWritable = await app.storage.isWritable()
     const indexOpen = await app.runIndex.isOpen()
     if (!storageWritable || !indexOpen) {
-      const failing = [...(storageWritable ? [] : ['the runs folder is not writable']), ...(indexOpen ? [] : ['the run index does not answer'])]
+      const failing = [...(storageWritable ? [] : ['the runs folder cannot take a small write (full, read-only or missing)']), ...(indexOpen ? [] : ['the run index does not answer'])]
       return await reply.code(503).send(errorBody(503, 'NOT_READY', failing.join('; ')))
     }
     return { status: 'ready' as const, checks: { storage_writable: storageWritable, index_open: indexOpen } }

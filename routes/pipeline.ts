@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply } from 'fastify'
 import { PassThrough } from 'node:stream'
-import { errorResponses } from '../schemas/common.js'
+import { errorResponses, STORAGE_FAILURES } from '../schemas/common.js'
 import { BlockedAnswer, ExecuteBody, ExecuteOkResponse, PipelineList } from '../schemas/pipeline.js'
 import { EXECUTION_MODES } from '../schemas/run.js'
 import type { PipelineEvent } from '../services/pipeline/events.js'
@@ -19,7 +19,9 @@ metadata.json records every stage with its output, provider, model, duration and
 Answers 403 \`{status: "blocked", run_id, stage, reason, codes}\` when a safety check blocks (the run is kept with status "blocked");
 404 for an unknown schema or output config; 503 when a backend is not configured, or with \`Retry-After\` when its queue is full
 (nothing is written then); 502 or 504 when a backend or the LLM failed or timed out (the run is "failed", with the error recorded,
-and outputs stored before the failure stay). The \`X-Run-Id\` header names the run on every answer once it exists.
+and outputs stored before the failure stay); 507 \`INSUFFICIENT_STORAGE\` when the disk is full, 503 \`STORAGE_UNAVAILABLE\` when it
+takes no writes (read-only or failing): before the run exists nothing is written, after that the run is "failed" with the error
+recorded when its metadata can still be written. The \`X-Run-Id\` header names the run on every answer once it exists.
 
 With \`Accept: text/event-stream\` the same request answers 200 with Server-Sent Events: \`run_created\` (first, with the run_id),
 \`stage_started\`, \`stage_completed\` (the stage record), \`media_stored\` (with its url), then one of \`completed\` (the JSON answer),
@@ -37,7 +39,7 @@ const pipelineRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: {
         200: ExecuteOkResponse,
         403: BlockedAnswer,
-        ...errorResponses(400, 404, 500, 502, 503, 504)
+        ...errorResponses(400, 404, 500, 502, 504, ...STORAGE_FAILURES)
       }
     }
   }, async (request, reply) => {

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { MultipartFile } from '@fastify/multipart'
 import type { Static } from '@sinclair/typebox'
-import { errorResponses, isName, RunIdParams } from '../schemas/common.js'
+import { errorResponses, isName, RunIdParams, STORAGE_FAILURES } from '../schemas/common.js'
 import { isMediaType } from '../schemas/media.js'
 import { MediaOutput, RunMetadata, RunStatus } from '../schemas/run.js'
 import { AddMediaJson, AddMediaMultipart, CreateRunBody, DeletedResponse, ListRunsQuery, PatchRunBody, RunList, RunSummary, RunZipResponse } from '../schemas/runs-api.js'
@@ -53,7 +53,7 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['runs'],
       summary: 'create a run folder with metadata.json and input_text.txt',
       body: CreateRunBody,
-      response: { 201: RunMetadata, ...errorResponses(400) }
+      response: { 201: RunMetadata, ...errorResponses(400, ...STORAGE_FAILURES) }
     }
   }, async (request, reply) => {
     return await reply.code(201).send(await storage.createRun(request.body))
@@ -94,7 +94,7 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'delete a run folder (admin: Authorization: Bearer <ADMIN_TOKEN>)',
       params: RunIdParams,
       security: [{ adminToken: [] }],
-      response: { 204: DeletedResponse, ...errorResponses(400, 401, 403, 404) }
+      response: { 204: DeletedResponse, ...errorResponses(400, 401, 403, 404, ...STORAGE_FAILURES) }
     }
   }, async (request, reply) => {
     await storage.deleteRun(request.params.run_id)
@@ -108,7 +108,7 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
       description: 'status moves created → running → completed | failed | blocked; a finished run cannot change status (409)',
       params: RunIdParams,
       body: PatchRunBody,
-      response: { 200: RunMetadata, ...errorResponses(400, 404, 409) }
+      response: { 200: RunMetadata, ...errorResponses(400, 404, 409, ...STORAGE_FAILURES) }
     }
   }, async (request) => {
     const { run_id: runId } = request.params
@@ -125,10 +125,10 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['runs'],
       summary: 'store a media file in the run',
-      description: 'JSON with `source: "url"` (downloaded at once), `source: "data"` (data URI or bare base64) or `source: "comfyui"` (every file of a prompt submitted to COMFYUI_URL is stored; the answer is the first, the others are in the run\'s metadata), or multipart/form-data with one `file` and the fields `config`, `media_type?`. The type and format come from the bytes; a `media_type` that contradicts them is refused (415). Nothing is stored when the request fails, except with `source: "comfyui"`, where files stored before a later one failed stay and the failure is recorded in the run\'s errors. 503 when ComfyUI is not configured.',
+      description: 'JSON with `source: "url"` (downloaded at once), `source: "data"` (data URI or bare base64) or `source: "comfyui"` (every file of a prompt submitted to COMFYUI_URL is stored; the answer is the first, the others are in the run\'s metadata), or multipart/form-data with one `file` and the fields `config`, `media_type?`. The type and format come from the bytes; a `media_type` that contradicts them is refused (415). Nothing is stored when the request fails, except with `source: "comfyui"`, where files stored before a later one failed stay and the failure is recorded in the run\'s errors. 503 when ComfyUI is not configured. Like every write: 507 INSUFFICIENT_STORAGE when the disk is full, 503 STORAGE_UNAVAILABLE when it takes no writes (read-only or failing), and nothing is stored.',
       params: RunIdParams,
       body: { content: { 'application/json': { schema: AddMediaJson }, 'multipart/form-data': { schema: AddMediaMultipart } } },
-      response: { 201: MediaOutput, ...errorResponses(400, 404, 413, 415, 502, 503, 504) }
+      response: { 201: MediaOutput, ...errorResponses(400, 404, 413, 415, 502, 504, ...STORAGE_FAILURES) }
     }
   }, async (request, reply) => {
     const { run_id: runId } = request.params

@@ -26,5 +26,8 @@ export function errorResponses<C extends number> (...codes: C[]): Record<C, type
   return Object.fromEntries(codes.map((code) => [code, ErrorResponse])) as Record<C, typeof ErrorResponse>
 }
 
+/** What every route that writes may answer when the disk refuses: 507 INSUFFICIENT_STORAGE, 503 STORAGE_UNAVAILABLE. */
+export const STORAGE_FAILURES = [503, 507] as const
+
 /** A binary body, for the content of an OpenAPI response. */
 export const BINARY = { schema: { type: 'string', format: 'binary' } }

@@ -22,6 +22,11 @@ export const FetchForbiddenError = createError<[string]>('FETCH_FORBIDDEN', 'fet
 export const RangeNotSatisfiableError = createError<[string, number]>('RANGE_NOT_SATISFIABLE', 'the range %s is not within the file\'s %s bytes', 416)
 export const InvalidStatusTransitionError = createError<[string, string]>('INVALID_STATUS', 'a run cannot go from %s to %s', 409)
 
+// The server's disk, not the request, failed a write: nothing was stored, and the same request may
+// succeed later. The errno and the path (the cause) stay in the log; clients get plain words.
+export const InsufficientStorageError = createError<[{ cause: unknown }?]>('INSUFFICIENT_STORAGE', 'the server has no room left to store this: nothing was stored; try again once space is freed', 507)
+export const StorageUnavailableError = createError<[{ cause: unknown }?]>('STORAGE_UNAVAILABLE', 'the server cannot write to its storage at the moment (read-only or failing): nothing was changed; try again later', 503)
+
 // Generator backends and pipeline stages.
 export const BackendUnavailableError = createError<[string, string]>('BACKEND_UNAVAILABLE', 'backend %s is not available: %s', 503)
 export const BackendFailedError = createError<[string, string]>('BACKEND_FAILED', 'backend %s failed: %s', 502)

@@ -11,6 +11,7 @@ import {
   SourceFailedError, SourceTimeoutError, isCodedError
 } from '../errors.js'
 import { FetchPolicy } from '../http/address-policy.js'
+import { diskWriteError } from './disk-errors.js'
 import type { MediaSourceRecord } from '../../schemas/run.js'
 
 /**
@@ -62,13 +63,17 @@ export class MediaIngester {
     return this.#options.maxBytes
   }
 
-  /** Writes the input to a new file at `path` (which must not exist); on any failure nothing is left behind. */
+  /**
+   * Writes the input to a new file at `path` (which must not exist); on any
+   * failure nothing is left behind. A disk that refuses the bytes is the
+   * server's failure (507, 503), never the source's or the client's.
+   */
   async stage (input: MediaInput, path: string): Promise<StagedFile> {
     try {
       return await this.#write(input, path)
     } catch (err) {
       await unlink(path).catch(() => {})
-      throw err
+      throw diskWriteError(err)
     }
   }
 
@@ -119,7 +124,8 @@ export class MediaIngester {
       // The file may still be opening when the source fails; removing it
       // before then would leave it behind, so wait until the sink is closed.
       if (!sink.closed) await once(sink, 'close').catch(() => {})
-      throw mapError(err)
+      // Before the source's own mapping, which would blame the upload or the remote host.
+      throw mapError(diskWriteError(err))
     }
     // Opened before the file is handed on: the committer removes the temp name once the
     // file is listed, and a sync that only then opened it by name would find nothing there.

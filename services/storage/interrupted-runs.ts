@@ -17,15 +17,27 @@ const PAGE = 200
  * The index must be reconciled with the store first (after an unclean
  * shutdown that reads every run, so a `running` it missed is found).
  */
-export async function finishInterruptedRuns (storage: RunStorage, index: RunIndex, startedAt: Date): Promise<string[]> {
-  const finished: string[] = []
+export async function finishInterruptedRuns (storage: RunStorage, index: RunIndex, startedAt: Date): Promise<InterruptedRuns> {
+  const result: InterruptedRuns = { finished: [], failed: [] }
   let cursor: string | undefined
   do {
     const page = await index.list({ status: 'running', to: startedAt.toISOString() }, { limit: PAGE, cursor })
     for (const entry of page.runs) {
-      if (await storage.finishInterrupted(entry.run_id, startedAt, { code: RUN_INTERRUPTED, message: MESSAGE })) finished.push(entry.run_id)
+      try {
+        if (await storage.finishInterrupted(entry.run_id, startedAt, { code: RUN_INTERRUPTED, message: MESSAGE })) result.finished.push(entry.run_id)
+      } catch (err) {
+        // A full or read-only disk must not keep the service from starting to serve what it has; the next start tries again.
+        result.failed.push({ run_id: entry.run_id, err })
+      }
     }
     cursor = page.next_cursor ?? undefined
   } while (cursor !== undefined)
-  return finished
+  return result
+}
+
+export interface InterruptedRuns {
+  /** ended now as failed (RUN_INTERRUPTED) */
+  finished: string[]
+  /** still `running`: their metadata.json could not be written */
+  failed: Array<{ run_id: string, err: unknown }>
 }

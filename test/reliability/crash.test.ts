@@ -112,7 +112,7 @@ t.test(`kill -9 while ${CLIENTS} clients write, ${ROUNDS} rounds: every acknowle
     t.same(refused, [], `round ${round}: no write was refused before the kill`)
 
     server = await start()
-    const check = await checkStore(runsDir, server.url)
+    const check = await checkStore(runsDir, { serviceUrl: server.url, afterRestart: true })
     t.same(check.problems, [], `round ${round}: the store is whole after the restart (${check.runs} runs, ${check.outputs} outputs)`)
     const interruptedNow = [...check.metadata.values()].filter((m) => m.errors.some((e) => e.code === 'RUN_INTERRUPTED')).length
     figures.interrupted = interruptedNow

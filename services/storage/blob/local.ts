@@ -1,19 +1,24 @@
 import { createReadStream } from 'node:fs'
-import { access, constants, lstat, mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises'
+import { lstat, mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { isRunId } from '../run-id.js'
 import { BlobExistsError, BlobNotFoundError, type BlobFile, type BlobStat, type BlobStore, type ByteRange, type StagedBlob } from './blob-store.js'
-import { TEMP_PREFIX, fsyncPath, linkWithoutOverwrite, settleAll, tempName, writeFilesDurably } from './durable-fs.js'
+import { writingToDisk } from '../disk-errors.js'
+import { TEMP_PREFIX, fsyncPath, linkWithoutOverwrite, settleAll, tempName, writeFileSynced, writeFilesDurably } from './durable-fs.js'
 
 // The crash sweep reads which files a run lists; the run records own the format.
 const METADATA_FILE = 'metadata.json'
+// What isWritable writes: an empty file still fits on a full disk, a block of data does not.
+const WRITE_PROBE_BYTES = 4096
 
 /**
  * Runs as folders on the local disk: `<root>/<run_id>/<file>`. Folders appear
  * by rename, files by temp + fsync + rename (+ fsync of the folder), staged
  * media by link under a name that must be free. Everything half-made carries
- * the `.tmp-` prefix and is removed by recover() at start.
+ * the `.tmp-` prefix and is removed by recover() at start. A write the disk
+ * refuses (full, read-only, failing) fails with the coded error
+ * disk-errors.ts makes of it, after its temp files are gone.
  */
 export class LocalBlobStore implements BlobStore {
   readonly root: string
@@ -59,23 +64,26 @@ export class LocalBlobStore implements BlobStore {
   async createRun (runId: string, files: readonly BlobFile[]): Promise<void> {
     // Built under a temporary name and renamed, so a run folder is whole or absent.
     const building = join(this.root, tempName())
-    await mkdir(building)
-    try {
-      // Nobody can see the folder yet, so its files need no rename of their own,
-      // and once they exist the folder and every file are synced at once.
-      const paths = files.map(([name]) => join(building, name))
-      await settleAll(files.map(async ([, data], i) => { await writeFile(paths[i]!, data, { flag: 'wx' }) }))
-      await settleAll([...paths, building].map(fsyncPath))
-      await rename(building, this.#dir(runId))
-      await fsyncPath(this.root)
-    } catch (err) {
-      await rm(building, { recursive: true, force: true })
-      throw err
-    }
+    await writingToDisk(async () => {
+      await mkdir(building)
+      try {
+        // Nobody can see the folder yet, so its files need no rename of their own,
+        // and once they exist the folder and every file are synced at once.
+        const paths = files.map(([name]) => join(building, name))
+        await settleAll(files.map(async ([, data], i) => { await writeFile(paths[i]!, data, { flag: 'wx' }) }))
+        await settleAll([...paths, building].map(fsyncPath))
+        await rename(building, this.#dir(runId))
+        await fsyncPath(this.root)
+      } catch (err) {
+        await rm(building, { recursive: true, force: true })
+        throw err
+      }
+    })
   }
 
   async writeFiles (runId: string, files: readonly BlobFile[], alongside: ReadonlyArray<Promise<void>> = []): Promise<void> {
-    await writeFilesDurably(this.#dir(runId), files, alongside)
+    const dir = this.#dir(runId)
+    await writingToDisk(async () => { await writeFilesDurably(dir, files, alongside) })
   }
 
   stagingPath (runId: string): string {
@@ -84,12 +92,15 @@ export class LocalBlobStore implements BlobStore {
   }
 
   async putStaged (runId: string, name: string, staged: StagedBlob): Promise<void> {
-    try {
-      await linkWithoutOverwrite(staged.path, join(this.#dir(runId), name))
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new BlobExistsError(runId, name)
-      throw err
-    }
+    const path = join(this.#dir(runId), name)
+    await writingToDisk(async () => {
+      try {
+        await linkWithoutOverwrite(staged.path, path)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new BlobExistsError(runId, name)
+        throw err
+      }
+    })
   }
 
   async discardStaged (staged: Pick<StagedBlob, 'path'>): Promise<void> {
@@ -142,19 +153,21 @@ export class LocalBlobStore implements BlobStore {
   async deleteRun (runId: string): Promise<void> {
     // Renamed first, so the run disappears at once and a crash mid-delete leaves only a temp folder.
     const doomed = join(this.root, tempName())
-    await rename(this.#dir(runId), doomed)
+    const dir = this.#dir(runId)
+    await writingToDisk(async () => { await rename(dir, doomed) })
     await rm(doomed, { recursive: true, force: true })
   }
 
   async isWritable (): Promise<boolean> {
+    const probe = join(this.root, tempName())
     try {
-      await access(this.root, constants.W_OK)
-      const probe = join(this.root, tempName())
-      await writeFile(probe, '')
-      await unlink(probe)
+      await writeFileSynced(probe, Buffer.alloc(WRITE_PROBE_BYTES))
       return true
     } catch {
       return false
+    } finally {
+      // A probe that was created but could not be filled must not stay either.
+      await unlink(probe).catch(() => {})
     }
   }
 

@@ -13,8 +13,8 @@ import {
 export const SQLITE_INDEX_VERSION = 2
 
 export interface SqliteRunIndexOptions {
-  /** the SQLite file; created (with its folder) when missing */
-  path: string
+  /** the SQLite file, created (with its folder) when missing; null: in memory, for this process only */
+  path: string | null
 }
 
 // The text table holds the texts case-folded, so that the instr() fallback for
@@ -69,7 +69,8 @@ interface EntryRow extends Omit<RunIndexEntry, 'media_types' | 'backends'> {
  * store's change events; WAL lets listings read while a write commits.
  */
 export class SqliteRunIndex implements RunIndex {
-  readonly path: string
+  /** null when the index is in memory */
+  readonly path: string | null
   readonly description: string
   readonly #db: Database.Database
   readonly #statements = new Map<string, Database.Statement>()
@@ -80,13 +81,17 @@ export class SqliteRunIndex implements RunIndex {
   readonly #rebuilt: ReconcileReport['rebuilt']
   /** false after an unclean shutdown: the next reconcile reads every run */
   readonly #cleanShutdown: boolean
-  // Set when an update failed: the next start must then read every run again.
-  #missedUpdate = false
+  // Changes that could not be written (its disk was full), by run id, the latest of each run
+  // (null: removed). Tried again before every later change and listing, so the index catches
+  // up once there is room; any left at close mean the next start reads every run again.
+  readonly #unwritten = new Map<string, RunMetadata | null>()
+  // Only an index that caught up with the store may be trusted by the next start.
+  #reconciled = false
 
-  private constructor (db: Database.Database, path: string, rebuilt: ReconcileReport['rebuilt'], cleanShutdown: boolean) {
+  private constructor (db: Database.Database, path: string | null, rebuilt: ReconcileReport['rebuilt'], cleanShutdown: boolean) {
     this.#db = db
     this.path = path
-    this.description = `sqlite:${path}`
+    this.description = path === null ? 'sqlite in memory' : `sqlite:${path}`
     this.#rebuilt = rebuilt
     this.#cleanShutdown = cleanShutdown
     this.#ping = db.prepare('SELECT 1').pluck()
@@ -101,40 +106,57 @@ export class SqliteRunIndex implements RunIndex {
    */
   static async open (options: SqliteRunIndexOptions): Promise<SqliteRunIndex> {
     const { path } = options
+    if (path === null) {
+      const memory = new Database(':memory:')
+      memory.exec(SCHEMA)
+      return new SqliteRunIndex(memory, null, 'missing', false)
+    }
     await mkdir(dirname(path), { recursive: true })
     const existed = existsSync(path)
     let rebuilt: ReconcileReport['rebuilt'] = null
     let db = openChecked(path)
-    if (db === null) {
-      rebuilt = 'corrupt'
-    } else if (db.pragma('user_version', { simple: true }) !== SQLITE_INDEX_VERSION) {
-      db.close()
-      rebuilt = existed ? 'old-version' : 'missing'
+    try {
+      if (db === null) {
+        rebuilt = 'corrupt'
+      } else if (db.pragma('user_version', { simple: true }) !== SQLITE_INDEX_VERSION) {
+        db.close()
+        rebuilt = existed ? 'old-version' : 'missing'
+      }
+      if (rebuilt !== null) {
+        await removeDatabaseFiles(path)
+        db = new Database(path)
+        db.pragma('journal_mode = WAL')
+        db.exec(SCHEMA)
+      }
+      const database = db!
+      database.pragma('synchronous = NORMAL')
+      const cleanShutdown = rebuilt === null && database.prepare("SELECT value FROM meta WHERE key = 'clean_shutdown'").pluck().get() === '1'
+      // Durably "in use" before anything else is written: a crash from here on means a full scan at the next start.
+      setMeta(database, 'clean_shutdown', '0')
+      database.pragma('wal_checkpoint(TRUNCATE)')
+      return new SqliteRunIndex(database, path, rebuilt, cleanShutdown)
+    } catch (err) {
+      // A disk that takes no writes fails here; the file must not stay open (nor its folder busy).
+      db?.close()
+      throw err
     }
-    if (rebuilt !== null) {
-      await removeDatabaseFiles(path)
-      db = new Database(path)
-      db.pragma('journal_mode = WAL')
-      db.exec(SCHEMA)
-    }
-    const database = db!
-    database.pragma('synchronous = NORMAL')
-    const cleanShutdown = rebuilt === null && database.prepare("SELECT value FROM meta WHERE key = 'clean_shutdown'").pluck().get() === '1'
-    // Durably "in use" before anything else is written: a crash from here on means a full scan at the next start.
-    setMeta(database, 'clean_shutdown', '0')
-    database.pragma('wal_checkpoint(TRUNCATE)')
-    return new SqliteRunIndex(database, path, rebuilt, cleanShutdown)
+  }
+
+  /** Removes the index file and its companions (WAL, shared memory); closed, it is built again at the next start. */
+  static async remove (path: string): Promise<void> {
+    await removeDatabaseFiles(path)
   }
 
   async upsert (metadata: RunMetadata): Promise<void> {
-    this.#guard(() => { this.#upsertTransaction(metadata) })
+    this.#change(metadata.run_id.toLowerCase(), metadata)
   }
 
   async remove (runId: string): Promise<void> {
-    this.#guard(() => { this.#removeTransaction(runId.toLowerCase()) })
+    this.#change(runId.toLowerCase(), null)
   }
 
   async list (filters: RunListFilters = {}, paging: RunListPaging = {}): Promise<RunListResult> {
+    this.#catchUp()
     const limit = pageLimit(paging)
     const where: string[] = []
     const params: Record<string, string | number> = { limit: limit + 1 }
@@ -184,7 +206,7 @@ export class SqliteRunIndex implements RunIndex {
   async close (): Promise<void> {
     if (!this.#db.open) return
     try {
-      if (!this.#missedUpdate) setMeta(this.#db, 'clean_shutdown', '1')
+      if (this.#reconciled && this.#unwritten.size === 0) setMeta(this.#db, 'clean_shutdown', '1')
       this.#db.pragma('optimize')
       this.#db.pragma('wal_checkpoint(TRUNCATE)')
     } catch {
@@ -235,16 +257,37 @@ export class SqliteRunIndex implements RunIndex {
     }
     // The version is written last, so an interrupted build is not taken for a finished one.
     if (this.#rebuilt !== null) this.#db.pragma(`user_version = ${SQLITE_INDEX_VERSION}`)
+    this.#reconciled = true
     return report
   }
 
-  #guard (update: () => void): void {
+  /** Writes a run's new state (null: gone), after what could not be written before; kept for later when it fails. */
+  #change (runId: string, metadata: RunMetadata | null): void {
+    this.#unwritten.delete(runId) // superseded by this change
+    this.#catchUp()
     try {
-      update()
+      this.#apply(runId, metadata)
     } catch (err) {
-      this.#missedUpdate = true
+      this.#unwritten.set(runId, metadata)
       throw err
     }
+  }
+
+  /** Writes the changes that failed before; each that fails again stays for the next try. */
+  #catchUp (): void {
+    for (const [runId, metadata] of this.#unwritten) {
+      try {
+        this.#apply(runId, metadata)
+        this.#unwritten.delete(runId)
+      } catch {
+        // still no room (or a change that can never be written): the next start reads every run
+      }
+    }
+  }
+
+  #apply (runId: string, metadata: RunMetadata | null): void {
+    if (metadata === null) this.#removeTransaction(runId)
+    else this.#upsertTransaction(metadata)
   }
 
   #statement (sql: string): Database.Statement {

@@ -261,7 +261,8 @@ t.test('staged bytes that cannot be made durable are never listed', async (t) =>
   const eio = Promise.reject(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }))
   eio.catch(() => {}) // as the ingester does: reported to whoever awaits it
   const failing = { ...staged, file: { ...staged.file, durable: eio } }
-  await t.rejects(storage.commitMedia(failing, { config: 'c', backend: 'b' }), { code: 'EIO' })
+  const refused = await storage.commitMedia(failing, { config: 'c', backend: 'b' }).then(() => null, (err: unknown) => err)
+  t.match(refused, { code: 'STORAGE_UNAVAILABLE', statusCode: 503, cause: { code: 'EIO' } }, 'the server\'s failure, in plain words; the errno stays in the cause for the log')
   t.same((await readdir(dir)).sort(), ['input_text.txt', 'metadata.json'], 'neither the temp file nor output_image.png is left')
   t.equal(await readFile(join(dir, 'metadata.json'), 'utf8'), before, 'metadata unchanged')
   t.same((await storage.getMetadata(run.run_id)).outputs, [])

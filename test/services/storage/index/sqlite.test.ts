@@ -6,6 +6,7 @@ import type { MediaOutput, RunMetadata } from '../../../../schemas/run.js'
 import { FetchPolicy } from '../../../../services/http/address-policy.js'
 import { MediaIngester } from '../../../../services/storage/ingest.js'
 import { decodeCursor, encodeCursor, type ReconcileReport, type RunListFilters, type RunSource } from '../../../../services/storage/index/run-index.js'
+import { openRunIndex } from '../../../../services/storage/index/open-index.js'
 import { SQLITE_INDEX_VERSION, SqliteRunIndex } from '../../../../services/storage/index/sqlite.js'
 import { LocalBlobStore } from '../../../../services/storage/blob/local.js'
 import { RunEvents, type RunEvent } from '../../../../services/storage/run-events.js'
@@ -30,13 +31,8 @@ type OpenedIndex = SqliteRunIndex & { openReport: ReconcileReport }
 
 /** Opens the index file and reconciles it with the store, as the composition root does at start. */
 async function open (path: string, source: RunSource): Promise<OpenedIndex> {
-  const index = await SqliteRunIndex.open({ path })
-  try {
-    return Object.assign(index, { openReport: await index.reconcile(source) })
-  } catch (err) {
-    await await index.close()
-    throw err
-  }
+  const { index, report } = await openRunIndex(path, source)
+  return Object.assign(index, { openReport: report })
 }
 
 /** Storage and index wired the way the composition root wires them, both closed after the test. */
@@ -456,4 +452,16 @@ t.test('the index folder is created; a path that cannot hold a database stops th
   await t.rejects(open(join(runsDir, 'a-folder.sqlite'), storage))
   const failing = { listRunIds: async () => { throw new Error('disk gone') }, getMetadata: storage.getMetadata.bind(storage) }
   await t.rejects(open(join(runsDir, 'other.sqlite'), failing), /disk gone/)
+})
+
+t.test('a start that could not reconcile the index is not taken for a clean shutdown', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const { storage, index, indexPath } = await wired(t, runsDir)
+  await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'x' })
+  await index.close()
+  const failing = { listRunIds: async () => { throw new Error('runs folder unreadable') }, getMetadata: storage.getMetadata.bind(storage) }
+  await t.rejects(open(indexPath, failing), /runs folder unreadable/)
+  const next = await open(indexPath, storage)
+  t.teardown(async () => { await next.close() })
+  t.match(next.openReport, { rebuilt: null, fullScan: true }, 'the next start reads every run again')
 })
