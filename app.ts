@@ -5,6 +5,7 @@ import type { Config } from './config.js'
 import { createRunstore } from './runstore.js'
 import configPlugin from './plugins/config.js'
 import errorsPlugin from './plugins/errors.js'
+import httpProtocolPlugin, { clientErrorHandler } from './plugins/http-protocol.js'
 import corsPlugin from './plugins/cors.js'
 import swaggerPlugin from './plugins/swagger.js'
 import runstorePlugin from './plugins/runstore.js'
@@ -36,6 +37,10 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
       const given = request.headers['x-request-id']
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
     },
+    // Requests Node would refuse with a body outside the contract (plugins/http-protocol.ts):
+    // what the parser cannot read, and an HTTP/1.1 request without Host (the plugin refuses it).
+    clientErrorHandler,
+    http: { requireHostHeader: false },
     // strictTypes off: the multipart body schema deliberately has no `type` (see routes/runs.ts)
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: true, allErrors: false, strictTypes: false } }
   }).withTypeProvider<TypeBoxTypeProvider>()
@@ -52,6 +57,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(configPlugin, { config })
     await app.register(runstorePlugin, { runstore })
     await app.register(errorsPlugin)
+    await app.register(httpProtocolPlugin)
     await app.register(corsPlugin)
     await app.register(swaggerPlugin)
     await app.register(storagePlugin)
