@@ -1,10 +1,12 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import { AjvCompiler } from '@fastify/ajv-compiler'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { randomUUID } from 'node:crypto'
 import type { Config } from './config.js'
 import { createRunstore } from './runstore.js'
 import configPlugin from './plugins/config.js'
 import errorsPlugin from './plugins/errors.js'
+import httpProtocolPlugin, { clientErrorHandler } from './plugins/http-protocol.js'
 import corsPlugin from './plugins/cors.js'
 import swaggerPlugin from './plugins/swagger.js'
 import runstorePlugin from './plugins/runstore.js'
@@ -20,6 +22,9 @@ import pipelineRoutes from './routes/pipeline.js'
 import backendRoutes from './routes/backends.js'
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+// strictTypes off: the multipart body schema deliberately has no `type` (see routes/runs.ts)
+const AJV_OPTIONS = { removeAdditional: true, allErrors: false, strictTypes: false } as const
+const ajvCompilers = AjvCompiler()
 
 export interface BuildOptions {
   /** pino options or an instance; defaults to a logger at config.LOG_LEVEL */
@@ -36,8 +41,21 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
       const given = request.headers['x-request-id']
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
     },
-    // strictTypes off: the multipart body schema deliberately has no `type` (see routes/runs.ts)
-    ajv: { customOptions: { coerceTypes: 'array', removeAdditional: true, allErrors: false, strictTypes: false } }
+    // Requests Node would refuse with a body outside the contract (plugins/http-protocol.ts):
+    // what the parser cannot read, and an HTTP/1.1 request without Host (the plugin refuses it).
+    clientErrorHandler,
+    http: { requireHostHeader: false },
+    schemaController: {
+      compilersFactory: {
+        // Query strings, params and headers are text: they are converted to the schema's types.
+        // A JSON body has types of its own: "schema": 123 or ["dada"] where a string belongs is refused, not converted.
+        buildValidator: (externalSchemas) => {
+          const converting = ajvCompilers(externalSchemas, { customOptions: { ...AJV_OPTIONS, coerceTypes: 'array' } })
+          const strict = ajvCompilers(externalSchemas, { customOptions: { ...AJV_OPTIONS, coerceTypes: false } })
+          return (route) => route.httpPart === 'body' ? strict(route) : converting(route)
+        }
+      }
+    }
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   // A callback hook, not an async one: it runs on every media answer, the hot path.
@@ -52,6 +70,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(configPlugin, { config })
     await app.register(runstorePlugin, { runstore })
     await app.register(errorsPlugin)
+    await app.register(httpProtocolPlugin)
     await app.register(corsPlugin)
     await app.register(swaggerPlugin)
     await app.register(storagePlugin)

@@ -18,7 +18,12 @@ export type CreateRunBody = Static<typeof CreateRunBody>
 export const PatchRunBody = Type.Object({
   transformed_text: Type.Optional(Type.String({ maxLength: 100000 })),
   status: Type.Optional(RunStatus)
-}, { minProperties: 1, additionalProperties: false })
+}, {
+  additionalProperties: false,
+  // Fields it does not know are dropped (removeAdditional), so one of these must be there: a body of
+  // only unknown fields changes nothing and is refused like {}, rather than rewriting the metadata.
+  anyOf: [{ required: ['transformed_text'] }, { required: ['status'] }]
+})
 export type PatchRunBody = Static<typeof PatchRunBody>
 
 const MediaFields = {

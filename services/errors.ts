@@ -112,3 +112,11 @@ export const ServiceStoppingError = createError('SERVICE_STOPPING', 'the service
 // Listing runs (GET /api/runs).
 export const InvalidCursorError = createError<[string]>('INVALID_CURSOR', 'cursor %s was not given out by this service; start again without one', 400)
 export const InvalidRunFilterError = createError<[string]>('INVALID_FILTER', 'invalid filter: %s', 400)
+
+// The HTTP layer: requests refused before any route sees them (plugins/http-protocol.ts).
+export const BadRequestSyntaxError = createError<[string]>('BAD_REQUEST_SYNTAX', 'the request is not valid HTTP/1.1: %s', 400)
+export const HeadersTooLargeError = createError<[number]>('HEADERS_TOO_LARGE', 'the request line and headers are larger than the limit of %s bytes', 431)
+export const ChunkExtensionsTooLargeError = createError('CHUNK_EXTENSIONS_TOO_LARGE', 'the chunk extensions of the request body are too large', 413)
+export const RequestTimeoutError = createError('REQUEST_TIMEOUT', 'the request did not arrive in time', 408)
+export const MissingHostError = createError('MISSING_HOST', 'an HTTP/1.1 request needs a Host header', 400)
+export const ExpectationFailedError = createError<[string]>('EXPECTATION_FAILED', 'the expectation %s cannot be met: only 100-continue is understood', 417)

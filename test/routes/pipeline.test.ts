@@ -112,7 +112,14 @@ t.test('the body: defaults, unknown fields ignored, bad values refused; unknown 
     { schema: 'dada', input_text: 'a cat', output_configs: [] },
     { schema: 'dada', input_text: 'a cat', output_configs: ['tiny_image', 'tiny_image'] },
     { schema: 'dada', input_text: 'a cat', seed: -1 },
-    { schema: 'dada', input_text: 'a cat', aspect_ratio: '7:5' }
+    { schema: 'dada', input_text: 'a cat', aspect_ratio: '7:5' },
+    // JSON has types: nothing is converted to the one the schema wants
+    { schema: ['dada'], input_text: 'a cat' },
+    { schema: 123, input_text: 'a cat' },
+    { schema: 'dada', input_text: 42 },
+    { schema: 'dada', input_text: 'a cat', seed: '7' },
+    { schema: 'dada', input_text: 'a cat', output_configs: 'tiny_image' },
+    { schema: 'dada', input_text: 'a cat', execution_mode: ['eco'] }
   ]
   for (const payload of bad) {
     const res = await app.inject({ method: 'POST', url: EXECUTE, payload })

@@ -98,6 +98,64 @@ t.test('PATCH sets the transformed text and moves the status on', async (t) => {
   t.equal(JSON.parse(await readFile(join(runsDir, run.run_id, 'metadata.json'), 'utf8')).status, 'completed')
 })
 
+t.test('PATCH with only fields it does not know is refused like {}, and metadata.json is not touched', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const app = await build(t, { RUNS_DIR: runsDir })
+  const run = await createRun(app)
+  const metadataFile = join(runsDir, run.run_id, 'metadata.json')
+  const before = await readFile(metadataFile)
+  for (const payload of [{}, { foo: 1 }, { transformedText: 'camelCase' }, { status_: 'running', text: 'x' }]) {
+    const res = await app.inject({ method: 'PATCH', url: `/api/runs/${run.run_id}`, payload })
+    t.equal(res.statusCode, 400, JSON.stringify(payload))
+    t.match(res.json(), { statusCode: 400, error: 'Bad Request', code: 'INVALID_REQUEST', message: /transformed_text|status|fewer/ })
+  }
+  t.same(await readFile(metadataFile), before, 'metadata.json is byte for byte what it was')
+  const known = await app.inject({ method: 'PATCH', url: `/api/runs/${run.run_id}`, payload: { status: 'running', frontend_version: '2.1' } })
+  t.equal(known.statusCode, 200, 'unknown fields beside a known one are still ignored')
+  t.notOk('frontend_version' in known.json())
+})
+
+t.test('a JSON body keeps its own types: a number or an array where a string belongs is refused, not converted', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const app = await build(t, { RUNS_DIR: runsDir })
+  const create = { schema: 'dada', execution_mode: 'eco', input_text: 'Eine Blume' }
+  for (const payload of [
+    { ...create, schema: 123 },
+    { ...create, schema: ['dada'] },
+    { ...create, execution_mode: ['eco'] },
+    { ...create, input_text: 42 },
+    { ...create, input_text: true },
+    { ...create, user_id: 7 },
+    { ...create, safety_level: ['kids'] }
+  ]) {
+    const res = await app.inject({ method: 'POST', url: '/api/runs', payload })
+    t.equal(res.statusCode, 400, JSON.stringify(payload))
+    t.match(res.json(), { statusCode: 400, code: 'INVALID_REQUEST' })
+  }
+  t.same(await runFolders(runsDir), [], 'no run was created')
+
+  const run = await createRun(app)
+  const metadataFile = join(runsDir, run.run_id, 'metadata.json')
+  const before = await readFile(metadataFile)
+  for (const payload of [{ transformed_text: 123 }, { transformed_text: ['A flower'] }, { transformed_text: null }, { status: ['running'] }]) {
+    const res = await app.inject({ method: 'PATCH', url: `/api/runs/${run.run_id}`, payload })
+    t.equal(res.statusCode, 400, JSON.stringify(payload))
+    t.match(res.json(), { code: 'INVALID_REQUEST' })
+  }
+  const data = (await readFile(fixtures.png.file)).toString('base64')
+  for (const payload of [{ source: 'data', data, config: 12 }, { source: ['data'], data, config: 'c' }, { source: 'data', data, config: 'c', backend: 5 }, { source: 'data', data: [data], config: 'c' }]) {
+    const res = await app.inject({ method: 'POST', url: `/api/runs/${run.run_id}/media`, payload })
+    t.equal(res.statusCode, 400, JSON.stringify(payload).slice(0, 60))
+    t.match(res.json(), { code: 'INVALID_REQUEST' })
+  }
+  t.same(await readFile(metadataFile), before, 'the run is unchanged')
+  t.same((await readdir(join(runsDir, run.run_id))).sort(), ['input_text.txt', 'metadata.json'], 'no file was stored')
+
+  const list = await app.inject({ url: '/api/runs?limit=1&schema=dada' })
+  t.equal(list.statusCode, 200, 'a query string is still read as numbers where the schema says so')
+  t.equal(list.json().runs.length, 1)
+})
+
 t.test('POST /api/runs/:id/media takes multipart uploads, in any field order', async (t) => {
   const runsDir = await tempRunsDir(t)
   const app = await build(t, { RUNS_DIR: runsDir })

@@ -177,12 +177,13 @@ export class SqliteRunIndex implements RunIndex {
     if (filters.to !== undefined) { where.push('r.timestamp_ms < @to'); params.to = parseInstant('to', filters.to) }
     if (filters.q !== undefined) {
       const needle = fold(filters.q)
-      if (Array.from(needle).length >= 3) {
+      // FTS5 reads its query as a C string: a NUL would end it inside the quotes (a syntax error), so such a needle is scanned for.
+      if (Array.from(needle).length >= 3 && !needle.includes('\0')) {
         // A quoted phrase of trigrams is a substring match; "" is how a quote is written inside one.
         where.push('r.rowid IN (SELECT rowid FROM run_texts WHERE run_texts MATCH @match)')
         params.match = `"${needle.replaceAll('"', '""')}"`
       } else {
-        // Trigrams cannot find one or two characters; a scan of the folded texts can.
+        // Trigrams cannot find one or two characters; a scan of the folded texts can (instr compares bytes, NULs too).
         where.push('r.rowid IN (SELECT rowid FROM run_texts WHERE instr(input_text, @needle) > 0 OR instr(transformed_text, @needle) > 0)')
         params.needle = needle
       }
