@@ -32,6 +32,8 @@ export interface ValidationFailure {
 export interface FakeComfyuiBehaviour {
   /** how long a prompt runs from execution_start to execution_success */
   runMs: number
+  /** a node that runs until the prompt is interrupted */
+  holdNode?: string
   /** the gap between execution_success and the history being written (the race) */
   historyDelayMs: number
   /** every HTTP answer waits this long first: a server busy loading a model */
@@ -483,6 +485,8 @@ export async function startFakeComfyui (options: Partial<FakeComfyuiBehaviour> =
       const classType = String(node.class_type)
       runningNode = id
       send('executing', { node: id, display_node: id, prompt_id: task.prompt_id }, to)
+      // A node that only an interrupt ends, so a test can press "cancel" at a known node however slow the machine is.
+      while (behaviour.holdNode === id && !task.interrupted) await sleep(5, undefined, { signal: stop.signal })
       const steps = typeof node.inputs?.steps === 'number' ? Math.min(node.inputs.steps, 3) : 0
       for (let step = 1; step <= steps; step++) {
         await sleep(stepMs / (steps + 1), undefined, { signal: stop.signal })

@@ -170,7 +170,7 @@ t.test('an execution_error yields the outputs made before it, then fails naming 
 })
 
 t.test('an interrupted prompt yields what exists and says it was interrupted', async (t) => {
-  const { fake, backend } = await setup(t, { runMs: 1200 })
+  const { fake, backend } = await setup(t, { holdNode: '13' })
   const workflow = imageWorkflow((graph) => {
     graph['13'] = { class_type: 'SaveImage', inputs: { filename_prefix: 'late', images: ['8', 0] } }
   })
