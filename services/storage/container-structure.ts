@@ -6,9 +6,10 @@ import type { FileWindow } from './file-window.js'
 // shorter file of its kind. Each function answers what is wrong, or null.
 // Only headers are read (through the window), never the media data.
 
-/** A four-letter code as it may appear in a message (a forged file's code is any bytes). */
+/** A four-letter code as it may appear in a message (a forged file's code is any bytes); GLB pads "BIN" with a zero. */
 export function fourCC (code: string): string {
-  return /^[\x20-\x7e]{4}$/.test(code) ? `"${code}"` : 'an unnamed'
+  const name = code.replace(/[\0 ]+$/, '')
+  return /^[\x21-\x7e]{1,4}$/.test(name) ? `"${name}"` : 'unnamed'
 }
 
 export interface IsoBox {
@@ -32,7 +33,7 @@ export async function isoBoxes (reader: FileWindow): Promise<{ boxes: IsoBox[], 
     } else if (length === 0) { // the last box, to the end of the file
       length = reader.size - position
     }
-    if (length < 8) return { boxes, problem: `${fourCC(type)} box has an impossible size` }
+    if (length < 8) return { boxes, problem: `its ${fourCC(type)} box has an impossible size` }
     if (position + length > reader.size) return { boxes, problem: `its ${fourCC(type)} box runs past the end of the file` }
     boxes.push({ type, position, length })
     position += length
@@ -61,8 +62,7 @@ const UNKNOWN_RIFF_SIZE = 0xffffffff
  * ones) may run to the end of the file.
  */
 export async function riffProblem (reader: FileWindow, required: string[], options: { streamed?: boolean } = {}): Promise<string | null> {
-  const header = await reader.bytes(0, 12)
-  if (header === null) return 'it ends inside the RIFF header'
+  const header = await reader.bytes(0, 12) as Buffer // file-type read these to recognise it
   const declared = header.readUInt32LE(4)
   const streamed = options.streamed === true && declared === UNKNOWN_RIFF_SIZE
   const end = streamed ? reader.size : 8 + declared

@@ -26,16 +26,15 @@ export class FileWindow {
     return this.#window.subarray(position - this.#start, position - this.#start + length)
   }
 
-  /** The position of the first `byte` at or after `from`, or -1 when the rest of the file has none. */
-  async indexOf (byte: number, from: number): Promise<number> {
-    let position = from
-    while (position < this.size) {
-      if (!this.#holds(position, 1) && !(await this.#load(position, 1))) return -1
-      const found = this.#window.indexOf(byte, position - this.#start)
-      if (found >= 0) return this.#start + found
-      position = this.#start + this.#window.length
-    }
-    return -1
+  /**
+   * The bytes from `position` to the end of the window, at least `length` of
+   * them, or null when the file has fewer there: for scans that run through
+   * the file window by window without a call per byte.
+   */
+  async from (position: number, length: number): Promise<Buffer | null> {
+    if (position < 0 || position + length > this.size) return null
+    if (!this.#holds(position, length) && !(await this.#load(position, length))) return null
+    return this.#window.subarray(position - this.#start)
   }
 
   #holds (position: number, length: number): boolean {

@@ -83,14 +83,17 @@ async function jpegProblem (reader: FileWindow): Promise<string | null> {
 async function endOfScan (reader: FileWindow, from: number): Promise<number> {
   let position = from
   for (;;) {
-    const found = await reader.indexOf(0xff, position)
-    if (found < 0) return -1
-    const next = await reader.bytes(found + 1, 1)
-    if (next === null) return -1
-    const byte = next[0] as number
-    if (byte === 0x00 || (byte >= 0xd0 && byte <= 0xd7)) position = found + 2 // stuffed 0xFF, restart marker
-    else if (byte === 0xff) position = found + 1 // fill: the marker starts at the next 0xFF
-    else return found
+    // each 0xFF is looked at with the byte after it, so a window ends on an 0xFF only when the file does
+    const chunk = await reader.from(position, 2)
+    if (chunk === null) return -1
+    let at = chunk.indexOf(0xff)
+    while (at >= 0 && at + 1 < chunk.length) {
+      const byte = chunk[at + 1] as number
+      if (byte === 0x00 || (byte >= 0xd0 && byte <= 0xd7)) at = chunk.indexOf(0xff, at + 2) // stuffed 0xFF, restart marker
+      else if (byte === 0xff) at += 1 // fill: the marker starts at the next 0xFF
+      else return position + at
+    }
+    position += at < 0 ? chunk.length : at // all scan data, or an 0xFF at the window's last byte: go on from there
   }
 }
 
@@ -141,20 +144,18 @@ async function afterSubBlocks (reader: FileWindow, from: number): Promise<number
 // Uncompressed rows (BI_RGB, BI_BITFIELDS, BI_ALPHABITFIELDS) have a size the header implies.
 const BMP_UNCOMPRESSED = new Set([0, 3, 6])
 
-/** The pixel array the header describes lies within the file. */
+/** The pixel array the header (BITMAPINFOHEADER or a later one) describes lies within the file. */
 async function bmpProblem (reader: FileWindow): Promise<string | null> {
-  const header = await reader.bytes(0, Math.min(reader.size, 38))
-  if (header === null || header.length < 26) return 'it ends inside its header'
+  const header = await reader.bytes(0, 38)
+  if (header === null) return 'it ends inside its header'
   const pixelsAt = header.readUInt32LE(10)
-  const core = header.readUInt32LE(14) === 12 // OS/2 header: 16-bit sizes, no compression
-  if (!core && header.length < 38) return 'it ends inside its header'
-  const width = core ? header.readUInt16LE(18) : Math.abs(header.readInt32LE(18))
-  const height = core ? header.readUInt16LE(20) : Math.abs(header.readInt32LE(22))
-  const bitsPerPixel = header.readUInt16LE(core ? 24 : 28)
-  const compression = core ? 0 : header.readUInt32LE(30)
+  const width = Math.abs(header.readInt32LE(18))
+  const height = Math.abs(header.readInt32LE(22)) // negative: rows stored top-down
+  const bitsPerPixel = header.readUInt16LE(28)
+  const compression = header.readUInt32LE(30)
   const pixelBytes = BMP_UNCOMPRESSED.has(compression)
-    ? Math.ceil(width * bitsPerPixel / 32) * 4 * height
-    : header.readUInt32LE(34) // compressed: the header's image size
+    ? Math.ceil(width * bitsPerPixel / 32) * 4 * height // rows padded to 4 bytes
+    : header.readUInt32LE(34) // compressed: the size the header declares
   return pixelsAt + pixelBytes > reader.size ? 'its pixel data runs past the end of the file' : null
 }
 

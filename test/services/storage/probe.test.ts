@@ -235,8 +235,9 @@ t.test('a TIFF whose directory sits behind 20 MB of pixels is measured without r
       }
       const entryLength = big ? 20 : 12
       const countLength = big ? 8 : 2
-      // width SHORT, height LONG, and one strip: the 20 MB of pixels between header and directory
-      const entries: Array<[number, number, number]> = [[256, 3, 3000], [257, 4, 2000], [273, 4, headerLength], [279, 4, gap]]
+      // width SHORT, height LONG, and one strip (LONG8 in a BigTIFF): the 20 MB of pixels between header and directory
+      const long = big ? 16 : 4
+      const entries: Array<[number, number, number]> = [[256, 3, 3000], [257, 4, 2000], [273, long, headerLength], [279, long, gap]]
       const directory = Buffer.alloc(countLength + entries.length * entryLength + (big ? 8 : 4))
       if (big) u64(directory, entries.length, 0)
       else u16(directory, entries.length, 0)
@@ -248,6 +249,7 @@ t.test('a TIFF whose directory sits behind 20 MB of pixels is measured without r
         else u32(directory, 1, at + 4)
         const valueAt = at + (big ? 12 : 8)
         if (type === 3) u16(directory, value, valueAt)
+        else if (type === 16) u64(directory, value, valueAt)
         else u32(directory, value, valueAt)
       })
       const path = join(dir, `${littleEndian ? 'le' : 'be'}-${big ? 'bigtiff' : 'tiff'}.tif`)
