@@ -1,6 +1,7 @@
 import { crc32 } from 'node:zlib'
 import { fourCC, isoProblem, riffProblem } from './container-structure.js'
 import type { FileWindow } from './file-window.js'
+import { walkJpeg } from './jpeg-walk.js'
 import type { ImageFormat } from './probe-image.js'
 import { readTiffDirectory, tiffNumbers, tiffValueOutside } from './tiff-directory.js'
 
@@ -49,52 +50,9 @@ async function ihdrIntact (reader: FileWindow, type: string, length: number): Pr
   return crc32(chunk.subarray(0, 17)) === chunk.readUInt32BE(17)
 }
 
-/**
- * Segment by segment to the EOI marker. Entropy-coded data after each SOS
- * is scanned for the next marker (0xFF not followed by 0x00, a restart
- * marker or fill), so a JPEG cut inside its pixel data is refused.
- */
+/** Segment by segment, and through the scan data, to the EOI marker. */
 async function jpegProblem (reader: FileWindow): Promise<string | null> {
-  let position = 2
-  for (;;) {
-    const marker = await reader.bytes(position, 2)
-    if (marker === null) return 'it ends before its end-of-image marker'
-    if (marker[0] !== 0xff) return `no marker at byte ${position}`
-    const type = marker[1] as number
-    if (type === 0xd9) return null
-    if (type === 0xff) { // fill byte before a marker
-      position += 1
-      continue
-    }
-    if ((type >= 0xd0 && type <= 0xd8) || type === 0x01) { // markers without a length
-      position += 2
-      continue
-    }
-    const lengthBytes = await reader.bytes(position + 2, 2)
-    if (lengthBytes === null) return 'it ends before its end-of-image marker'
-    const end = position + 2 + lengthBytes.readUInt16BE(0)
-    if (end > reader.size) return 'a segment runs past the end of the file'
-    position = type === 0xda ? await endOfScan(reader, end) : end
-    if (position < 0) return 'it ends inside its image data, before the end-of-image marker'
-  }
-}
-
-/** Where the marker after a scan's entropy-coded data starts, or -1 at the end of the file. */
-async function endOfScan (reader: FileWindow, from: number): Promise<number> {
-  let position = from
-  for (;;) {
-    // each 0xFF is looked at with the byte after it, so a window ends on an 0xFF only when the file does
-    const chunk = await reader.from(position, 2)
-    if (chunk === null) return -1
-    let at = chunk.indexOf(0xff)
-    while (at >= 0 && at + 1 < chunk.length) {
-      const byte = chunk[at + 1] as number
-      if (byte === 0x00 || (byte >= 0xd0 && byte <= 0xd7)) at = chunk.indexOf(0xff, at + 2) // stuffed 0xFF, restart marker
-      else if (byte === 0xff) at += 1 // fill: the marker starts at the next 0xFF
-      else return position + at
-    }
-    position += at < 0 ? chunk.length : at // all scan data, or an 0xFF at the window's last byte: go on from there
-  }
+  return await walkJpeg(reader, () => false)
 }
 
 /** Block by block from the screen descriptor to the trailer (0x3B), with at least one image. */

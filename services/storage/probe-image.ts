@@ -1,6 +1,7 @@
 import { imageSize } from 'image-size'
 import { isoBoxes } from './container-structure.js'
 import type { FileWindow } from './file-window.js'
+import { walkJpeg } from './jpeg-walk.js'
 import { readTiffDirectory } from './tiff-directory.js'
 
 export interface ImageDimensions {
@@ -57,37 +58,24 @@ const JPEG_FRAME_MARKERS = new Set([0xc0, 0xc1, 0xc2, 0xc3, 0xc5, 0xc6, 0xc7, 0x
 async function jpegHeader (reader: FileWindow): Promise<Buffer | null> {
   const parts: Buffer[] = [Buffer.from([0xff, 0xd8])]
   let exifSeen = false
-  let position = 2
-  for (;;) {
-    const marker = await reader.bytes(position, 4)
-    if (marker === null || marker[0] !== 0xff) return null
-    const type = marker[1] as number
-    if (type === 0xff) { // fill byte before a marker
-      position += 1
-      continue
-    }
-    if ((type >= 0xd0 && type <= 0xd8) || type === 0x01) { // markers without a length
-      position += 2
-      continue
-    }
-    if (type === 0xda || type === 0xd9) return null // image data or end, and still no frame header
-    const segmentLength = 2 + marker.readUInt16BE(2)
+  let header: Buffer | null = null
+  await walkJpeg(reader, async ({ type, position, length }) => {
+    if (type === 0xda || type === 0xd9) return true // image data or end, and still no frame header
     const isFrame = JPEG_FRAME_MARKERS.has(type)
-    if (isFrame || (type === 0xe1 && !exifSeen)) {
-      const segment = await reader.bytes(position, segmentLength)
-      if (segment === null) return null
-      if (isFrame) {
-        // image-size only reads SOF0–2; the size fields sit at the same place in every SOFn
-        parts.push(Buffer.from([0xff, 0xc0]), segment.subarray(2))
-        return Buffer.concat(parts)
-      }
-      if (segment.toString('latin1', 4, 10) === 'Exif\0\0') {
-        exifSeen = true
-        parts.push(segment)
-      }
+    if (!isFrame && (type !== 0xe1 || exifSeen)) return false
+    const segment = await reader.bytes(position, length) as Buffer // the walk saw it fit
+    if (isFrame) {
+      // image-size only reads SOF0–2; the size fields sit at the same place in every SOFn
+      header = Buffer.concat([...parts, Buffer.from([0xff, 0xc0]), segment.subarray(2)])
+      return true
     }
-    position += segmentLength
-  }
+    if (segment.toString('latin1', 4, 10) === 'Exif\0\0') {
+      exifSeen = true
+      parts.push(segment)
+    }
+    return false
+  })
+  return header
 }
 
 /** The TIFF header and its first directory, re-laid out so the directory follows the header. */

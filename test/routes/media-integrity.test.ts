@@ -1,31 +1,13 @@
 import t from 'tap'
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { crc32 } from 'node:zlib'
 import { loadConfig } from '../../config.js'
 import { fixtures } from '../fixtures/media.js'
+import { forgedPng } from '../forged-png.js'
 import { serveBytes, startMediaServer } from '../fakes/media-server.js'
 import { build, multipartBody, tempRunsDir } from '../helper.js'
 
 // Issue 9: broken or forged media must not be stored as if whole, however it arrives.
-
-function pngChunk (type: string, data: Buffer): Buffer {
-  const chunk = Buffer.alloc(12 + data.length)
-  chunk.writeUInt32BE(data.length, 0)
-  chunk.write(type, 4, 'latin1')
-  data.copy(chunk, 8)
-  chunk.writeUInt32BE(crc32(chunk.subarray(4, 8 + data.length)), 8 + data.length)
-  return chunk
-}
-
-/** 100 bytes: a PNG signature, an intact IHDR claiming 100000 × 100000 pixels, the start of its image data. */
-function forgedPng (): Buffer {
-  const size = Buffer.alloc(13)
-  size.writeUInt32BE(100_000, 0)
-  size.writeUInt32BE(100_000, 4)
-  size.set([8, 2], 8)
-  return Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), pngChunk('IHDR', size), pngChunk('IDAT', Buffer.alloc(55))])
-}
 
 async function setup (t: Parameters<typeof build>[0], env: Record<string, string> = {}) {
   const runsDir = await tempRunsDir(t)

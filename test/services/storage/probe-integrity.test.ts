@@ -2,10 +2,10 @@ import t, { type Test } from 'tap'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { crc32 } from 'node:zlib'
 import { BuiltinBackend } from '../../../services/backends/builtin/backend.js'
 import { probeMediaFile, type ProbeOptions } from '../../../services/storage/probe.js'
 import { brokenFixtures, mediaFixtures } from '../../fixtures/media.js'
+import { forgedPng, PNG_SIGNATURE, pngChunk, pngHeader } from '../../forged-png.js'
 import { collectGenerated } from '../../generated-media.js'
 
 // A file is stored only when it is whole: these tests cut and bend real
@@ -34,26 +34,6 @@ async function generated (mediaType: 'image' | 'audio'): Promise<Buffer> {
   return first!.bytes
 }
 
-function pngChunk (type: string, data: Buffer): Buffer {
-  const chunk = Buffer.alloc(12 + data.length)
-  chunk.writeUInt32BE(data.length, 0)
-  chunk.write(type, 4, 'latin1')
-  data.copy(chunk, 8)
-  chunk.writeUInt32BE(crc32(chunk.subarray(4, 8 + data.length)), 8 + data.length)
-  return chunk
-}
-
-const PNG_SIGNATURE = Buffer.from('89504e470d0a1a0a', 'hex')
-
-function ihdr (width: number, height: number): Buffer {
-  const data = Buffer.alloc(13)
-  data.writeUInt32BE(width, 0)
-  data.writeUInt32BE(height, 4)
-  data.writeUInt8(8, 8) // bit depth
-  data.writeUInt8(2, 9) // RGB
-  return pngChunk('IHDR', data)
-}
-
 t.test('the broken and forged images of issue 9 are refused, not stored with full dimensions', async (t) => {
   const probe = await prober(t)
   const png = await readFile(mediaFixtures.png.file)
@@ -67,9 +47,7 @@ t.test('the broken and forged images of issue 9 are refused, not stored with ful
   await t.rejects(probe(await readFile(brokenFixtures.truncatedPng.file)), corrupt(/png file is truncated or corrupt/), 'image.png cut after 100 bytes')
   await t.rejects(probe(jpeg.subarray(0, jpeg.length >> 1)), corrupt(/jpg file is truncated or corrupt: it ends inside its image data, before the end-of-image marker/), 'a JPEG cut in half')
 
-  // signature, an intact IHDR that claims 10^10 pixels, and the start of an IDAT: 100 bytes
-  const idat = pngChunk('IDAT', Buffer.alloc(55))
-  const forged = Buffer.concat([PNG_SIGNATURE, ihdr(100_000, 100_000), idat])
+  const forged = forgedPng()
   t.equal(forged.length, 100)
   await t.rejects(probe(forged, { maxImagePixels: 50_000_000 }), tooLarge(/the image is 100000 × 100000 pixels, more than the limit of 50000000 pixels/))
   await t.rejects(probe(forged), corrupt(/it ends before its IEND chunk/), 'without a limit it is still not whole')
@@ -107,7 +85,7 @@ t.test('a PNG is walked chunk by chunk: its IHDR checked, image data required, n
   const damaged = Buffer.from(png)
   damaged[29] = (damaged[29] as number) ^ 0xff // a byte of the IHDR's checksum
   await t.rejects(probe(damaged), corrupt(/its IHDR chunk is damaged/))
-  await t.rejects(probe(Buffer.concat([PNG_SIGNATURE, ihdr(64, 48), pngChunk('IEND', Buffer.alloc(0))])), corrupt(/it has no image data \(IDAT\)/))
+  await t.rejects(probe(Buffer.concat([PNG_SIGNATURE, pngHeader(64, 48), pngChunk('IEND', Buffer.alloc(0))])), corrupt(/it has no image data \(IDAT\)/))
   const impossible = Buffer.alloc(8)
   impossible.writeUInt32BE(0x80000000, 0)
   impossible.write('tEXt', 4, 'latin1')
