@@ -13,6 +13,7 @@ export const ConfigSchema = Type.Object({
   RUN_INDEX_PATH: Type.Optional(Type.String({ description: 'SQLite index behind GET /api/runs, derived from the run folders and rebuilt from them when missing or damaged; default <RUNS_DIR>/.index.sqlite. Keep it on a local disk (SQLite WAL does not work on network file systems)' })),
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info', description: 'pino log level' }),
   MAX_UPLOAD_BYTES: Type.Integer({ default: 100 * 1024 * 1024, minimum: 1, description: 'largest media file accepted from an upload, data URI or URL, and from a generator' }),
+  MAX_IMAGE_PIXELS: Type.Integer({ default: 50_000_000, minimum: 1, description: 'largest image accepted, in pixels (width × height; 50 000 000 is about 8660 × 5773): a small file can claim a size whose decoding takes a thumbnailer or an export down' }),
   PUBLIC_BASE_URL: Type.Optional(Type.String({ pattern: HTTP_URL, description: 'absolute base URL for links in answers (e.g. https://runstore.lab.example); relative links when unset' })),
   CORS_ORIGINS: Type.String({ default: '', description: 'comma-separated origins allowed to call the API from a browser, or * for any; empty: no CORS headers' }),
   MEDIA_CACHE_BYTES: Type.Integer({ default: 256 * 1024 * 1024, minimum: 0, description: 'memory for serving hot media files; 0 turns the cache off' }),

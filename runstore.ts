@@ -80,6 +80,7 @@ export function openStore (config: Config, options: { logger?: Logger, fetchPoli
     blobs,
     events,
     metadataCacheEntries: config.METADATA_CACHE_ENTRIES,
+    maxImagePixels: config.MAX_IMAGE_PIXELS,
     ingester: new MediaIngester({
       maxBytes: config.MAX_UPLOAD_BYTES,
       fetchTimeoutMs: config.FETCH_TIMEOUT_MS,

@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { buildApp } from '../app.js'
 import { loadConfig } from '../config.js'
+import { probeMediaFile } from '../services/storage/probe.js'
 import type { RunStorage } from '../services/storage/run-storage.js'
 import { measureLoad, type MeasuredLoad } from './load.js'
 import { noisyPng } from './png.js'
@@ -133,7 +134,7 @@ async function main (): Promise<boolean> {
     })
     closables.push(serverClosable(origin))
     const originUrl = `${await listenNode(origin)}/image.png`
-    await timeStores(storage, runsDir, large, originUrl)
+    await timeStores(storage, runsDir, large, originUrl, config.MAX_IMAGE_PIXELS)
     ok = await benchPipeline() && ok
 
     console.log()
@@ -148,21 +149,24 @@ async function main (): Promise<boolean> {
 
 /**
  * Median time to store one image through RunStorage.addMedia (write, fsync,
- * sha256, probe, link, metadata.json written durably) against the bare
- * minimum that keeps the same bytes safe: write + fsync of one file in the
- * same folder. The measurements alternate, so both see the same disk.
+ * sha256, probe with its structure walk, link, metadata.json written
+ * durably) against the bare minimum that keeps the same bytes safe: write +
+ * fsync of one file in the same folder. The measurements alternate, so both
+ * see the same disk. The probe is also timed alone, on the reference file.
  */
-async function timeStores (storage: RunStorage, runsDir: string, bytes: Buffer, url: string): Promise<void> {
+async function timeStores (storage: RunStorage, runsDir: string, bytes: Buffer, url: string, maxImagePixels: number): Promise<void> {
   const run = await storage.createRun({ schema: 'bench', execution_mode: 'bench', input_text: 'bench store' })
   // The reference writes into the same run folder of the local blob store.
   const dir = join(runsDir, run.run_id)
   const options = { config: 'bench', backend: 'bench', media_type: 'image' } as const
-  const times = { buffer: [] as number[], url: [] as number[], write: [] as number[], fetchWrite: [] as number[] }
+  const times = { buffer: [] as number[], url: [] as number[], write: [] as number[], fetchWrite: [] as number[], probe: [] as number[] }
   let n = 0
   for (let i = 0; i < STORE_WARMUP_REPETITIONS + REPETITIONS; i++) {
+    const reference = join(dir, `reference-${n++}.png`)
     const sample = {
       buffer: await timed(async () => await storage.addMedia(run.run_id, bytes, options)),
-      write: await timed(async () => { await writeFileSynced(join(dir, `reference-${n++}.png`), bytes) }),
+      write: await timed(async () => { await writeFileSynced(reference, bytes) }),
+      probe: await timed(async () => await probeMediaFile(reference, { maxImagePixels })),
       url: await timed(async () => await storage.addMedia(run.run_id, { kind: 'url', url }, options)),
       fetchWrite: await timed(async () => {
         const response = await fetch(url)
@@ -181,6 +185,7 @@ async function timeStores (storage: RunStorage, runsDir: string, bytes: Buffer, 
     ['fs writeFile + fsync (reference)', ms(write), ms(Math.min(...times.write)), ms(Math.max(...times.write)), '1.00x', ''],
     ['fetch(loopback) + writeFile + fsync', ms(fetchWrite), ms(Math.min(...times.fetchWrite)), ms(Math.max(...times.fetchWrite)), `${(fetchWrite / write).toFixed(2)}x`, '1.00x'],
     ['storage.addMedia(run, Buffer)', ms(median(times.buffer)), ms(Math.min(...times.buffer)), ms(Math.max(...times.buffer)), `${(median(times.buffer) / write).toFixed(2)}x`, ''],
+    ['probeMediaFile alone (type, size, structure walk)', ms(median(times.probe)), ms(Math.min(...times.probe)), ms(Math.max(...times.probe)), `${(median(times.probe) / write).toFixed(2)}x`, ''],
     ['storage.addMedia(run, {kind: url}) loopback', ms(median(times.url)), ms(Math.min(...times.url)), ms(Math.max(...times.url)), `${(median(times.url) / write).toFixed(2)}x`, `${(median(times.url) / fetchWrite).toFixed(2)}x`]
   ])
 }

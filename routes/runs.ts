@@ -125,10 +125,10 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['runs'],
       summary: 'store a media file in the run',
-      description: 'JSON with `source: "url"` (downloaded at once), `source: "data"` (data URI or bare base64) or `source: "comfyui"` (every file of a prompt submitted to COMFYUI_URL is stored; the answer is the first, the others are in the run\'s metadata), or multipart/form-data with one `file` and the fields `config`, `media_type?`. The type and format come from the bytes; a `media_type` that contradicts them is refused (415). Nothing is stored when the request fails, except with `source: "comfyui"`, where files stored before a later one failed stay and the failure is recorded in the run\'s errors. 503 when ComfyUI is not configured. Like every write: 507 INSUFFICIENT_STORAGE when the disk is full, 503 STORAGE_UNAVAILABLE when it takes no writes (read-only or failing), and nothing is stored.',
+      description: 'JSON with `source: "url"` (downloaded at once), `source: "data"` (data URI or bare base64) or `source: "comfyui"` (every file of a prompt submitted to COMFYUI_URL is stored; the answer is the first, the others are in the run\'s metadata), or multipart/form-data with one `file` and the fields `config`, `media_type?`. The type and format come from the bytes; a `media_type` that contradicts them is refused (415). A file that is cut off or broken is refused with 422 `MEDIA_CORRUPT`, an image with more than MAX_IMAGE_PIXELS pixels with 422 `IMAGE_TOO_LARGE`. Nothing is stored when the request fails, except with `source: "comfyui"`, where files stored before a later one failed stay and the failure is recorded in the run\'s errors. 503 when ComfyUI is not configured. Like every write: 507 INSUFFICIENT_STORAGE when the disk is full, 503 STORAGE_UNAVAILABLE when it takes no writes (read-only or failing), and nothing is stored.',
       params: RunIdParams,
       body: { content: { 'application/json': { schema: AddMediaJson }, 'multipart/form-data': { schema: AddMediaMultipart } } },
-      response: { 201: MediaOutput, ...errorResponses(400, 404, 413, 415, 502, 504, ...STORAGE_FAILURES) }
+      response: { 201: MediaOutput, ...errorResponses(400, 404, 413, 415, 422, 502, 504, ...STORAGE_FAILURES) }
     }
   }, async (request, reply) => {
     const { run_id: runId } = request.params

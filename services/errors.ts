@@ -11,6 +11,11 @@ export const FileNotFoundError = createError<[string, string]>('FILE_NOT_FOUND',
 export const MediaNotReadyError = createError<[string, string]>('MEDIA_NOT_READY', 'run %s has no %s output yet; it is still running', 404)
 export const MediaNotFoundError = createError<[string, string]>('MEDIA_NOT_FOUND', 'run %s has no such %s output', 404)
 export const UnsupportedMediaError = createError<[string]>('UNSUPPORTED_MEDIA_TYPE', 'unsupported media: %s', 415)
+// Bytes of an accepted format that are not whole (cut off, a broken chunk chain, a container that cannot be read):
+// storing them would keep research data no one can open.
+export const MediaCorruptError = createError<[string, string]>('MEDIA_CORRUPT', 'the %s file is truncated or corrupt: %s', 422)
+// A decoder would need width × height pixels of memory: a small file can claim a size that takes a thumbnailer down.
+export const ImageTooLargeError = createError<[number, number, number]>('IMAGE_TOO_LARGE', 'the image is %s × %s pixels, more than the limit of %s pixels', 422)
 export const MediaTypeMismatchError = createError<[string, string]>('MEDIA_TYPE_MISMATCH', 'declared media_type %s but the bytes are %s', 415)
 export const MediaTooLargeError = createError<[number]>('MEDIA_TOO_LARGE', 'media is larger than the limit of %s bytes', 413)
 export const InvalidDataError = createError<[string]>('INVALID_DATA', 'invalid data: %s', 400)

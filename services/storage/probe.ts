@@ -2,8 +2,11 @@ import { open, type FileHandle } from 'node:fs/promises'
 import { fileTypeFromBuffer, fileTypeFromFile } from 'file-type'
 import type { Track } from 'mediainfo.js'
 import { parseFile, type IFormat } from 'music-metadata'
-import { UnsupportedMediaError } from '../errors.js'
+import { ImageTooLargeError, MediaCorruptError, UnsupportedMediaError } from '../errors.js'
 import type { MediaType } from '../../schemas/media.js'
+import { glbProblem, isoProblem, matroskaProblem, oggProblem, riffProblem } from './container-structure.js'
+import { FileWindow } from './file-window.js'
+import { imageProblem } from './image-structure.js'
 import { imageDimensions, type ImageFormat } from './probe-image.js'
 import { analyzeMediaFile } from './probe-mediainfo.js'
 
@@ -18,6 +21,16 @@ export interface MediaProbe {
   width: number | null
   height: number | null
   duration_seconds: number | null
+}
+
+export interface ProbeOptions {
+  /**
+   * the file's first bytes if the caller already holds them (at least 4100,
+   * or the whole file), so they are not read again
+   */
+  head?: Buffer
+  /** images with more pixels (width × height) are refused; no limit when not given */
+  maxImagePixels?: number
 }
 
 type Kind = Pick<MediaProbe, 'format' | 'mime_type' | 'extension'>
@@ -47,6 +60,13 @@ const AUDIO: Record<string, Kind> = {
 const FRAME_SYNC_DETECTED = new Set(['mp3', 'aac'])
 
 type ContainerFamily = 'mp4' | 'matroska' | 'ogg'
+
+// What makes a container whole: an MP4 needs its samples (mdat) and their index (moov).
+const CONTAINER_PROBLEMS: Record<ContainerFamily, (reader: FileWindow) => Promise<string | null>> = {
+  mp4: async (reader) => await isoProblem(reader, ['moov', 'mdat']),
+  matroska: matroskaProblem,
+  ogg: oggProblem
+}
 
 // Containers that hold video, audio, or both: their tracks decide the type.
 const CONTAINERS: Record<string, ContainerFamily> = {
@@ -80,22 +100,25 @@ const MAX_GLTF_JSON_BYTES = 32 * 1024 * 1024
 const NOT_MEDIA = 'the bytes are not an image, audio, video or 3D model format that is accepted'
 
 /**
- * Decides type, format, size and duration of a media file from its bytes.
- * Reads headers only (and, for a few formats, walks the file in chunks), so
- * it costs little memory whatever the file size.
+ * Decides type, format, size and duration of a media file from its bytes,
+ * and that the file is whole: its structure is walked (headers, chunks,
+ * boxes, markers; never a decode) to its end. Reads in windows, so it costs
+ * little memory whatever the file size.
  *
- * @param headBytes the file's first bytes if the caller already holds them
- *   (at least 4100, or the whole file), so they are not read again
  * @throws UnsupportedMediaError when the bytes are no accepted media (415)
+ * @throws MediaCorruptError when they start as an accepted format but are cut off or broken (422)
+ * @throws ImageTooLargeError when an image has more pixels than `maxImagePixels` (422)
  */
-export async function probeMediaFile (filePath: string, headBytes?: Buffer): Promise<MediaProbe> {
+export async function probeMediaFile (filePath: string, options: ProbeOptions = {}): Promise<MediaProbe> {
   const handle = await open(filePath, 'r')
   try {
     const { size } = await handle.stat()
     if (size === 0) throw new UnsupportedMediaError('the file is empty')
-    const head = headBytes !== undefined && headBytes.length >= Math.min(size, MIN_HEAD_BYTES)
-      ? headBytes.subarray(0, size)
+    const given = options.head
+    const head = given !== undefined && given.length >= Math.min(size, MIN_HEAD_BYTES)
+      ? given.subarray(0, size)
       : await readHead(handle, size)
+    const reader = new FileWindow(handle, size, head)
     // From a buffer file-type cannot look past it (e.g. past a large ID3 tag,
     // where it would answer mp3 for whatever follows), so a head that is not
     // the whole file is only a shortcut for the other probes.
@@ -104,23 +127,41 @@ export async function probeMediaFile (filePath: string, headBytes?: Buffer): Pro
 
     const image = IMAGES[detected.ext]
     if (image !== undefined) {
-      const dimensions = await imageDimensions(handle, size, head, image.format)
-      if (dimensions === null) throw new UnsupportedMediaError(`the ${image.format} image has no readable size; it is truncated or corrupt`)
-      return { media_type: 'image', ...image, ...dimensions, duration_seconds: null }
+      const dimensions = await imageDimensions(reader, head, image.format)
+      if (dimensions === null) throw new MediaCorruptError(image.format, 'it has no readable size')
+      const { width, height } = dimensions
+      // before the walk: a forged size needs no further reading to be refused
+      if (options.maxImagePixels !== undefined && width * height > options.maxImagePixels) {
+        throw new ImageTooLargeError(width, height, options.maxImagePixels)
+      }
+      refuseBroken(image.format, await imageProblem(reader, image.format))
+      return { media_type: 'image', ...image, width, height, duration_seconds: null }
     }
     const audio = AUDIO[detected.ext]
     if (audio !== undefined) {
+      if (audio.format === 'wav') refuseBroken('wav', await riffProblem(reader, ['fmt ', 'data'], { streamed: true }))
       const stream = await readAudioStream(filePath, audio.format)
       const duration = seconds(stream.duration)
-      // Magic bytes followed by junk: no stream header (or, for a frame sync
-      // word, no run of frames) could be read, so no player could either.
-      const readable = FRAME_SYNC_DETECTED.has(audio.format) ? duration !== null : stream.sampleRate !== undefined
-      if (!readable) throw new UnsupportedMediaError(`no readable ${audio.format} audio stream`)
+      // A frame sync word is found in random bytes too: without a run of
+      // frames they were no audio at all. Real magic bytes followed by junk
+      // (no stream header) are a broken file of that format.
+      if (FRAME_SYNC_DETECTED.has(audio.format)) {
+        if (duration === null) throw new UnsupportedMediaError(`no readable ${audio.format} audio stream`)
+      } else if (stream.sampleRate === undefined) {
+        throw new MediaCorruptError(audio.format, 'it has no readable audio stream')
+      }
       return { media_type: 'audio', ...audio, width: null, height: null, duration_seconds: duration }
     }
     const family = CONTAINERS[detected.ext]
-    if (family !== undefined) return await probeContainer(filePath, handle, size, family, detected.ext)
-    if (detected.ext === 'glb') return probeGlb(head)
+    if (family !== undefined) {
+      refuseBroken(detected.ext, await CONTAINER_PROBLEMS[family](reader))
+      return await probeContainer(filePath, handle, size, family, detected.ext)
+    }
+    if (detected.ext === 'glb') {
+      const model = probeGlb(head)
+      refuseBroken('glb', await glbProblem(reader))
+      return model
+    }
     throw new UnsupportedMediaError(`${detected.ext} (${detected.mime}) is not an accepted media format`)
   } finally {
     await handle.close()
@@ -131,6 +172,10 @@ async function readHead (handle: FileHandle, size: number): Promise<Buffer> {
   const head = Buffer.allocUnsafe(Math.min(size, HEAD_BYTES))
   const { bytesRead } = await handle.read(head, 0, head.length, 0)
   return head.subarray(0, bytesRead)
+}
+
+function refuseBroken (format: string, problem: string | null): void {
+  if (problem !== null) throw new MediaCorruptError(format, problem)
 }
 
 async function readAll (handle: FileHandle, size: number): Promise<Buffer> {
@@ -145,7 +190,7 @@ async function probeContainer (filePath: string, handle: FileHandle, size: numbe
     tracks = await analyzeMediaFile(handle, size)
   } catch (err) {
     if (isIoError(err)) throw err
-    throw new UnsupportedMediaError(`the ${detectedExt} container could not be read: ${(err as Error).message}`)
+    throw new MediaCorruptError(detectedExt, `the container could not be read: ${(err as Error).message}`)
   }
   const general = tracks.find((track) => track['@type'] === 'General')
   const video = tracks.find((track) => track['@type'] === 'Video')
@@ -211,7 +256,7 @@ async function readAudioStream (filePath: string, format: string): Promise<IForm
     return (await parseFile(filePath, { duration: true, skipCovers: true })).format
   } catch (err) {
     if (isIoError(err)) throw err
-    throw new UnsupportedMediaError(`the ${format} audio could not be read: ${(err as Error).message}`)
+    throw new MediaCorruptError(format, `the audio could not be read: ${(err as Error).message}`)
   }
 }
 
@@ -253,7 +298,7 @@ function positive (value: number | undefined): number | null {
 }
 
 // Failures of the disk (not of the bytes on it) are not the client's fault
-// and must not turn into a 415.
+// and must not turn into a 415 or 422.
 function isIoError (err: unknown): boolean {
   return err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === 'string'
 }

@@ -68,6 +68,8 @@ export interface RunStorageOptions {
   /** told about every durable change; a new RunEvents when not given */
   events?: RunEvents
   metadataCacheEntries?: number
+  /** images with more pixels are refused (a decompression bomb for whatever decodes them later); no limit when not given */
+  maxImagePixels?: number
 }
 
 const TERMINAL: ReadonlySet<RunStatus> = new Set(['completed', 'failed', 'blocked'])
@@ -83,6 +85,7 @@ export class RunStorage {
   readonly blobs: BlobStore
   readonly events: RunEvents
   readonly #ingester: MediaIngester
+  readonly #maxImagePixels: number | undefined
   readonly #lock = new KeyedLock()
   readonly #metadata: LruCache<string, RunMetadata>
 
@@ -90,6 +93,7 @@ export class RunStorage {
     this.blobs = options.blobs
     this.events = options.events ?? new RunEvents()
     this.#ingester = options.ingester
+    this.#maxImagePixels = options.maxImagePixels
     this.#metadata = new LruCache(options.metadataCacheEntries ?? 10000)
   }
 
@@ -212,15 +216,17 @@ export class RunStorage {
 
   /**
    * Takes bytes into a staging file and probes them, outside the run's lock
-   * so that many uploads into one run stream in parallel. Fails (and leaves
-   * nothing) when the bytes are not supported media.
+   * so that many uploads into one run stream in parallel. Every way media
+   * arrives (upload, data URI, URL, a generator) comes through here. Fails
+   * (and leaves nothing) when the bytes are not supported media, not whole,
+   * or an image over the pixel limit.
    */
   async stageMedia (runId: string, input: MediaInput): Promise<StagedMedia> {
     const id = assertRunId(runId)
     await this.getMetadata(id)
     const file = await this.#ingester.stage(input, this.blobs.stagingPath(id))
     try {
-      return { runId: id, file, probe: await probeMediaFile(file.path, file.head) }
+      return { runId: id, file, probe: await probeMediaFile(file.path, { head: file.head, maxImagePixels: this.#maxImagePixels }) }
     } catch (err) {
       await this.blobs.discardStaged(file)
       throw err

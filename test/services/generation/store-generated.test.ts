@@ -49,3 +49,16 @@ t.test('an item that is not what it claims stops the generation; the generator i
   t.match(result, { outputs: [], error: { code: 'MEDIA_TYPE_MISMATCH' } })
   t.ok(closed, 'the backend was told to stop')
 })
+
+t.test('a generator whose image arrives cut off stores nothing and returns MEDIA_CORRUPT', async (t) => {
+  const { storage, runsDir, runId } = await setup(t)
+  const png = await readFile(fixtures.png.file)
+  async function * generate (): AsyncIterable<MediaItem> {
+    // what a backend hands on when its download broke off without an error
+    yield { body: Readable.from([png.subarray(0, png.length >> 1)]), media_type: 'image', source: { kind: 'comfyui', node_id: '9' } }
+  }
+  const result = await storeGeneratedMedia(storage, runId, generate(), { config: 'sd35_large', backend: 'comfyui' })
+  t.match(result, { outputs: [], error: { code: 'MEDIA_CORRUPT', statusCode: 422, message: /png file is truncated or corrupt/ } })
+  t.same((await readdir(join(runsDir, runId))).sort(), ['input_text.txt', 'metadata.json'])
+  t.same((await storage.getMetadata(runId)).outputs, [])
+})

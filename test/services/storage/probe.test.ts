@@ -47,14 +47,15 @@ function assertProbe (t: Test, probe: MediaProbe, expected: MediaFixture): void 
 }
 
 const unsupported = (message: RegExp): { code: string, statusCode: number, message: RegExp } => ({ code: 'UNSUPPORTED_MEDIA_TYPE', statusCode: 415, message })
+const corrupt = (message: RegExp): { code: string, statusCode: number, message: RegExp } => ({ code: 'MEDIA_CORRUPT', statusCode: 422, message })
 
 t.test('every fixture is probed from its bytes, with or without the head handed in', async (t) => {
   for (const [name, fixture] of Object.entries(mediaFixtures)) {
     t.test(name, async (t) => {
       const probe = await probeMediaFile(fixture.file)
       assertProbe(t, probe, fixture)
-      t.strictSame(await probeMediaFile(fixture.file, await readFile(fixture.file)), probe, 'same answer from a head that is the whole file')
-      t.strictSame(await probeMediaFile(fixture.file, (await readFile(fixture.file)).subarray(0, 64)), probe, 'a head too short to use is read again')
+      t.strictSame(await probeMediaFile(fixture.file, { head: await readFile(fixture.file) }), probe, 'same answer from a head that is the whole file')
+      t.strictSame(await probeMediaFile(fixture.file, { head: (await readFile(fixture.file)).subarray(0, 64) }), probe, 'a head too short to use is read again')
     })
   }
 })
@@ -83,24 +84,20 @@ t.test('containers are typed by their tracks, not by their brand', async (t) => 
   const dir = await tempDir(t)
   const empty = join(dir, 'empty.mp4')
   const ftyp = Buffer.from('00000018667479706973736f0000020069736f6d69736f32', 'hex') // ftyp isom, minor 512, isom iso2
+  const moov = Buffer.from('000000086d6f6f76', 'hex') // whole, but it lists no track
   const mdat = Buffer.from('000000086d646174', 'hex')
-  await writeFile(empty, Buffer.concat([ftyp, mdat]))
+  await writeFile(empty, Buffer.concat([ftyp, moov, mdat]))
   await t.rejects(probeMediaFile(empty), unsupported(/mp4 container holds no audio or video track/))
 })
 
-t.test('a truncated PNG whose IHDR survived is still a PNG of that size', async (t) => {
-  // Decision: the probe reads headers and does not decode pixels. The magic
-  // bytes say PNG and the IHDR says 64x48, so that is what it reports; the
-  // ingest checks that uploads arrive complete.
-  assertProbe(t, await probeMediaFile(brokenFixtures.truncatedPng.file), { ...mediaFixtures.png, file: brokenFixtures.truncatedPng.file })
-
-  // cut inside the IHDR: the signature still says PNG, but there is no size to read
+t.test('a PNG cut inside its IHDR has no size to read', async (t) => {
+  // the signature still says PNG, but there is no size to read
   const dir = await tempDir(t)
   const cut = join(dir, 'cut.png')
   await writeFile(cut, (await readFile(mediaFixtures.png.file)).subarray(0, 20))
-  await t.rejects(probeMediaFile(cut), unsupported(/png image has no readable size/))
+  await t.rejects(probeMediaFile(cut), corrupt(/png file is truncated or corrupt: it has no readable size/))
   // the same 20 bytes as a slice of a buffer that goes on with the rest of the PNG
-  await t.rejects(probeMediaFile(cut, (await readFile(mediaFixtures.png.file)).subarray(0, 20)), unsupported(/png image has no readable size/),
+  await t.rejects(probeMediaFile(cut, { head: (await readFile(mediaFixtures.png.file)).subarray(0, 20) }), corrupt(/it has no readable size/),
     'nothing is read past the end of the head')
 })
 
@@ -118,7 +115,8 @@ t.test('bytes that are no accepted media are refused with a 415', async (t) => {
   const syncThenNoise = Buffer.concat([Buffer.from([0xff, 0xfb, 0x90, 0x64]), noise('mp3', 10_000)])
   await t.rejects(probeMediaFile(await write('noise.mp3', syncThenNoise)), unsupported(/no readable mp3 audio stream/))
   const flacMagicThenNoise = Buffer.concat([Buffer.from('fLaC'), noise('flac', 40)])
-  await t.rejects(probeMediaFile(await write('noise.flac', flacMagicThenNoise)), unsupported(/no readable flac audio stream/))
+  await t.rejects(probeMediaFile(await write('noise.flac', flacMagicThenNoise)), corrupt(/flac file is truncated or corrupt: it has no readable audio stream/),
+    'real magic bytes followed by junk: a broken file of that format')
 
   const zip = new yazl.ZipFile()
   zip.addBuffer(await readFile(mediaFixtures.png.file), 'image.png')
@@ -150,7 +148,7 @@ t.test('glTF JSON is recognised by parsing it, other JSON is not a model', async
   assertProbe(t, await probeMediaFile(await write('bom.gltf', '\uFEFF' + JSON.stringify(gltf))), mediaFixtures.gltf)
   // larger than any head: the whole text is read from the file
   const large = await write('large.gltf', JSON.stringify({ ...gltf, extras: { note: 'x'.repeat(200_000) } }))
-  assertProbe(t, await probeMediaFile(large, (await readFile(large)).subarray(0, 64 * 1024)), mediaFixtures.gltf)
+  assertProbe(t, await probeMediaFile(large, { head: (await readFile(large)).subarray(0, 64 * 1024) }), mediaFixtures.gltf)
 
   await t.rejects(probeMediaFile(await write('scene.gltf', '{"scenes": []}')), unsupported(/no asset\.version/))
   await t.rejects(probeMediaFile(await write('broken.gltf', '{"asset": {"version": "2.0"')), unsupported(/not valid JSON/))
@@ -201,19 +199,19 @@ t.test('JPEG size is the displayed size, wherever the frame header sits', async 
   const deepBytes = withSegments(exifOrientation(8), ...padding, Buffer.from([0xff, 0x01, 0xff]))
   await writeFile(deep, deepBytes)
   t.ok(deepBytes.length - jpeg.length > 2 * MiB, 'the frame header is beyond 2 MiB')
-  t.match(await probeMediaFile(deep, deepBytes.subarray(0, 64 * 1024)), { format: 'jpg', width: 60, height: 80 })
+  t.match(await probeMediaFile(deep, { head: deepBytes.subarray(0, 64 * 1024) }), { format: 'jpg', width: 60, height: 80 })
   t.match(await probeMediaFile(deep), { format: 'jpg', width: 60, height: 80 })
 
   // the segment chain breaks before any frame header
   const broken = join(dir, 'broken.jpg')
   await writeFile(broken, Buffer.concat([jpeg.subarray(0, 2), ...padding.slice(0, 2), Buffer.from('garbage!')]))
-  await t.rejects(probeMediaFile(broken), unsupported(/jpg image has no readable size/))
+  await t.rejects(probeMediaFile(broken), corrupt(/jpg file is truncated or corrupt: it has no readable size/))
   const scanFirst = join(dir, 'scan-first.jpg')
   await writeFile(scanFirst, Buffer.concat([jpeg.subarray(0, 2), ...padding.slice(0, 2), jpegSegment(0xda, Buffer.alloc(10))]))
-  await t.rejects(probeMediaFile(scanFirst), unsupported(/jpg image has no readable size/))
+  await t.rejects(probeMediaFile(scanFirst), corrupt(/jpg file is truncated or corrupt: it has no readable size/))
   const cutInSegment = join(dir, 'cut.jpg')
   await writeFile(cutInSegment, Buffer.concat([jpeg.subarray(0, 2), ...padding.slice(0, 2), jpegSegment(0xc0, Buffer.alloc(15)).subarray(0, 10)]))
-  await t.rejects(probeMediaFile(cutInSegment), unsupported(/jpg image has no readable size/))
+  await t.rejects(probeMediaFile(cutInSegment), corrupt(/jpg file is truncated or corrupt: it has no readable size/))
 })
 
 t.test('a TIFF whose directory sits behind 20 MB of pixels is measured without reading them', async (t) => {
@@ -237,10 +235,12 @@ t.test('a TIFF whose directory sits behind 20 MB of pixels is measured without r
       }
       const entryLength = big ? 20 : 12
       const countLength = big ? 8 : 2
-      const directory = Buffer.alloc(countLength + 2 * entryLength + (big ? 8 : 4))
-      if (big) u64(directory, 2, 0)
-      else u16(directory, 2, 0)
-      const entries: Array<[number, number, number]> = [[256, 3, 3000], [257, 4, 2000]] // width SHORT, height LONG
+      // width SHORT, height LONG, and one strip (LONG8 in a BigTIFF): the 20 MB of pixels between header and directory
+      const long = big ? 16 : 4
+      const entries: Array<[number, number, number]> = [[256, 3, 3000], [257, 4, 2000], [273, long, headerLength], [279, long, gap]]
+      const directory = Buffer.alloc(countLength + entries.length * entryLength + (big ? 8 : 4))
+      if (big) u64(directory, entries.length, 0)
+      else u16(directory, entries.length, 0)
       entries.forEach(([tag, type, value], i) => {
         const at = countLength + i * entryLength
         u16(directory, tag, at)
@@ -249,6 +249,7 @@ t.test('a TIFF whose directory sits behind 20 MB of pixels is measured without r
         else u32(directory, 1, at + 4)
         const valueAt = at + (big ? 12 : 8)
         if (type === 3) u16(directory, value, valueAt)
+        else if (type === 16) u64(directory, value, valueAt)
         else u32(directory, value, valueAt)
       })
       const path = join(dir, `${littleEndian ? 'le' : 'be'}-${big ? 'bigtiff' : 'tiff'}.tif`)
@@ -275,7 +276,7 @@ t.test('a TIFF whose directory sits behind 20 MB of pixels is measured without r
   directory.writeUInt32LE(1, 6)
   directory.writeUInt16LE(3000, 10)
   await writeSparse(noHeight, [[0, Buffer.concat([header, offset])], [gap, directory]])
-  await t.rejects(probeMediaFile(noHeight), unsupported(/tiff image has no readable size/))
+  await t.rejects(probeMediaFile(noHeight), corrupt(/tiff file is truncated or corrupt: it has no readable size/))
 })
 
 t.test('an AVIF with its meta box behind a large box is measured from the boxes that describe it', async (t) => {
@@ -294,13 +295,13 @@ t.test('an AVIF with its meta box behind a large box is measured from the boxes 
 
   const noMeta = join(dir, 'no-meta.avif')
   await writeSparse(noMeta, [[0, avif.subarray(0, ftypLength)], [ftypLength, free]], ftypLength + 16 + gap)
-  await t.rejects(probeMediaFile(noMeta), unsupported(/avif image has no readable size/))
+  await t.rejects(probeMediaFile(noMeta), corrupt(/avif file is truncated or corrupt: it has no readable size/))
   const cutLargeSize = join(dir, 'cut-large-size.avif')
   await writeSparse(cutLargeSize, [[0, avif.subarray(0, ftypLength)], [ftypLength, free.subarray(0, 8)]])
-  await t.rejects(probeMediaFile(cutLargeSize), unsupported(/avif image has no readable size/), 'a 64-bit size that is cut off')
+  await t.rejects(probeMediaFile(cutLargeSize), corrupt(/it has no readable size/), 'a 64-bit size that is cut off')
   const toTheEnd = join(dir, 'to-the-end.avif')
   await writeSparse(toTheEnd, [[0, avif.subarray(0, ftypLength)], [ftypLength, Buffer.from('0000000066726565', 'hex')]], 2 * MiB)
-  await t.rejects(probeMediaFile(toTheEnd), unsupported(/avif image has no readable size/), 'a last box that runs to the end of the file, and no meta')
+  await t.rejects(probeMediaFile(toTheEnd), corrupt(/it has no readable size/), 'a last box that runs to the end of the file, and no meta')
 })
 
 t.test('a 21 MB WAV is probed from its header', async (t) => {
@@ -344,7 +345,7 @@ t.test('an MP4 whose moov box sits behind 30 MB is probed by seeking, not by rea
   const handle = await open(path, 'r')
   await handle.read(head, 0, head.length, 0)
   await handle.close()
-  assertProbe(t, await probeMediaFile(path, head), { ...mediaFixtures.rotatedMp4, file: path })
+  assertProbe(t, await probeMediaFile(path, { head }), { ...mediaFixtures.rotatedMp4, file: path })
 })
 
 t.test('parallel probes share the one MediaInfo instance without mixing results', async (t) => {
@@ -360,7 +361,7 @@ t.test('a container the analyser cannot read is unsupported; a failing disk is n
   const broken = await t.mockImport<typeof import('../../../services/storage/probe.js')>('../../../services/storage/probe.js', {
     '../../../services/storage/probe-mediainfo.js': failWith(new Error('memory access out of bounds'))
   })
-  await t.rejects(broken.probeMediaFile(mediaFixtures.mp4.file), unsupported(/mp4 container could not be read: memory access out of bounds/))
+  await t.rejects(broken.probeMediaFile(mediaFixtures.mp4.file), corrupt(/mp4 file is truncated or corrupt: the container could not be read: memory access out of bounds/))
 
   const failingDisk = await t.mockImport<typeof import('../../../services/storage/probe.js')>('../../../services/storage/probe.js', {
     '../../../services/storage/probe-mediainfo.js': failWith(ioError)
@@ -373,7 +374,7 @@ t.test('audio music-metadata cannot parse is unsupported; a failing disk is not'
   const broken = await t.mockImport<typeof import('../../../services/storage/probe.js')>('../../../services/storage/probe.js', {
     'music-metadata': failWith(new Error('FourCC contains invalid characters'))
   })
-  await t.rejects(broken.probeMediaFile(mediaFixtures.wav.file), unsupported(/wav audio could not be read: FourCC contains invalid characters/))
+  await t.rejects(broken.probeMediaFile(mediaFixtures.wav.file), corrupt(/wav file is truncated or corrupt: the audio could not be read: FourCC contains invalid characters/))
 
   const failingDisk = await t.mockImport<typeof import('../../../services/storage/probe.js')>('../../../services/storage/probe.js', {
     'music-metadata': failWith(Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO', syscall: 'read' }))
