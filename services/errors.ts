@@ -106,6 +106,9 @@ export class QueueFullError extends QueueFull {
 export const AdminDisabledError = createError('ADMIN_DISABLED', 'admin routes are off: set ADMIN_TOKEN to use them', 403)
 export const AdminUnauthorizedError = createError('ADMIN_UNAUTHORIZED', 'this route needs Authorization: Bearer <ADMIN_TOKEN>', 401)
 
+// GET /metrics, when METRICS_TOKEN is set.
+export const MetricsUnauthorizedError = createError('METRICS_UNAUTHORIZED', 'this route needs Authorization: Bearer <METRICS_TOKEN>', 401)
+
 // The pipeline runner.
 export const ServiceStoppingError = createError('SERVICE_STOPPING', 'the service is shutting down; try again shortly', 503)
 

@@ -33,7 +33,7 @@ t.test('the OpenAPI document describes every route, tagged', async (t) => {
     ['post', '/api/runs'], ['get', '/api/runs/{run_id}'], ['patch', '/api/runs/{run_id}'], ['post', '/api/runs/{run_id}/media'],
     ['get', '/api/runs/{run_id}/files/{filename}'], ['get', '/api/media/image/{run_id}'], ['get', '/api/media/image/{run_id}/{index}'],
     ['get', '/api/media/audio/{run_id}'], ['get', '/api/media/video/{run_id}/{index}'], ['get', '/api/media/model3d/{run_id}'],
-    ['get', '/api/media/info/{run_id}'], ['get', '/api/media/run/{run_id}'], ['get', '/health'], ['get', '/ready']
+    ['get', '/api/media/info/{run_id}'], ['get', '/api/media/run/{run_id}'], ['get', '/health'], ['get', '/ready'], ['get', '/metrics']
   ]
   for (const [method, path] of expected) {
     const operation = doc.paths[path!]?.[method!]
