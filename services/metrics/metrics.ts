@@ -39,6 +39,8 @@ export class RunstoreMetrics {
   constructor (sources: MetricsSources) {
     const { events, backends, index, blobs } = sources
     const registers = [this.registry]
+    // Started now, so that the first scrape has samples of the event loop's delay.
+    processRegistry()
 
     this.#requestDuration = new Histogram({
       name: 'runstore_http_request_duration_seconds',

@@ -68,6 +68,7 @@ t.test('GET /metrics after requests, an upload and a pipeline run: Prometheus na
     })
     t.equal(after.get('process_cpu_seconds_total')?.type, 'counter', 'and the process\'s own')
     t.equal(after.get('nodejs_eventloop_lag_seconds')?.type, 'gauge')
+    t.notOk(Number.isNaN(sampleValue(before, 'nodejs_eventloop_lag_mean_seconds')), 'the loop is measured from the start, so even the first scrape has a mean')
   })
 
   t.test('requests by route pattern and status, never by raw URL', async (t) => {
