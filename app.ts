@@ -13,6 +13,7 @@ import runstorePlugin from './plugins/runstore.js'
 import storagePlugin from './plugins/storage.js'
 import adminPlugin from './plugins/admin.js'
 import metricsPlugin from './plugins/metrics.js'
+import overloadPlugin from './plugins/overload.js'
 import mediaDeliveryPlugin from './plugins/media-delivery.js'
 import backendsPlugin from './plugins/backends.js'
 import pipelinePlugin from './plugins/pipeline.js'
@@ -75,6 +76,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(httpProtocolPlugin)
     await app.register(metricsPlugin)
     await app.register(corsPlugin)
+    // After CORS, so a browser can read a 503's Retry-After; before every route, which it describes as possibly overloaded.
+    await app.register(overloadPlugin)
     await app.register(swaggerPlugin)
     await app.register(storagePlugin)
     await app.register(adminPlugin)

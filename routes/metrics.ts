@@ -8,6 +8,8 @@ const metricsRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const authorized = token === undefined ? null : bearerTokenCheck(token)
 
   app.get('/metrics', {
+    // Scraped most usefully while the service struggles.
+    config: { answersWhenOverloaded: true },
     schema: {
       tags: ['service'],
       summary: 'numbers to watch, in Prometheus text format',

@@ -112,6 +112,17 @@ export const MetricsUnauthorizedError = createError('METRICS_UNAUTHORIZED', 'thi
 // The pipeline runner.
 export const ServiceStoppingError = createError('SERVICE_STOPPING', 'the service is shutting down; try again shortly', 503)
 
+const ServiceOverloaded = createError('SERVICE_OVERLOADED', 'the service is overloaded; try again in a few seconds', 503)
+/** The event loop is saturated (OVERLOAD_* settings): refused before any work, with Retry-After. */
+export class ServiceOverloadedError extends ServiceOverloaded {
+  readonly retryAfterSeconds: number
+
+  constructor (retryAfterSeconds: number) {
+    super()
+    this.retryAfterSeconds = retryAfterSeconds
+  }
+}
+
 // Listing runs (GET /api/runs).
 export const InvalidCursorError = createError<[string]>('INVALID_CURSOR', 'cursor %s was not given out by this service; start again without one', 400)
 export const InvalidRunFilterError = createError<[string]>('INVALID_FILTER', 'invalid filter: %s', 400)
