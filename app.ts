@@ -12,6 +12,8 @@ import swaggerPlugin from './plugins/swagger.js'
 import runstorePlugin from './plugins/runstore.js'
 import storagePlugin from './plugins/storage.js'
 import adminPlugin from './plugins/admin.js'
+import metricsPlugin from './plugins/metrics.js'
+import overloadPlugin from './plugins/overload.js'
 import mediaDeliveryPlugin from './plugins/media-delivery.js'
 import backendsPlugin from './plugins/backends.js'
 import pipelinePlugin from './plugins/pipeline.js'
@@ -20,6 +22,7 @@ import runRoutes from './routes/runs.js'
 import mediaRoutes from './routes/media.js'
 import pipelineRoutes from './routes/pipeline.js'
 import backendRoutes from './routes/backends.js'
+import metricsRoutes from './routes/metrics.js'
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 // strictTypes off: the multipart body schema deliberately has no `type` (see routes/runs.ts)
@@ -71,7 +74,10 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(runstorePlugin, { runstore })
     await app.register(errorsPlugin)
     await app.register(httpProtocolPlugin)
+    await app.register(metricsPlugin)
     await app.register(corsPlugin)
+    // After CORS, so a browser can read a 503's Retry-After; before every route, which it describes as possibly overloaded.
+    await app.register(overloadPlugin)
     await app.register(swaggerPlugin)
     await app.register(storagePlugin)
     await app.register(adminPlugin)
@@ -84,6 +90,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(mediaRoutes)
     await app.register(pipelineRoutes)
     await app.register(backendRoutes)
+    await app.register(metricsRoutes)
   } catch (err) {
     await runstore.close()
     throw err

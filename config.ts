@@ -23,6 +23,11 @@ export const ConfigSchema = Type.Object({
   FETCH_MAX_REDIRECTS: Type.Integer({ default: 5, minimum: 0, description: 'redirects followed when downloading media from a URL' }),
   ALLOWED_FETCH_HOSTS: Type.String({ default: '', description: 'comma-separated host names or IPs that URL downloads may reach although they are private or loopback' }),
   ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'bearer token for admin routes (deleting runs); admin routes are off when unset' })),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'bearer token GET /metrics asks for (a Prometheus scrape config\'s authorization credentials); open when unset, as Prometheus endpoints usually are: keep the port in the lab network then' })),
+  OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ default: 1000, minimum: 0, description: 'how long the event loop was held at a stretch in the last sample, weighted by time (what a request arriving then ran into), above which requests get 503 SERVICE_OVERLOADED with Retry-After (GET /health and /metrics still answer); 0: not checked' }),
+  OVERLOAD_MAX_EVENT_LOOP_UTILIZATION: Type.Number({ default: 0, minimum: 0, maximum: 1, description: 'share of the last sample the event loop was busy (e.g. 0.98) above which requests get 503 SERVICE_OVERLOADED; 0: not checked (a loop that is busy but still answers quickly is working, not overloaded)' }),
+  OVERLOAD_SAMPLE_INTERVAL_MS: Type.Integer({ default: 1000, minimum: 10, description: 'how often the event loop is measured for the OVERLOAD_MAX_* checks' }),
+  OVERLOAD_RETRY_AFTER_SECONDS: Type.Integer({ default: 10, minimum: 1, description: 'Retry-After of a 503 SERVICE_OVERLOADED answer' }),
   CONFIGS_DIR: Type.String({ default: './configs', description: 'data folder with pipelines/*.json and outputs/*.json' }),
 
   COMFYUI_URL: Type.Optional(Type.String({ pattern: HTTP_URL, description: 'ComfyUI server, e.g. http://gpu-host:8188; the ComfyUI output configs are unavailable without it' })),

@@ -5,6 +5,7 @@ import { createBackends } from './services/backends/create-backends.js'
 import type { BackendRegistry } from './services/backends/registry.js'
 import { FetchPolicy } from './services/http/address-policy.js'
 import { MediaDelivery } from './services/media/media-delivery.js'
+import { RunstoreMetrics } from './services/metrics/metrics.js'
 import { createTextProviders } from './services/pipeline/llm-providers.js'
 import { loadPipelines } from './services/pipeline/pipeline-definitions.js'
 import { PipelineRunner } from './services/pipeline/pipeline-runner.js'
@@ -52,6 +53,8 @@ export interface Runstore {
   readonly indexReport: ReconcileReport
   /** runs a stopped process had left `running`, ended at this start as failed (RUN_INTERRUPTED) */
   readonly interruptedRuns: string[]
+  /** the numbers GET /metrics shows, in a registry of this instance's own */
+  readonly metrics: RunstoreMetrics
   /** Stops the runs still going (recorded as failed), then the backends and the index. */
   close: () => Promise<void>
 }
@@ -107,11 +110,13 @@ export async function createRunstore (config: Config, options: { logger?: Logger
   const backends = await createBackends(config, { fetchPolicy })
   let pipeline: PipelineRunner | undefined
   let index: RunIndex | undefined
+  let metrics: RunstoreMetrics | undefined
   let closed = false
   // Runs still going are stopped and recorded first (their last writes reach the index), then what they used.
   const close = async (): Promise<void> => {
     if (closed) return
     closed = true
+    metrics?.close()
     await pipeline?.close()
     await backends.close()
     await index?.close()
@@ -157,7 +162,9 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     if (interruptedRuns.length > 0) logger.warn({ count: interruptedRuns.length, first: interruptedRuns.slice(0, 20) }, 'runs left running by a stopped process ended as failed (RUN_INTERRUPTED)')
     if (interrupted.failed.length > 0) logger.error({ err: interrupted.failed[0]!.err, count: interrupted.failed.length, first: interrupted.failed.slice(0, 20).map((f) => f.run_id) }, 'runs left running by a stopped process could not be ended now; the next start tries again')
 
-    return { config, logger, fetchPolicy, blobs, events, storage, index: runIndex, mediaDelivery, backends, pipeline, indexReport, interruptedRuns, close }
+    metrics = new RunstoreMetrics({ events, backends, index: runIndex, blobs, logger })
+
+    return { config, logger, fetchPolicy, blobs, events, storage, index: runIndex, mediaDelivery, backends, pipeline, indexReport, interruptedRuns, metrics, close }
   } catch (err) {
     await close()
     throw err

@@ -7,14 +7,16 @@ import { describeError, errorBody, InvalidRunIdError, isPublicError, type ErrorB
  * (errorBody). Messages of errors we made (they carry a code and a status)
  * are meant for clients; anything else is an internal failure whose details
  * (stack, file paths) stay in the log. An error that carries
- * retryAfterSeconds (QUEUE_FULL) is sent with Retry-After.
+ * retryAfterSeconds (QUEUE_FULL, SERVICE_OVERLOADED) is sent with Retry-After.
  */
 export default fp(async function errorsPlugin (app) {
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const body = err.validation !== undefined ? validationBody(err, err.validation, request) : describeError(err)
-    if (body.statusCode >= 500) request.log.error({ err }, 'request failed')
+    const retryAfter = isPublicError(err) ? err.retryAfterSeconds : undefined
+    // A refusal that passes with time (QUEUE_FULL, SERVICE_OVERLOADED) is no failure: no stack, and cheap under a flood.
+    if (body.statusCode >= 500 && retryAfter === undefined) request.log.error({ err }, 'request failed')
     else request.log.info({ code: body.code, message: body.message }, 'request refused')
-    if (isPublicError(err) && typeof err.retryAfterSeconds === 'number') void reply.header('Retry-After', String(err.retryAfterSeconds))
+    if (retryAfter !== undefined) void reply.header('Retry-After', String(retryAfter))
     // Errors describe a moment (MEDIA_NOT_READY turns into the image), never the resource: nothing may cache them.
     return reply.code(body.statusCode).type('application/json; charset=utf-8').header('Cache-Control', 'no-store').header('X-Content-Type-Options', 'nosniff').send(body)
   })

@@ -13,13 +13,16 @@ export default fp(async function swaggerPlugin (app) {
       },
       ...(app.config.PUBLIC_BASE_URL !== undefined ? { servers: [{ url: app.config.PUBLIC_BASE_URL }] } : {}),
       components: {
-        securitySchemes: { adminToken: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' } }
+        securitySchemes: {
+          adminToken: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' },
+          metricsToken: { type: 'http', scheme: 'bearer', description: 'METRICS_TOKEN' }
+        }
       },
       tags: [
         { name: 'pipeline', description: 'run a pipeline on a prompt (translation, safety, interception, generation) and store what it makes' },
         { name: 'runs', description: 'run folders and their metadata, for clients that drive their own generation' },
         { name: 'media', description: 'stored media, served with Range, ETag and caching headers' },
-        { name: 'service', description: 'health and readiness' }
+        { name: 'service', description: 'health, readiness, backends and metrics' }
       ]
     }
   })

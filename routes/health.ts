@@ -5,6 +5,8 @@ import { errorBody } from '../services/errors.js'
 
 const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/health', {
+    // Alive is alive: a container restarted for being busy would lose the runs in flight.
+    config: { answersWhenOverloaded: true },
     schema: {
       tags: ['service'],
       summary: 'the process is alive',

@@ -111,8 +111,22 @@ export class QueueFullError extends QueueFull {
 export const AdminDisabledError = createError('ADMIN_DISABLED', 'admin routes are off: set ADMIN_TOKEN to use them', 403)
 export const AdminUnauthorizedError = createError('ADMIN_UNAUTHORIZED', 'this route needs Authorization: Bearer <ADMIN_TOKEN>', 401)
 
+// GET /metrics, when METRICS_TOKEN is set.
+export const MetricsUnauthorizedError = createError('METRICS_UNAUTHORIZED', 'this route needs Authorization: Bearer <METRICS_TOKEN>', 401)
+
 // The pipeline runner.
 export const ServiceStoppingError = createError('SERVICE_STOPPING', 'the service is shutting down; try again shortly', 503)
+
+const ServiceOverloaded = createError('SERVICE_OVERLOADED', 'the service is overloaded; try again in a few seconds', 503)
+/** The event loop is saturated (OVERLOAD_* settings): refused before any work, with Retry-After. */
+export class ServiceOverloadedError extends ServiceOverloaded {
+  readonly retryAfterSeconds: number
+
+  constructor (retryAfterSeconds: number) {
+    super()
+    this.retryAfterSeconds = retryAfterSeconds
+  }
+}
 
 // Listing runs (GET /api/runs).
 export const InvalidCursorError = createError<[string]>('INVALID_CURSOR', 'cursor %s was not given out by this service; start again without one', 400)

@@ -22,7 +22,7 @@ t.test('health, readiness', async (t) => {
 })
 
 t.test('the OpenAPI document describes every route, tagged', async (t) => {
-  const app = await build(t)
+  const app = await build(t, { OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: String(ConfigSchema.properties.OVERLOAD_MAX_EVENT_LOOP_DELAY_MS.default) })
   const res = await app.inject({ url: '/openapi.json' })
   t.equal(res.statusCode, 200)
   const doc = res.json()
@@ -33,7 +33,7 @@ t.test('the OpenAPI document describes every route, tagged', async (t) => {
     ['post', '/api/runs'], ['get', '/api/runs/{run_id}'], ['patch', '/api/runs/{run_id}'], ['post', '/api/runs/{run_id}/media'],
     ['get', '/api/runs/{run_id}/files/{filename}'], ['get', '/api/media/image/{run_id}'], ['get', '/api/media/image/{run_id}/{index}'],
     ['get', '/api/media/audio/{run_id}'], ['get', '/api/media/video/{run_id}/{index}'], ['get', '/api/media/model3d/{run_id}'],
-    ['get', '/api/media/info/{run_id}'], ['get', '/api/media/run/{run_id}'], ['get', '/health'], ['get', '/ready']
+    ['get', '/api/media/info/{run_id}'], ['get', '/api/media/run/{run_id}'], ['get', '/health'], ['get', '/ready'], ['get', '/metrics']
   ]
   for (const [method, path] of expected) {
     const operation = doc.paths[path!]?.[method!]
@@ -49,11 +49,11 @@ t.test('the OpenAPI document describes every route, tagged', async (t) => {
   const image = doc.paths['/api/media/image/{run_id}'].get
   t.equal(image.responses['200'].content['image/*'].schema.format, 'binary', 'media answers are binary, of their kind of type')
   t.same(Object.keys(doc.paths['/api/media/model3d/{run_id}/{index}'].get.responses['206'].content), ['model/*'])
-  t.same(Object.keys(image.responses).sort(), ['200', '206', '304', '400', '404', '416'])
+  t.same(Object.keys(image.responses).sort(), ['200', '206', '304', '400', '404', '416', '503'], '503: any route but /health and /metrics may be refused while the service is overloaded')
   t.equal(image.responses['416'].content['application/json'].schema.properties.code.type, 'string', 'a 416 is a JSON error like the others')
   t.ok(doc.paths['/api/media/video/{run_id}'].head, 'HEAD of the media routes is documented')
   t.notOk(doc.paths['/api/media/info/{run_id}'].head, 'and only there')
-  t.same(Object.keys(doc.paths['/api/runs/{run_id}/files/{filename}'].get.responses).sort(), ['200', '206', '304', '400', '404', '416'])
+  t.same(Object.keys(doc.paths['/api/runs/{run_id}/files/{filename}'].get.responses).sort(), ['200', '206', '304', '400', '404', '416', '503'])
   const upload = doc.paths['/api/runs/{run_id}/media'].post.requestBody.content
   t.ok(upload['multipart/form-data'], 'multipart upload described')
   t.ok(upload['application/json'], 'JSON sources described')

@@ -13,6 +13,12 @@ export interface GenerationQueueOptions {
   now?: (() => number) | undefined
 }
 
+/** One generation that ran here: how long it waited for a place and how long it took, in seconds. */
+export interface TimedGeneration {
+  waitSeconds: number
+  seconds: number
+}
+
 /**
  * Lets at most `concurrency` generations run at once on one backend (a GPU
  * takes one or two) and at most `limit` wait. A place is reserved before a
@@ -30,6 +36,7 @@ export class GenerationQueue {
   readonly #waiting: Array<() => void> = []
   /** moving average of how long one generation took, once one has run */
   #generationSeconds: number | null = null
+  readonly #listeners = new Set<(generation: TimedGeneration) => void>()
 
   constructor (name: string, options: GenerationQueueOptions) {
     this.name = name
@@ -53,6 +60,12 @@ export class GenerationQueue {
     return Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, Math.ceil(seconds)))
   }
 
+  /** Tells `listener` of every generation from now on (the timing Retry-After is estimated from); returns the unsubscribe function. */
+  onGeneration (listener: (generation: TimedGeneration) => void): () => void {
+    this.#listeners.add(listener)
+    return () => { this.#listeners.delete(listener) }
+  }
+
   /** Takes a place or throws QUEUE_FULL (503, with retryAfterSeconds). Every reservation must be run or released. */
   reserve (): QueueReservation {
     if (this.#running + this.waiting >= this.#concurrency + this.#limit) throw new QueueFullError(this.name, this.retryAfterSeconds)
@@ -67,12 +80,13 @@ export class GenerationQueue {
     return {
       run: async <T>(work: () => Promise<T>): Promise<T> => {
         if (!settle()) throw new Error('reservation already used')
+        const queued = this.#now()
         await this.#acquire()
         const start = this.#now()
         try {
           return await work()
         } finally {
-          this.#observe((this.#now() - start) / 1000)
+          this.#observe({ waitSeconds: (start - queued) / 1000, seconds: (this.#now() - start) / 1000 })
           this.#release()
         }
       },
@@ -88,9 +102,17 @@ export class GenerationQueue {
     await new Promise<void>((resolve) => this.#waiting.push(resolve))
   }
 
-  #observe (seconds: number): void {
+  #observe (generation: TimedGeneration): void {
+    const { seconds } = generation
     const previous = this.#generationSeconds
     this.#generationSeconds = previous === null ? seconds : previous * (1 - NEWEST_WEIGHT) + seconds * NEWEST_WEIGHT
+    for (const listener of this.#listeners) {
+      try {
+        listener(generation)
+      } catch {
+        // Whoever listens (metrics) cannot fail a generation or keep its place taken.
+      }
+    }
   }
 
   #release (): void {

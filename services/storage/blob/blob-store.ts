@@ -71,6 +71,15 @@ export interface BlobStore {
 
   /** Whether a small write succeeds now. */
   isWritable: () => Promise<boolean>
+
+  /** Bytes still free for new runs and the size of the volume; null when the store cannot tell. */
+  space: () => Promise<BlobSpace | null>
+}
+
+export interface BlobSpace {
+  /** what this process may still write (a disk's blocks reserved for root left out) */
+  availableBytes: number
+  totalBytes: number
 }
 
 export type BlobFile = readonly [name: string, data: string | Buffer]

@@ -1,9 +1,9 @@
 import { createReadStream } from 'node:fs'
-import { lstat, mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises'
+import { lstat, mkdir, readdir, readFile, rename, rm, stat, statfs, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { isRunId } from '../run-id.js'
-import { BlobExistsError, BlobNotFoundError, type BlobFile, type BlobStat, type BlobStore, type ByteRange, type StagedBlob } from './blob-store.js'
+import { BlobExistsError, BlobNotFoundError, type BlobFile, type BlobSpace, type BlobStat, type BlobStore, type ByteRange, type StagedBlob } from './blob-store.js'
 import { writingToDisk } from '../disk-errors.js'
 import { TEMP_PREFIX, fsyncPath, linkWithoutOverwrite, settleAll, tempName, writeFileSynced, writeFilesDurably } from './durable-fs.js'
 
@@ -169,6 +169,11 @@ export class LocalBlobStore implements BlobStore {
       // A probe that was created but could not be filled must not stay either.
       await unlink(probe).catch(() => {})
     }
+  }
+
+  async space (): Promise<BlobSpace> {
+    const { bavail, blocks, bsize } = await statfs(this.root)
+    return { availableBytes: bavail * bsize, totalBytes: blocks * bsize }
   }
 
   #dir (runId: string): string {

@@ -26,9 +26,19 @@ export interface RunIndex {
    * (first build, unclean shutdown), every run is read again.
    */
   reconcile: (source: RunSource) => Promise<ReconcileReport>
+  /** how many runs it lists, by status, and the room it takes: what /metrics shows, cheap enough for every scrape */
+  stats: () => Promise<RunIndexStats>
   /** whether it answers; false once closed */
   isOpen: () => Promise<boolean>
   close: () => Promise<void>
+}
+
+export interface RunIndexStats {
+  runs: number
+  /** runs per status, only the statuses some run has */
+  byStatus: Record<string, number>
+  /** what the index takes on disk; null for an index that cannot tell */
+  sizeBytes: number | null
 }
 
 /** Where the runs really are; RunStorage is one. */

@@ -101,3 +101,23 @@ t.test('a full queue says how long to wait: about one generation, from the ones 
   for (let i = 0; i < 40; i++) await timed(3_600_000)
   t.equal(queue.retryAfterSeconds, 300, 'never more than five minutes')
 })
+
+t.test('listeners hear of each generation: its wait for a place and its own time; one that throws changes nothing', async (t) => {
+  let clock = 0
+  const queue = new GenerationQueue('gpu', { concurrency: 1, limit: 5, now: () => clock })
+  const heard: Array<{ waitSeconds: number, seconds: number }> = []
+  const stop = queue.onGeneration((g) => { heard.push(g) })
+  queue.onGeneration(() => { throw new Error('a broken listener') })
+  const gate = deferred()
+  const first = queue.reserve().run(async () => { await gate.promise; clock += 3000; return 'first' })
+  const second = queue.reserve().run(async () => { clock += 500; return 'second' })
+  await new Promise((resolve) => setImmediate(resolve))
+  clock += 2000 // the first has held the place for 2 s before its work takes another 3 s
+  gate.resolve()
+  t.same(await Promise.all([first, second]), ['first', 'second'], 'the broken listener fails no generation')
+  t.same(heard, [{ waitSeconds: 0, seconds: 5 }, { waitSeconds: 5, seconds: 0.5 }], 'the second waited while the first ran')
+  t.equal(queue.running, 0, 'and keeps no place taken')
+  stop()
+  await queue.reserve().run(async () => {})
+  t.equal(heard.length, 2, 'no more after unsubscribing')
+})

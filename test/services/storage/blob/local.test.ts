@@ -1,4 +1,5 @@
 import t from 'tap'
+import { execFileSync } from 'node:child_process'
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { BlobExistsError, BlobNotFoundError } from '../../../../services/storage/blob/blob-store.js'
@@ -80,4 +81,15 @@ t.test('deleteRun makes the run disappear; recover removes what was half-made', 
   t.same((await readdir(root)).sort(), ['not-a-run'])
   t.equal(await blobs.isWritable(), true)
   t.equal(await new LocalBlobStore(join(root, 'missing')).isWritable(), false)
+})
+
+t.test('space: the free and total bytes of the volume the runs are on, as df tells them', async (t) => {
+  const root = await tempRunsDir(t)
+  const blobs = new LocalBlobStore(root)
+  const space = await blobs.space()
+  const [total, available] = execFileSync('df', ['-B1', '--output=size,avail', root], { encoding: 'utf8' }).trim().split('\n')[1]!.trim().split(/\s+/).map(Number)
+  t.equal(space.totalBytes, total)
+  // Others write on the same disk meanwhile: within 256 MiB of what df saw.
+  t.ok(Math.abs(space.availableBytes - available!) < 256 * 1024 * 1024, `${space.availableBytes} free, df says ${available}`)
+  await t.rejects(new LocalBlobStore(join(root, 'missing')).space(), { code: 'ENOENT' })
 })

@@ -105,9 +105,12 @@ async function writeRunFolder (runsDir: string, fields: Partial<RunMetadata> & {
 const ids = async (index: SqliteRunIndex, filters: RunListFilters = {}): Promise<string[]> => (await (await index.list(filters, { limit: 200 }))).runs.map((r) => r.run_id)
 
 t.test('the storage keeps the index current: create, text, status, media, delete', async (t) => {
-  const { storage, index } = await wired(t)
+  const { storage, index, indexPath } = await wired(t)
   t.same(index.openReport, { rebuilt: 'missing', fullScan: true, added: 0, updated: 0, removed: 0, skipped: [] })
   t.ok(await index.isOpen())
+  const empty = await index.stats()
+  t.match(empty, { runs: 0, byStatus: {} })
+  t.equal(empty.sizeBytes, (await stat(indexPath)).size, 'its size is the database file\'s')
 
   const run = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'Eine Blume', user_id: 'DOE_J' })
   t.same((await index.list()).runs, [{
@@ -142,9 +145,12 @@ t.test('the storage keeps the index current: create, text, status, media, delete
   })
   t.equal(second.index, 2)
   t.same(await ids(index, { q: 'surreal' }), [run.run_id], 'the transformed text is searchable at once')
+  await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'Noch eine' })
+  t.match(await index.stats(), { runs: 2, byStatus: { completed: 1, created: 1 } }, 'counted by status')
 
   await storage.deleteRun(run.run_id)
-  t.same((await index.list()), { runs: [], next_cursor: null })
+  t.same((await index.list()).runs.length, 1)
+  t.same((await index.stats()).byStatus, { created: 1 })
 })
 
 t.test('RunStorage tells its subscribers about every durable write and deletion, and a failing subscriber fails nothing', async (t) => {
