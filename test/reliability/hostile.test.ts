@@ -12,6 +12,7 @@ import { fixtures } from '../fixtures/media.js'
 import { multipartBody } from '../helper.js'
 import { testConfigsDir, tinyImage } from '../pipeline-setup.js'
 import { rawExchange } from '../raw-http.js'
+import { mapLimited } from './concurrency.js'
 import { problemsOf, type Answer, type HostileCase } from './hostile-case.js'
 import { fuzzCases } from './hostile-fuzz.js'
 import { FIXED_ON_OTHER_BRANCHES } from './hostile-known.js'
@@ -117,7 +118,7 @@ t.test('a generated corpus of hostile requests: each refused with a 4xx in the c
   const leaks = { forbidden: [secret, unlisted, parent, 'root:x:0:0', 'SQLite format 3'] }
   const byStatus = new Map<string, number>()
   const failures = new Map<string, string[]>()
-  await eachLimited(corpus, 8, async (c) => {
+  await mapLimited(corpus, 8, async (c) => {
     const answer = await send(c)
     const status = answer.status === null ? 'closed' : String(answer.status)
     byStatus.set(status, (byStatus.get(status) ?? 0) + 1)
@@ -147,14 +148,6 @@ t.test('a generated corpus of hostile requests: each refused with a 4xx in the c
   t.comment(line)
   if (process.env.RELIABILITY_REPORT !== undefined) await appendFile(process.env.RELIABILITY_REPORT, line + '\n')
 })
-
-/** Runs `work` over `items`, at most `limit` at a time. */
-async function eachLimited<T> (items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0
-  await Promise.all(Array.from({ length: limit }, async () => {
-    while (next < items.length) await work(items[next++]!)
-  }))
-}
 
 /** What RUNS_DIR holds beyond run folders (whose files are the ones their metadata lists) and the index. */
 async function strayFiles (runsDir: string): Promise<string[]> {
