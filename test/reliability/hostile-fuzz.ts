@@ -1,3 +1,4 @@
+import { randomFrom } from '../../services/backends/builtin/seeded.js'
 import { rawRequest, type HostileCase } from './hostile-case.js'
 
 // Seeded random mutations of good requests, for the full version: whatever
@@ -14,23 +15,12 @@ export interface FuzzContext {
   count: number
 }
 
-/** mulberry32: small, fast and the same on every machine. */
-function random (seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let x = state
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32
-  }
-}
-
 const TOKENS = ['..', '%2e%2e', '%2f', '%5c', '\\', '%00', '%0d%0a', '%c0%ae', '%ef%bc%8e', '%25', '%', '//', '/./', ';', '?', '#', '*', '~', '$', '%u002e', 'A'.repeat(300), '%e2%80%ae', '0', '-1', 'ü']
 const JSON_TOKENS = ['"', '\\', '{', '}', '[', ']', ',', ':', 'null', 'true', '1e999', '-0', '"__proto__"', '\u0000', '\ud800', '\\u0000', '"../../x"', ' '.repeat(100)]
 
 export function fuzzCases (ctx: FuzzContext): HostileCase[] {
-  const next = random(ctx.seed)
+  // The builtin generator's seeded randomness: the same cases for a seed on every machine.
+  const next = randomFrom('hostile fuzz', ctx.seed)
   const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!
   const mutate = (text: string, tokens: readonly string[]): string => {
     let out = text
