@@ -6,10 +6,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../app.js'
-import { loadConfig } from '../../config.js'
 import { isRunId } from '../../services/storage/run-id.js'
 import { fixtures } from '../fixtures/media.js'
-import { multipartBody } from '../helper.js'
+import { multipartBody, testConfig } from '../helper.js'
 import { testConfigsDir, tinyImage } from '../pipeline-setup.js'
 import { rawExchange } from '../raw-http.js'
 import { mapLimited } from './concurrency.js'
@@ -53,11 +52,11 @@ t.test('a generated corpus of hostile requests: each refused with a 4xx in the c
   const redirector = await startRedirector(png)
   t.teardown(() => { target.server.close(); redirector.server.close() })
 
-  const settings = { LOG_LEVEL: 'silent', MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES), FETCH_TIMEOUT_MS: '5000', ADMIN_TOKEN, CONFIGS_DIR: await testConfigsDir(t, { outputs: [tinyImage] }) }
-  // No private host is allowed here, the target's 127.0.0.1 included.
-  const main = await buildApp(loadConfig({ ...settings, RUNS_DIR: runsDir }))
+  const settings = { MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES), FETCH_TIMEOUT_MS: '5000', ADMIN_TOKEN, CONFIGS_DIR: await testConfigsDir(t, { outputs: [tinyImage] }) }
+  // No private host is allowed here, the target's 127.0.0.1 included (an empty setting is no setting).
+  const main = await buildApp(testConfig(runsDir, { ...settings, ALLOWED_FETCH_HOSTS: '' }))
   // This one may reach the redirector by its name, and only by it: every hop after the first is checked.
-  const redirects = await buildApp(loadConfig({ ...settings, RUNS_DIR: redirectRunsDir, ALLOWED_FETCH_HOSTS: 'localhost' }))
+  const redirects = await buildApp(testConfig(redirectRunsDir, { ...settings, ALLOWED_FETCH_HOSTS: 'localhost' }))
   t.teardown(async () => { await main.close(); await redirects.close() })
   await main.listen({ port: 0, host: '127.0.0.1' })
   const port = (main.server.address() as { port: number }).port
