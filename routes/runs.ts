@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { MultipartFile } from '@fastify/multipart'
+import { errorCodes } from 'fastify'
 import type { Static } from '@sinclair/typebox'
 import { errorResponses, isName, RunIdParams, STORAGE_FAILURES } from '../schemas/common.js'
 import { isMediaType } from '../schemas/media.js'
@@ -136,6 +137,8 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
     if (request.isMultipart()) {
       return await reply.code(201).send(await addUploadedMedia(runId, request.parts()))
     }
+    // The body schema covers JSON and forms only: a body another parser read (text/plain) arrives unchecked.
+    if (typeof request.body !== 'object') throw new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE()
     const body = request.body as Static<typeof AddMediaJson>
     const { config, media_type: mediaType, backend } = body
     if (body.source === 'comfyui') {

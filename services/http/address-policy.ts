@@ -5,12 +5,29 @@ import { FetchForbiddenError } from '../errors.js'
 // Addresses a URL sent by a client must not reach: the lab network behind the
 // service (ComfyUI, routers, metadata endpoints) and the host itself.
 const privateRanges = new BlockList()
-for (const [net, prefix] of [
+const PRIVATE_IPV4: ReadonlyArray<readonly [string, number]> = [
   ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16],
   ['172.16.0.0', 12], ['192.0.0.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['224.0.0.0', 4], ['240.0.0.0', 4]
-] as const) privateRanges.addSubnet(net, prefix, 'ipv4')
-for (const [net, prefix] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8]] as const) {
+]
+for (const [net, prefix] of PRIVATE_IPV4) {
+  privateRanges.addSubnet(net, prefix, 'ipv4')
+  // IPv6 addresses that carry an IPv4 address reach it through a translator
+  // or a tunnel (NAT64 64:ff9b::/96, 6to4 2002::/16, IPv4-compatible ::/96),
+  // so the IPv4 address inside decides. (IPv4-mapped ::ffff:0:0/96 the BlockList checks itself.)
+  const embedded = ipv4AsHextets(net)
+  privateRanges.addSubnet(`64:ff9b::${embedded}`, 96 + prefix, 'ipv6')
+  privateRanges.addSubnet(`::${embedded}`, 96 + prefix, 'ipv6')
+  privateRanges.addSubnet(`2002:${embedded}::`, 16 + prefix, 'ipv6')
+}
+// 64:ff9b:1::/48 is NAT64 for local use (RFC 8215): whatever it embeds is the lab's own network.
+for (const [net, prefix] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['64:ff9b:1::', 48]] as const) {
   privateRanges.addSubnet(net, prefix, 'ipv6')
+}
+
+/** 10.1.2.3 → "a01:203", the two hextets an IPv6 address holds it in. */
+function ipv4AsHextets (address: string): string {
+  const [a, b, c, d] = address.split('.').map(Number) as [number, number, number, number]
+  return `${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`
 }
 
 export function isPrivateAddress (address: string): boolean {
@@ -67,6 +84,7 @@ export class FetchPolicy {
   }
 }
 
+// A trailing dot names the same host ("localhost." is localhost), so it must not get past the name checks.
 function normaliseHost (host: string): string {
-  return host.trim().toLowerCase().replace(/^\[|\]$/g, '')
+  return host.trim().toLowerCase().replace(/^\[|\]$/g, '').replace(/\.$/, '')
 }

@@ -7,7 +7,7 @@ import { once } from 'node:events'
 import got, { HTTPError, RequestError, TimeoutError } from 'got'
 import { decodeDataUriOrBase64 } from '../data-uri.js'
 import {
-  IncompleteUploadError, InvalidSourceError, MediaTooLargeError,
+  FetchForbiddenError, IncompleteUploadError, InvalidSourceError, MediaTooLargeError,
   SourceFailedError, SourceTimeoutError, isCodedError
 } from '../errors.js'
 import { FetchPolicy } from '../http/address-policy.js'
@@ -224,6 +224,8 @@ function mapFetchError (err: unknown, url: string): unknown {
     const cause = (err as { cause?: unknown }).cause
     if (isCodedError(cause)) return cause
     if (err.code === 'ERR_TOO_MANY_REDIRECTS') return new SourceFailedError(`GET ${url} redirected too often`)
+    // got refuses a redirect to file:, ftp: and the like before the beforeRedirect hook sees it; it is the policy's refusal all the same.
+    if (err.code === 'ERR_UNSUPPORTED_PROTOCOL') return new FetchForbiddenError(`a redirect from ${url} to another scheme than http(s)`)
     return new SourceFailedError(`GET ${url}: ${err.code ?? err.message}`)
   }
   return new SourceFailedError(`GET ${url}: ${err instanceof Error ? err.message : String(err)}`)

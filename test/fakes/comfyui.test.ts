@@ -186,7 +186,7 @@ t.test('a prompt without client_id broadcasts its events; a reconnecting submitt
   late.socket.close()
 })
 
-t.test('behaviours: no WebSocket, dropped sockets, lost prompts', async (t) => {
+t.test('behaviours: no WebSocket, dropped sockets, lost prompts, garbage answers', async (t) => {
   const noSocket = await start(t, { webSocket: false })
   t.equal(await refusedStatus(`${noSocket.url.replace('http', 'ws')}/api/ws?clientId=x`), 404)
 
@@ -203,6 +203,19 @@ t.test('behaviours: no WebSocket, dropped sockets, lost prompts', async (t) => {
   await new Promise((resolve) => setTimeout(resolve, 100))
   t.same(await (await fetch(`${losing.url}/history/${id}`)).json(), {})
   t.same(await (await fetch(`${losing.url}/queue`)).json(), { queue_running: [], queue_pending: [] })
+
+  const html = await start(t, { garbage: 'html' })
+  const page = await post(html, '/prompt', { prompt: graph, prompt_id: randomUUID() })
+  t.equal(page.status, 200)
+  t.match(await page.text(), /^<html>/, 'an HTML page where JSON belongs')
+  t.match(await (await fetch(`${html.url}/history`)).text(), /^<html>/)
+  t.same(html.events, [], 'nothing was queued')
+
+  const wrong = await start(t, { garbage: 'wrong_json' })
+  t.same(await (await post(wrong, '/prompt', { prompt: graph, prompt_id: randomUUID() })).json(), { queued: true }, 'no prompt_id')
+  t.same(Object.keys(await (await fetch(`${wrong.url}/history/${randomUUID()}`)).json()), ['someone-else'])
+  t.same(await (await fetch(`${wrong.url}/queue`)).json(), { queue_running: {}, queue_pending: 'none' })
+  t.same(wrong.events, [], 'nothing was queued')
 })
 
 t.test('/view: errors, Range, preview, lying Content-Type', async (t) => {

@@ -60,6 +60,11 @@ export interface FakeComfyuiBehaviour {
   contentTypes: Record<string, string>
   /** GET /view of these files sends its headers and half the body, then the connection drops (a restart mid-download) */
   cutDownloads: ((filename: string) => boolean) | null
+  /**
+   * /prompt, /history and /queue answer 200 with something else than their JSON, and nothing is queued:
+   * an HTML page (a proxy's, or another service on the port), or JSON of the wrong shape
+   */
+  garbage: 'html' | 'wrong_json' | null
 }
 
 export interface ReceivedPrompt {
@@ -138,7 +143,8 @@ const DEFAULT_BEHAVIOUR: FakeComfyuiBehaviour = {
   promptServerError: false,
   vanish: null,
   contentTypes: {},
-  cutDownloads: null
+  cutDownloads: null,
+  garbage: null
 }
 
 const LOWERCASE_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
@@ -228,6 +234,7 @@ export async function startFakeComfyui (options: Partial<FakeComfyuiBehaviour> =
     if (!originMatches(req)) return empty(res, 403)
     const body = method === 'POST' ? await readBody(req) : ''
     if (behaviour.answerDelayMs > 0) await sleep(behaviour.answerDelayMs)
+    if (behaviour.garbage !== null && (path === '/prompt' || path === '/queue' || path.startsWith('/history'))) return garbage(res, behaviour.garbage, path)
 
     if (method === 'POST' && path === '/prompt') return postPrompt(req, res, body)
     if (method === 'GET' && path === '/prompt') return json(res, 200, queueInfo())
@@ -783,6 +790,19 @@ function parseObject (raw: string): Record<string, unknown> {
   } catch {
     return {}
   }
+}
+
+// Parses, or not, but never says what ComfyUI would: no prompt_id, someone else's history, queues that are no lists.
+function garbage (res: ServerResponse, kind: 'html' | 'wrong_json', path: string): void {
+  if (kind === 'html') {
+    const page = '<html><head><title>502 Bad Gateway</title></head><body><center>nginx</center></body></html>'
+    res.writeHead(200, { 'Content-Type': 'text/html', 'Content-Length': Buffer.byteLength(page) })
+    res.end(page)
+    return
+  }
+  if (path === '/prompt') return json(res, 200, { queued: true })
+  if (path === '/queue') return json(res, 200, { queue_running: {}, queue_pending: 'none' })
+  json(res, 200, { 'someone-else': { outputs: {}, status: { completed: true } } })
 }
 
 function json (res: ServerResponse, status: number, payload: unknown): void {

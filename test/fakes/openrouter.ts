@@ -40,6 +40,8 @@ export type OpenrouterStep =
   | { kind: 'error_in_200' }
   | { kind: 'slow', delayMs: number }
   | { kind: 'bad_data_uri' }
+  /** 500 with OpenRouter's error body, as when its own service fails */
+  | { kind: 'server_error' }
 
 export interface FakeOpenrouter extends Pick<RecordingServer, 'url' | 'requests' | 'close'> {
   /** e.g. http://127.0.0.1:1234/api/v1 */
@@ -113,6 +115,8 @@ export async function startFakeOpenrouter (options: { apiKey?: string } = {}): P
         return
       case 'bad_data_uri':
         return sendJson(res, 200, completion(model, null, [{ type: 'image_url', image_url: { url: 'data:image/png;base64,this is *not* base64' } }]))
+      case 'server_error':
+        return sendJson(res, 500, { error: { code: 500, message: 'Internal Server Error' } })
     }
   }
 

@@ -271,6 +271,10 @@ t.test('JSON media sources: url and data', async (t) => {
     t.match(res.json(), { statusCode: status, code })
     t.notMatch(res.body, /\/tmp|runstore-test|at .*\.ts/, 'no paths or stack traces in answers')
   }
+  // The body schema describes JSON and forms; a body Fastify parses otherwise (text/plain) must not get past it unchecked.
+  const asText = await app.inject({ method: 'POST', url: `/api/runs/${run.run_id}/media`, headers: { 'content-type': 'text/plain' }, payload: JSON.stringify({ source: 'data', data: jpeg.toString('base64'), config: 'c' }) })
+  t.equal(asText.statusCode, 415, 'JSON sent as text/plain')
+  t.match(asText.json(), { statusCode: 415, code: 'FST_ERR_CTP_INVALID_MEDIA_TYPE' })
   t.equal(await readFile(join(dir, 'metadata.json'), 'utf8'), before)
   t.same((await readdir(dir)).sort(), files)
 })

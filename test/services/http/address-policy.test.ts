@@ -43,6 +43,19 @@ t.test('isPrivateAddress: loopback, private, link-local, CGNAT and unspecified a
   for (const address of privateAddresses) t.equal(isPrivateAddress(address), true, address)
 })
 
+t.test('isPrivateAddress: an IPv6 address that carries a private IPv4 address (NAT64, 6to4, IPv4-compatible) is private', async (t) => {
+  const embedding = [
+    '64:ff9b::7f00:1', '64:ff9b::127.0.0.1', '64:ff9b::a9fe:a9fe', '64:ff9b::a00:1', '64:ff9b::c0a8:114',
+    '2002:7f00:1::1', '2002:a9fe:a9fe::', '2002:c0a8:101:1::1', '::7f00:1', '::127.0.0.1', '::a00:1',
+    // NAT64 for local use reaches the lab's own network, whatever it embeds
+    '64:ff9b:1::808:808'
+  ]
+  for (const address of embedding) t.equal(isPrivateAddress(address), true, address)
+  for (const address of ['64:ff9b::808:808', '64:ff9b::8.8.8.8', '2002:808:808::1', '::808:808']) {
+    t.equal(isPrivateAddress(address), false, `${address} carries a public address`)
+  }
+})
+
 t.test('isPrivateAddress: public addresses', async (t) => {
   const publicAddresses = [
     '8.8.8.8', '1.1.1.1', '93.184.216.34', '172.15.255.255', '172.32.0.0', '100.63.255.255', '100.128.0.0',
@@ -76,7 +89,10 @@ t.test('assertUrl refuses private literal addresses and localhost names', async 
     'http://10.1.2.3/', 'http://192.168.1.1/', 'http://169.254.169.254/latest/meta-data/', 'http://0.0.0.0/',
     'http://[fe80::1]/', 'http://[fc00::1]/', 'http://[::ffff:127.0.0.1]/',
     // The URL parser turns these spellings into 127.0.0.1 before the check sees them.
-    'http://2130706433/', 'http://0x7f.1/', 'http://127.1/', 'http://0177.0.0.1/'
+    'http://2130706433/', 'http://0x7f.1/', 'http://127.1/', 'http://0177.0.0.1/',
+    // a trailing dot names the same host
+    'http://localhost./', 'http://sub.localhost./',
+    'http://[64:ff9b::127.0.0.1]/', 'http://[2002:7f00:1::1]/', 'http://[::127.0.0.1]/'
   ]
   for (const url of refused) {
     t.throws(() => { policy.assertUrl(new URL(url)) }, { code: 'FETCH_FORBIDDEN', statusCode: 400 }, url)
@@ -95,6 +111,7 @@ t.test('hosts allowed in the constructor or with allow() pass, however written',
   t.doesNotThrow(() => { policy.assertUrl(new URL('http://127.0.0.1:8188/')) })
   t.doesNotThrow(() => { policy.assertUrl(new URL('http://[::1]/')) })
   t.doesNotThrow(() => { policy.assertUrl(new URL('http://lab-server/')) })
+  t.doesNotThrow(() => { policy.assertUrl(new URL('http://lab-server./')) }, 'with a trailing dot too')
   t.throws(() => { policy.assertUrl(new URL('http://127.0.0.2/')) }, { code: 'FETCH_FORBIDDEN' }, 'only the listed address')
   t.throws(() => { policy.assertUrl(new URL('http://localhost/')) }, { code: 'FETCH_FORBIDDEN' })
 

@@ -284,6 +284,15 @@ t.test('URLs into the lab network are refused unless allowed', async (t) => {
   const other = await newRun(allowing)
   const stored = await allowing.addMedia(other.run_id, { kind: 'url', url: `http://localhost:${port}/a.png` }, { config: 'c', backend: 'b' })
   t.equal(stored.sha256, sha256(png), 'an allowed host name is fetched')
+
+  // Every hop of a redirect is checked again: an address, and a scheme.
+  server.routes['/to-loopback'] = redirectTo(`${server.url}/a.png`)
+  server.routes['/to-file'] = redirectTo('file:///etc/passwd')
+  server.routes['/to-gopher'] = redirectTo(`gopher://127.0.0.1:${port}/_GET%20/a.png`)
+  for (const path of ['/to-loopback', '/to-file', '/to-gopher']) {
+    await t.rejects(allowing.addMedia(other.run_id, { kind: 'url', url: `http://localhost:${port}${path}` }, { config: 'c', backend: 'b' }), { code: 'FETCH_FORBIDDEN', statusCode: 400 }, `a redirect ${path}`)
+  }
+  t.same(server.requests.filter((r) => r === '/a.png'), ['/a.png'], 'only the allowed download reached the file')
 })
 
 t.test('leftovers of a crash are removed at start and never listed', async (t) => {
