@@ -2,6 +2,7 @@ import { join, resolve } from 'node:path'
 import type { BaseLogger } from 'pino'
 import { listSetting, type Config } from './config.js'
 import { createBackends } from './services/backends/create-backends.js'
+import { RunExporter } from './services/export/export-archive.js'
 import type { BackendRegistry } from './services/backends/registry.js'
 import { FetchPolicy } from './services/http/address-policy.js'
 import { MediaDelivery } from './services/media/media-delivery.js'
@@ -46,6 +47,8 @@ export interface Runstore {
   /** the runs for listing, kept current by the events */
   readonly index: RunIndex
   readonly mediaDelivery: MediaDelivery
+  /** bulk exports: the selected runs' folders with a table, a gallery and a report, as one ZIP stream */
+  readonly exporter: RunExporter
   readonly backends: BackendRegistry
   readonly pipeline: PipelineRunner
   /** what the start found: the index's reconcile with the store */
@@ -131,7 +134,9 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     const interruptedRuns = await finishInterruptedRuns(storage, runIndex, startedAt)
     if (interruptedRuns.length > 0) logger.warn({ count: interruptedRuns.length, first: interruptedRuns.slice(0, 20) }, 'runs left running by a stopped process ended as failed (RUN_INTERRUPTED)')
 
-    return { config, logger, fetchPolicy, blobs, events, storage, index: runIndex, mediaDelivery, backends, pipeline, indexReport, interruptedRuns, close }
+    const exporter = new RunExporter({ storage, index: runIndex })
+
+    return { config, logger, fetchPolicy, blobs, events, storage, index: runIndex, mediaDelivery, exporter, backends, pipeline, indexReport, interruptedRuns, close }
   } catch (err) {
     await close()
     throw err

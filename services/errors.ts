@@ -107,3 +107,6 @@ export const ServiceStoppingError = createError('SERVICE_STOPPING', 'the service
 // Listing runs (GET /api/runs).
 export const InvalidCursorError = createError<[string]>('INVALID_CURSOR', 'cursor %s was not given out by this service; start again without one', 400)
 export const InvalidRunFilterError = createError<[string]>('INVALID_FILTER', 'invalid filter: %s', 400)
+
+// Bulk exports (GET /api/exports).
+export const InvalidExportFormatError = createError<[string]>('INVALID_EXPORT_FORMAT', 'formats: %s', 400)
