@@ -10,6 +10,7 @@ import swaggerPlugin from './plugins/swagger.js'
 import runstorePlugin from './plugins/runstore.js'
 import storagePlugin from './plugins/storage.js'
 import adminPlugin from './plugins/admin.js'
+import exportsPlugin from './plugins/exports.js'
 import mediaDeliveryPlugin from './plugins/media-delivery.js'
 import backendsPlugin from './plugins/backends.js'
 import pipelinePlugin from './plugins/pipeline.js'
@@ -18,6 +19,7 @@ import runRoutes from './routes/runs.js'
 import mediaRoutes from './routes/media.js'
 import pipelineRoutes from './routes/pipeline.js'
 import backendRoutes from './routes/backends.js'
+import exportRoutes from './routes/exports.js'
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
@@ -56,6 +58,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(swaggerPlugin)
     await app.register(storagePlugin)
     await app.register(adminPlugin)
+    await app.register(exportsPlugin)
     await app.register(mediaDeliveryPlugin)
     await app.register(backendsPlugin)
     await app.register(pipelinePlugin)
@@ -65,6 +68,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(mediaRoutes)
     await app.register(pipelineRoutes)
     await app.register(backendRoutes)
+    await app.register(exportRoutes)
   } catch (err) {
     await runstore.close()
     throw err
