@@ -21,7 +21,7 @@ export const ConfigSchema = Type.Object({
   FETCH_TIMEOUT_MS: Type.Integer({ default: 60000, minimum: 1, description: 'time allowed to download media from a URL' }),
   FETCH_MAX_REDIRECTS: Type.Integer({ default: 5, minimum: 0, description: 'redirects followed when downloading media from a URL' }),
   ALLOWED_FETCH_HOSTS: Type.String({ default: '', description: 'comma-separated host names or IPs that URL downloads may reach although they are private or loopback' }),
-  ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'bearer token for admin routes (deleting runs); admin routes are off when unset' })),
+  ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'bearer token for admin routes (deleting runs, bulk exports); admin routes are off when unset' })),
   CONFIGS_DIR: Type.String({ default: './configs', description: 'data folder with pipelines/*.json and outputs/*.json' }),
 
   COMFYUI_URL: Type.Optional(Type.String({ pattern: HTTP_URL, description: 'ComfyUI server, e.g. http://gpu-host:8188; the ComfyUI output configs are unavailable without it' })),

@@ -22,25 +22,19 @@ export class ZipWriter {
   readonly #zip = new ZipFile()
   readonly #sources = new Set<Readable>()
   readonly #settled: Promise<false>
-  #error: Error | null = null
 
   constructor () {
     this.stream = this.#zip.outputStream as Readable
     this.#zip.on('error', (err: Error) => { this.fail(err) })
-    // Whoever consumes the stream sees the error; this listener only keeps an
-    // error before anyone listens from bringing the process down.
-    this.stream.on('error', (err) => { this.#error ??= err })
+    // Whoever consumes the stream sees its error; this listener only keeps one
+    // that comes before anyone listens from bringing the process down.
+    this.stream.on('error', () => {})
     this.#settled = new Promise((resolve) => {
       this.stream.once('close', () => {
         for (const source of this.#sources) source.destroy()
         resolve(false)
       })
     })
-  }
-
-  /** why the archive failed, once it did */
-  get error (): Error | null {
-    return this.#error
   }
 
   /** The stream is closed: finished, failed or abandoned by its reader. */
@@ -85,7 +79,6 @@ export class ZipWriter {
 
   /** Ends the stream with this error: the reader sees a broken transfer. */
   fail (err: Error): void {
-    this.#error ??= err
     if (!this.closed) this.stream.destroy(err)
   }
 }

@@ -66,7 +66,9 @@ t.test('the texts stand beside the media, umlauts intact', async (t) => {
     const card = await page.$eval(`#run-${run.run_id}`, (el) => (el as HTMLElement).innerText)
     t.match(card, run.input_text, run.run_id)
   }
-  t.match(await page.$eval('body', (el) => el.innerText), 'Grüße aus Köln: süße Äpfel, Öl und Straßenbahn')
+  const text = await page.$eval('body', (el) => el.innerText)
+  t.match(text, 'Grüße aus Köln: süße Äpfel, Öl und Straßenbahn')
+  t.match(text, /Errors\s+BACKEND_FAILED: backend broken failed: out of memory/, 'a failed run says why')
 })
 
 t.test('filters by user and pipeline hide the other runs', async (t) => {

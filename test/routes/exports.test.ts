@@ -78,6 +78,8 @@ t.test('runs.csv: UTF-8 with a byte order mark, one row per output, umlauts inta
   t.equal(blocked.status, 'blocked')
   t.match(blocked.safety_decision, /^blocked: .+\[.+\]$/, 'the verdict with its reason and codes')
   t.equal(blocked.media_type, '', 'a run without outputs has one row without media facts')
+  const failed = rows.find((row) => row.input_text === 'Ein Vogel im Regen')!
+  t.match(failed, { status: 'failed', media_type: 'image', errors: /^BACKEND_FAILED: backend broken failed: out of memory$/ }, 'what went wrong, beside what was made')
 })
 
 t.test('runs.xlsx holds the same rows as runs.csv', async (t) => {
@@ -100,6 +102,7 @@ t.test('report.pdf: one page per run with its texts and facts; what the font lac
     for (const name of run.outputs) t.match(pages[i], `runs/${run.run_id}/${name}`)
   }
   t.match(pages.find((p) => p.includes('Ein Haus aus Würfeln')), 'Grüße aus Köln: süße Äpfel, Öl und Straßenbahn')
+  t.match(pages.find((p) => p.includes('Ein Vogel im Regen')), /Errors .*BACKEND_FAILED/)
   t.match(pages.find((p) => p.includes('auf der Straße')), '????? ? auf der Straße', 'Cyrillic and emoji replaced, not crashed on')
   const cube = runs.find((run) => run.outputs.includes('output_image.webp'))!
   t.match(pages.find((p) => p.includes(cube.run_id)), /image: not shown in a PDF .*webp/, 'a WebP picture: a placeholder with its facts')

@@ -69,19 +69,33 @@ t.test('without the server: the composition root exports to a file, as a CLI wou
   t.same(csvRows(entries.get('runs.csv')!).map((row) => row.path), [`runs/${runId}/output_image.png`])
 })
 
-t.test('texts longer than a spreadsheet cell: cut in runs.xlsx only, and the PDF page stays one page', async (t) => {
+t.test('texts longer than a spreadsheet cell: cut in runs.xlsx only; a full PDF page stays one page', async (t) => {
   const { runstore } = await runstoreOn(t)
   const long = 'Grüße '.repeat(8000) + 'Ende'
-  await runWith(runstore, 'lang', [fixtures.jpeg.file], long)
+  const runId = await runWith(runstore, 'lang', [fixtures.jpeg.file], long)
+  const stages = Array.from({ length: 12 }, (_, i) => ({ stage: `step_${i}`, status: 'completed', output: `Schritt ${i}: ${'viel Text '.repeat(40)}` }))
+  await runstore.storage.update(runId, { stages, errors: [{ code: 'SOMETHING', message: 'went wrong' }] })
   const entries = await exported(runstore.exporter, 'csv,xlsx,pdf')
-  t.equal(csvRows(entries.get('runs.csv')!)[0]!.transformed_text, long, 'the CSV keeps every character')
+  const [row] = csvRows(entries.get('runs.csv')!)
+  t.equal(row!.transformed_text, long, 'the CSV keeps every character')
+  t.equal(row!.step_11_text, stages[11]!.output)
   const xlsx = await xlsxRows(entries.get('runs.xlsx')!)
   const cell = xlsx.rows[0]![xlsx.header.indexOf('transformed_text')]!
   t.equal(cell.length, 32767, 'the most a cell holds')
   t.ok(cell.startsWith('Grüße Grüße') && cell.endsWith(' […]'), 'marked as cut')
   const pages = await pdfPages(entries.get('report.pdf')!)
-  t.equal(pages.length, 1)
-  t.match(pages[0], /Grüße …|Grüße…/, 'cut with an ellipsis')
+  t.equal(pages.length, 1, 'one page, however much the run says')
+  t.match(pages[0], /Grüße …|Grüße…/, 'a text cut with an ellipsis')
+  t.match(pages[0], 'step_0')
+  t.notMatch(pages[0], 'SOMETHING', 'what does not fit is left off')
+})
+
+t.test('a damaged metadata.json fails the export, it is not skipped', async (t) => {
+  const { runstore, runsDir } = await runstoreOn(t)
+  const runId = await runWith(runstore, 'Bild', [fixtures.png.file])
+  await writeFile(join(runsDir, runId, 'metadata.json'), '{"run_id": ')
+  const { stream } = await runstore.exporter.export({ filters: {}, formats: ['folders', 'csv'] })
+  await t.rejects(stream.toArray(), SyntaxError)
 })
 
 t.test('pictures the report cannot show get a placeholder with their facts, the export goes on', async (t) => {
