@@ -14,6 +14,7 @@ import storagePlugin from './plugins/storage.js'
 import adminPlugin from './plugins/admin.js'
 import metricsPlugin from './plugins/metrics.js'
 import overloadPlugin from './plugins/overload.js'
+import exportsPlugin from './plugins/exports.js'
 import mediaDeliveryPlugin from './plugins/media-delivery.js'
 import backendsPlugin from './plugins/backends.js'
 import pipelinePlugin from './plugins/pipeline.js'
@@ -23,6 +24,7 @@ import mediaRoutes from './routes/media.js'
 import pipelineRoutes from './routes/pipeline.js'
 import backendRoutes from './routes/backends.js'
 import metricsRoutes from './routes/metrics.js'
+import exportRoutes from './routes/exports.js'
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 // strictTypes off: the multipart body schema deliberately has no `type` (see routes/runs.ts)
@@ -81,6 +83,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(swaggerPlugin)
     await app.register(storagePlugin)
     await app.register(adminPlugin)
+    await app.register(exportsPlugin)
     await app.register(mediaDeliveryPlugin)
     await app.register(backendsPlugin)
     await app.register(pipelinePlugin)
@@ -91,6 +94,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(pipelineRoutes)
     await app.register(backendRoutes)
     await app.register(metricsRoutes)
+    await app.register(exportRoutes)
   } catch (err) {
     await runstore.close()
     throw err

@@ -22,7 +22,7 @@ export const ConfigSchema = Type.Object({
   FETCH_TIMEOUT_MS: Type.Integer({ default: 60000, minimum: 1, description: 'time allowed to download media from a URL' }),
   FETCH_MAX_REDIRECTS: Type.Integer({ default: 5, minimum: 0, description: 'redirects followed when downloading media from a URL' }),
   ALLOWED_FETCH_HOSTS: Type.String({ default: '', description: 'comma-separated host names or IPs that URL downloads may reach although they are private or loopback' }),
-  ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'bearer token for admin routes (deleting runs); admin routes are off when unset' })),
+  ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'bearer token for admin routes (deleting runs, bulk exports); admin routes are off when unset' })),
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'bearer token GET /metrics asks for (a Prometheus scrape config\'s authorization credentials); open when unset, as Prometheus endpoints usually are: keep the port in the lab network then' })),
   OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ default: 1000, minimum: 0, description: 'how long the event loop was held at a stretch in the last sample, weighted by time (what a request arriving then ran into), above which requests get 503 SERVICE_OVERLOADED with Retry-After (GET /health and /metrics still answer); 0: not checked' }),
   OVERLOAD_MAX_EVENT_LOOP_UTILIZATION: Type.Number({ default: 0, minimum: 0, maximum: 1, description: 'share of the last sample the event loop was busy (e.g. 0.98) above which requests get 503 SERVICE_OVERLOADED; 0: not checked (a loop that is busy but still answers quickly is working, not overloaded)' }),

@@ -2,6 +2,7 @@ import { join, resolve } from 'node:path'
 import type { BaseLogger } from 'pino'
 import { listSetting, type Config } from './config.js'
 import { createBackends } from './services/backends/create-backends.js'
+import { RunExporter } from './services/export/export-archive.js'
 import type { BackendRegistry } from './services/backends/registry.js'
 import { FetchPolicy } from './services/http/address-policy.js'
 import { MediaDelivery } from './services/media/media-delivery.js'
@@ -47,6 +48,8 @@ export interface Runstore {
   /** the runs for listing, kept current by the events */
   readonly index: RunIndex
   readonly mediaDelivery: MediaDelivery
+  /** bulk exports: the selected runs' folders with a table, a gallery and a report, as one ZIP stream */
+  readonly exporter: RunExporter
   readonly backends: BackendRegistry
   readonly pipeline: PipelineRunner
   /** what the start found: the index's reconcile with the store */
@@ -163,8 +166,9 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     if (interrupted.failed.length > 0) logger.error({ err: interrupted.failed[0]!.err, count: interrupted.failed.length, first: interrupted.failed.slice(0, 20).map((f) => f.run_id) }, 'runs left running by a stopped process could not be ended now; the next start tries again')
 
     metrics = new RunstoreMetrics({ events, backends, index: runIndex, blobs, logger })
+    const exporter = new RunExporter({ storage, index: runIndex })
 
-    return { config, logger, fetchPolicy, blobs, events, storage, index: runIndex, mediaDelivery, backends, pipeline, indexReport, interruptedRuns, metrics, close }
+    return { config, logger, fetchPolicy, blobs, events, storage, index: runIndex, mediaDelivery, exporter, backends, pipeline, indexReport, interruptedRuns, metrics, close }
   } catch (err) {
     await close()
     throw err

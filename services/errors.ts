@@ -139,3 +139,5 @@ export const ChunkExtensionsTooLargeError = createError('CHUNK_EXTENSIONS_TOO_LA
 export const RequestTimeoutError = createError('REQUEST_TIMEOUT', 'the request did not arrive in time', 408)
 export const MissingHostError = createError('MISSING_HOST', 'an HTTP/1.1 request needs a Host header', 400)
 export const ExpectationFailedError = createError<[string]>('EXPECTATION_FAILED', 'the expectation %s cannot be met: only 100-continue is understood', 417)
+// Bulk exports (GET /api/exports).
+export const InvalidExportFormatError = createError<[string]>('INVALID_EXPORT_FORMAT', 'formats: %s', 400)

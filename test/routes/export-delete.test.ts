@@ -1,32 +1,15 @@
 import t from 'tap'
-import { readFile, readdir } from 'node:fs/promises'
+import { mkdir, readFile, readdir, rm } from 'node:fs/promises'
+import { get } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
-import yauzl from 'yauzl'
 import { fixtures } from '../fixtures/media.js'
 import { build, tempRunsDir } from '../helper.js'
+import { unzip } from '../unzip.js'
 
 const ADMIN_TOKEN = 'a-long-admin-token-for-tests'
 // The run index (.index.sqlite*) lives in the storage root too.
 const runFolders = async (dir: string): Promise<string[]> => (await readdir(dir)).filter((name) => !name.startsWith('.index.sqlite'))
-
-async function unzip (zip: Buffer): Promise<Map<string, Buffer>> {
-  const entries = new Map<string, Buffer>()
-  const file = await new Promise<yauzl.ZipFile>((resolve, reject) => yauzl.fromBuffer(zip, { lazyEntries: true }, (err, z) => err ? reject(err) : resolve(z)))
-  await new Promise<void>((resolve, reject) => {
-    file.on('entry', (entry: yauzl.Entry) => {
-      file.openReadStream(entry, (err, stream) => {
-        if (err) return reject(err)
-        const chunks: Buffer[] = []
-        stream.on('data', (c: Buffer) => chunks.push(c))
-        stream.on('end', () => { entries.set(entry.fileName, Buffer.concat(chunks)); file.readEntry() })
-      })
-    })
-    file.on('end', resolve)
-    file.on('error', reject)
-    file.readEntry()
-  })
-  return entries
-}
 
 async function runWithMedia (app: Awaited<ReturnType<typeof build>>): Promise<string> {
   const run = (await app.inject({ method: 'POST', url: '/api/runs', payload: { schema: 'dada', execution_mode: 'eco', input_text: 'Eine Blume' } })).json()
@@ -84,4 +67,25 @@ t.test('without ADMIN_TOKEN admin routes are off', async (t) => {
   t.equal(res.statusCode, 403)
   t.match(res.json(), { code: 'ADMIN_DISABLED' })
   t.same(await runFolders(runsDir), [runId])
+})
+
+t.test('export.zip of a run whose file fails while it is read breaks off, and the service goes on', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const app = await build(t, { RUNS_DIR: runsDir })
+  const runId = await runWithMedia(app)
+  // opens like a file, fails on the first read (EISDIR): a read error, as a failing disk gives one
+  await rm(join(runsDir, runId, 'output_image.png'))
+  await mkdir(join(runsDir, runId, 'output_image.png'))
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const { port } = app.server.address() as AddressInfo
+  const transfer = await new Promise<{ status: number, complete: boolean }>((resolve, reject) => {
+    get(`http://127.0.0.1:${port}/api/runs/${runId}/export.zip`, (response) => {
+      response.resume()
+      response.on('error', () => {})
+      response.on('close', () => { resolve({ status: response.statusCode ?? 0, complete: response.complete }) })
+    }).on('error', reject)
+  })
+  t.equal(transfer.status, 200)
+  t.notOk(transfer.complete, 'the transfer breaks off')
+  t.equal((await app.inject({ url: `/api/runs/${runId}` })).statusCode, 200, 'the service goes on')
 })
