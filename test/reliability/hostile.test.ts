@@ -14,7 +14,6 @@ import { rawExchange } from '../raw-http.js'
 import { mapLimited } from './concurrency.js'
 import { problemsOf, type Answer, type HostileCase } from './hostile-case.js'
 import { fuzzCases } from './hostile-fuzz.js'
-import { FIXED_ON_OTHER_BRANCHES } from './hostile-known.js'
 import { jsonCases } from './hostile-json.js'
 import { mediaCases } from './hostile-media.js'
 import { malformedHttpCases, ssrfCases, startRedirector, startTarget } from './hostile-net.js'
@@ -31,8 +30,6 @@ const ADMIN_TOKEN = 'hostile-corpus-admin-token'
 /** RSS the corpus may add at its peak; in the full run a flood held whole would pass it by far. */
 const RSS_GROWTH_LIMIT = 256 * 1024 * 1024
 
-/** Failing case → the branch that fixes it (hostile-known.ts; asserted as todo until that file is deleted). */
-const KNOWN = new Map(Object.entries(FIXED_ON_OTHER_BRANCHES).flatMap(([branch, names]) => names.map((name) => [name, branch] as const)))
 
 t.test('a generated corpus of hostile requests: each refused with a 4xx in the contract\'s shape, nothing written outside RUNS_DIR, nothing leaked, memory bounded', { timeout: FULL ? 1_800_000 : 90_000 }, async (t) => {
   // RUNS_DIR sits in a folder of its own with a secret next to it: anything
@@ -100,7 +97,6 @@ t.test('a generated corpus of hostile requests: each refused with a 4xx in the c
   const names = new Set(corpus.map((c) => c.name))
   t.equal(names.size, corpus.length, 'every case has its own name')
   t.ok(corpus.filter((c) => c.fuzz !== true).length >= 300, `at least 300 generated hostile requests (${corpus.length})`)
-  t.same([...KNOWN.keys()].filter((name) => !names.has(name)), [], 'FIXED_ON_OTHER_BRANCHES names cases of the corpus only')
 
   const send = async (c: HostileCase): Promise<Answer> => {
     if ('raw' in c.send) {
@@ -128,9 +124,8 @@ t.test('a generated corpus of hostile requests: each refused with a 4xx in the c
   // The peak, not only what is left: a flood held whole for a moment would show there.
   const peakGrowth = process.resourceUsage().maxRSS * 1024 - rssBefore
 
-  const unexpected = [...failures].filter(([name]) => !KNOWN.has(name)).map(([name, problems]) => `${name}: ${problems.join('; ')}`)
+  const unexpected = [...failures].map(([name, problems]) => `${name}: ${problems.join('; ')}`)
   t.same(unexpected, [], 'every hostile request is refused with a 4xx in the contract\'s shape (or, where that is right, served or stored as what it is)')
-  for (const [name, branch] of KNOWN) t.same(failures.get(name) ?? [], [], name, { todo: `fixed on ${branch}` })
   t.same(target.paths, [], 'no URL source reached the host itself, directly or through a redirect')
   t.equal(({} as Record<string, unknown>).polluted, undefined, 'no body polluted Object.prototype')
   t.ok(peakGrowth < RSS_GROWTH_LIMIT, `memory stayed bounded: RSS rose by ${mib(peakGrowth)} MiB at the most, ${mib(rssGrowth)} MiB are left (limit ${mib(RSS_GROWTH_LIMIT)})`)
@@ -143,7 +138,7 @@ t.test('a generated corpus of hostile requests: each refused with a 4xx in the c
   for (const dir of [runsDir, redirectRunsDir]) t.same(await strayFiles(dir), [], `${dir === runsDir ? 'RUNS_DIR' : 'the redirect app\'s RUNS_DIR'} holds run folders and the index only, each with the files its metadata lists`)
 
   const statuses = [...byStatus].sort(([a], [b]) => a.localeCompare(b)).map(([status, count]) => `${status}: ${count}`).join(', ')
-  const line = `hostile requests: ${corpus.length} tried${FULL ? ` (${corpus.filter((c) => c.fuzz === true).length} seeded mutations, seed ${FUZZ_SEED})` : ''}; answers by status: ${statuses}; ${unexpected.length} unexpected, ${failures.size - unexpected.length} known to be fixed on other branches; RSS rose ${mib(peakGrowth)} MiB at the most`
+  const line = `hostile requests: ${corpus.length} tried${FULL ? ` (${corpus.filter((c) => c.fuzz === true).length} seeded mutations, seed ${FUZZ_SEED})` : ''}; answers by status: ${statuses}; ${unexpected.length} unexpected; RSS rose ${mib(peakGrowth)} MiB at the most`
   t.comment(line)
   if (process.env.RELIABILITY_REPORT !== undefined) await appendFile(process.env.RELIABILITY_REPORT, line + '\n')
 })
