@@ -2,6 +2,11 @@ import type { MediaType } from '../../schemas/media.js'
 import type { MediaOutput } from '../../schemas/run.js'
 import type { MediaItem } from '../backends/types.js'
 import type { RunStorage } from '../storage/run-storage.js'
+import { BackendFailedError, isPublicError } from '../errors.js'
+
+// What the storage says of bad bytes (too large, not media, cut off) is the client's fault for an
+// upload, but the backend's for a generation: the child's request was fine.
+const REFUSED_MEDIA = new Set([413, 415, 422])
 
 export interface StoredGeneration {
   outputs: MediaOutput[]
@@ -13,7 +18,8 @@ export interface StoredGeneration {
  * Stores every item a backend yields, one after the other (a stream must be
  * consumed before the next is asked for). A backend that fails after some
  * items keeps them: the failure is returned next to what was stored, for the
- * caller to record, never thrown away.
+ * caller to record, never thrown away. Bytes the storage refuses (cut off,
+ * not media, too large) are the backend's failure: BACKEND_FAILED (502).
  */
 export async function storeGeneratedMedia (
   storage: RunStorage,
@@ -42,6 +48,7 @@ export async function storeGeneratedMedia (
     }
     return { outputs, error: null }
   } catch (error) {
-    return { outputs, error }
+    const backendsFault = isPublicError(error) && REFUSED_MEDIA.has(error.statusCode)
+    return { outputs, error: backendsFault ? new BackendFailedError(options.backend, `it produced media that cannot be stored (${error.code}: ${error.message})`) : error }
   }
 }

@@ -46,11 +46,11 @@ t.test('an item that is not what it claims stops the generation; the generator i
     }
   }
   const result = await storeGeneratedMedia(storage, runId, generate(), { config: 'c', backend: 'b', media_type: 'image' })
-  t.match(result, { outputs: [], error: { code: 'MEDIA_TYPE_MISMATCH' } })
+  t.match(result, { outputs: [], error: { code: 'BACKEND_FAILED', statusCode: 502, message: /MEDIA_TYPE_MISMATCH: declared media_type image but the bytes are audio/ } })
   t.ok(closed, 'the backend was told to stop')
 })
 
-t.test('a generator whose image arrives cut off stores nothing and returns MEDIA_CORRUPT', async (t) => {
+t.test('a generator whose image arrives cut off stores nothing and fails as the backend\'s fault, naming MEDIA_CORRUPT', async (t) => {
   const { storage, runsDir, runId } = await setup(t)
   const png = await readFile(fixtures.png.file)
   async function * generate (): AsyncIterable<MediaItem> {
@@ -58,7 +58,7 @@ t.test('a generator whose image arrives cut off stores nothing and returns MEDIA
     yield { body: Readable.from([png.subarray(0, png.length >> 1)]), media_type: 'image', source: { kind: 'comfyui', node_id: '9' } }
   }
   const result = await storeGeneratedMedia(storage, runId, generate(), { config: 'sd35_large', backend: 'comfyui' })
-  t.match(result, { outputs: [], error: { code: 'MEDIA_CORRUPT', statusCode: 422, message: /png file is truncated or corrupt/ } })
+  t.match(result, { outputs: [], error: { code: 'BACKEND_FAILED', statusCode: 502, message: /backend comfyui failed: it produced media that cannot be stored \(MEDIA_CORRUPT: .*png file is truncated or corrupt/ } })
   t.same((await readdir(join(runsDir, runId))).sort(), ['input_text.txt', 'metadata.json'])
   t.same((await storage.getMetadata(runId)).outputs, [])
 })
