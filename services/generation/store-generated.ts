@@ -48,7 +48,8 @@ export async function storeGeneratedMedia (
     }
     return { outputs, error: null }
   } catch (error) {
-    const backendsFault = isPublicError(error) && REFUSED_MEDIA.has(error.statusCode)
+    // A type mismatch stays itself: the expected type is the caller's claim (a client's media_type, an output config's).
+    const backendsFault = isPublicError(error) && REFUSED_MEDIA.has(error.statusCode) && error.code !== 'MEDIA_TYPE_MISMATCH'
     return { outputs, error: backendsFault ? new BackendFailedError(options.backend, `it produced media that cannot be stored (${error.code}: ${error.message})`) : error }
   }
 }
