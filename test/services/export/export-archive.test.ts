@@ -9,7 +9,7 @@ import { SqliteRunIndex } from '../../../services/storage/index/sqlite.js'
 import { fixtures } from '../../fixtures/media.js'
 import { tempRunsDir, testConfig } from '../../helper.js'
 import { csvRows, pdfPages, xlsxRows } from '../../export-readers.js'
-import { pngFile } from '../../png-files.js'
+import { pngFile } from '../../forged-png.js'
 import { unzip } from '../../unzip.js'
 
 async function runstoreOn (t: Test): Promise<{ runstore: Runstore, runsDir: string }> {

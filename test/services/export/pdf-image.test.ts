@@ -5,7 +5,7 @@ import { PNG, type PNGOptions } from 'pngjs'
 import { PdfPng } from '../../../services/export/pdf-image.js'
 import { pdfPictures } from '../../export-readers.js'
 import { fixtures } from '../../fixtures/media.js'
-import { pngFile } from '../../png-files.js'
+import { pngFile } from '../../forged-png.js'
 
 /** A 5×3 picture that varies in every channel, alpha too when asked. */
 function varied (options: PNGOptions & { alpha?: boolean }): Buffer {
