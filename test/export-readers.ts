@@ -1,6 +1,6 @@
 import { parse } from 'csv-parse/sync'
 import ExcelJS from 'exceljs'
-import { getDocument } from 'pdfjs-dist/legacy/build/pdf.mjs'
+import { getDocument, OPS } from 'pdfjs-dist/legacy/build/pdf.mjs'
 
 // The views of an export read back as the programs a researcher uses would read them.
 
@@ -41,4 +41,27 @@ export async function pdfPages (pdf: Buffer): Promise<string[]> {
   }
   await document.destroy()
   return pages
+}
+
+/** The pictures a PDF's pages paint, as pdf.js decodes them: RGBA pixels, the page number with each. */
+export async function pdfPictures (pdf: Buffer): Promise<Array<{ page: number, width: number, height: number, rgba: Buffer }>> {
+  const document = await getDocument({ data: new Uint8Array(pdf), verbosity: 0, isEvalSupported: false }).promise
+  const pictures: Array<{ page: number, width: number, height: number, rgba: Buffer }> = []
+  for (let number = 1; number <= document.numPages; number++) {
+    const page = await document.getPage(number)
+    const operators = await page.getOperatorList()
+    for (const [i, operator] of operators.fnArray.entries()) {
+      if (operator !== OPS.paintImageXObject) continue
+      const image = await new Promise<{ width: number, height: number, kind: number, data: Uint8ClampedArray }>((resolve) => { page.objs.get(operators.argsArray[i][0], resolve) })
+      // pdf.js gives RGB (kind 2) or RGBA (kind 3)
+      const channels = image.kind === 3 ? 4 : 3
+      const rgba = Buffer.alloc(image.width * image.height * 4, 255)
+      for (let p = 0; p < image.width * image.height; p++) {
+        for (let c = 0; c < channels; c++) rgba[4 * p + c] = image.data[channels * p + c]!
+      }
+      pictures.push({ page: number, width: image.width, height: image.height, rgba })
+    }
+  }
+  await document.destroy()
+  return pictures
 }

@@ -1,7 +1,7 @@
-import { crc32 } from 'node:zlib'
+import { crc32, deflateSync } from 'node:zlib'
 
 // PNGs made by hand, byte by byte, for what no encoder writes: a size
-// claimed without the pixels, a chunk that is not whole.
+// claimed without the pixels, a chunk that is not whole, palettes, 1 bit.
 
 export const PNG_SIGNATURE = Buffer.from('89504e470d0a1a0a', 'hex')
 
@@ -27,4 +27,23 @@ export function pngHeader (width: number, height: number): Buffer {
 /** Issue 9's forgery, 100 bytes: the signature, an intact IHDR claiming 100000 × 100000 pixels, the start of its image data. */
 export function forgedPng (): Buffer {
   return Buffer.concat([PNG_SIGNATURE, pngHeader(100_000, 100_000), pngChunk('IDAT', Buffer.alloc(55))])
+}
+
+/**
+ * A whole PNG of unfiltered rows (the bytes `row` makes for each), with
+ * extra chunks (PLTE, tRNS) between the header and the data.
+ */
+export function pngFile (options: { width: number, height: number, bitDepth: number, colorType: number, row: (y: number) => Buffer, chunks?: Array<[string, Buffer]> }): Buffer {
+  const header = Buffer.alloc(13)
+  header.writeUInt32BE(options.width, 0)
+  header.writeUInt32BE(options.height, 4)
+  header.set([options.bitDepth, options.colorType, 0, 0, 0], 8)
+  const rows = Buffer.concat(Array.from({ length: options.height }, (_, y) => Buffer.concat([Buffer.from([0]), options.row(y)])))
+  return Buffer.concat([
+    PNG_SIGNATURE,
+    pngChunk('IHDR', header),
+    ...(options.chunks ?? []).map(([type, data]) => pngChunk(type, data)),
+    pngChunk('IDAT', deflateSync(rows)),
+    pngChunk('IEND', Buffer.alloc(0))
+  ])
 }

@@ -1,9 +1,9 @@
 import { PassThrough, type Readable } from 'node:stream'
 import PDFDocument from 'pdfkit'
-import { PNG } from 'pngjs'
 import type { MediaOutput, RunMetadata } from '../../schemas/run.js'
 import type { RunStorage } from '../storage/run-storage.js'
 import { drained } from './drain.js'
+import { PdfPng } from './pdf-image.js'
 import { archivePath, formatTime, outputFacts, stageSummaries } from './runs-table.js'
 
 export interface PdfOptions {
@@ -44,7 +44,7 @@ export function pdfReport (runs: AsyncIterable<RunMetadata>, storage: RunStorage
     let pages = 0
     for await (const metadata of runs) {
       await drained(output)
-      const picture = await pagePicture(storage, metadata)
+      const picture = await pagePicture(storage, metadata, `R${pages + 1}`)
       runPage(doc, metadata, picture)
       pages++
     }
@@ -57,10 +57,11 @@ export function pdfReport (runs: AsyncIterable<RunMetadata>, storage: RunStorage
   return output
 }
 
-type Picture = { output: MediaOutput, bytes: Buffer } | { output: MediaOutput | null, note: string }
+/** A JPEG goes to pdfkit as it is; a PNG is prepared here (pdf-image.ts). */
+type Picture = { output: MediaOutput, image: Buffer | PdfPng } | { output: MediaOutput | null, note: string }
 
-/** The picture of a run's page, or why there is none. */
-async function pagePicture (storage: RunStorage, metadata: RunMetadata): Promise<Picture> {
+/** The picture of a run's page, or why there is none; `label` names it inside the PDF. */
+async function pagePicture (storage: RunStorage, metadata: RunMetadata, label: string): Promise<Picture> {
   const output = metadata.outputs.find((o) => o.type === 'image' && EMBEDDABLE.has(o.format))
   if (output === undefined) {
     const first = metadata.outputs[0] ?? null
@@ -70,16 +71,12 @@ async function pagePicture (storage: RunStorage, metadata: RunMetadata): Promise
     return { output, note: 'too large to show here' }
   }
   const bytes = await storage.readFile(await storage.resolveFile(metadata.run_id, output.filename))
-  // pdfkit decodes some PNGs (alpha, interlaced) in a callback that throws on damaged data,
-  // out of reach of any catch: a PNG is decoded here first, where a failure is only a placeholder.
-  if (output.format === 'png') {
-    try {
-      PNG.sync.read(bytes)
-    } catch {
-      return { output, note: 'the picture cannot be decoded' }
-    }
+  if (output.format !== 'png') return { output, image: bytes }
+  try {
+    return { output, image: new PdfPng(bytes, label) }
+  } catch {
+    return { output, note: 'the picture cannot be decoded' }
   }
-  return { output, bytes }
 }
 
 function runPage (doc: PDFKit.PDFDocument, metadata: RunMetadata, picture: Picture): void {
@@ -102,9 +99,9 @@ function runPage (doc: PDFKit.PDFDocument, metadata: RunMetadata, picture: Pictu
 }
 
 function drawPicture (doc: PDFKit.PDFDocument, metadata: RunMetadata, picture: Picture, top: number): void {
-  if ('bytes' in picture) {
+  if ('image' in picture) {
     try {
-      doc.image(picture.bytes, MARGIN, top, { fit: [WIDTH, PICTURE_HEIGHT], align: 'center', valign: 'center' })
+      doc.image(picture.image as PDFKit.Mixins.ImageSrc, MARGIN, top, { fit: [WIDTH, PICTURE_HEIGHT], align: 'center', valign: 'center' })
       return
     } catch {
       // a JPEG pdfkit cannot read: the placeholder says so

@@ -3,13 +3,13 @@ import { createWriteStream } from 'node:fs'
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
-import { crc32, deflateSync } from 'node:zlib'
 import { createRunstore, type Runstore } from '../../../runstore.js'
 import { parseExportFormats, RunExporter } from '../../../services/export/export-archive.js'
 import { SqliteRunIndex } from '../../../services/storage/index/sqlite.js'
 import { fixtures } from '../../fixtures/media.js'
 import { tempRunsDir, testConfig } from '../../helper.js'
 import { csvRows, pdfPages, xlsxRows } from '../../export-readers.js'
+import { pngFile } from '../../forged-png.js'
 import { unzip } from '../../unzip.js'
 
 async function runstoreOn (t: Test): Promise<{ runstore: Runstore, runsDir: string }> {
@@ -32,22 +32,8 @@ async function exported (exporter: RunExporter, formats?: string, filters = {}):
 }
 
 /** A PNG of the given size, one bit per pixel, all black: tiny on disk, huge once decoded. */
-function blackPng (width: number, height: number): Buffer {
-  const chunk = (type: string, data: Buffer): Buffer => {
-    const body = Buffer.concat([Buffer.from(type, 'latin1'), data])
-    const length = Buffer.alloc(4)
-    length.writeUInt32BE(data.length)
-    const crc = Buffer.alloc(4)
-    crc.writeUInt32BE(crc32(body))
-    return Buffer.concat([length, body, crc])
-  }
-  const header = Buffer.alloc(13)
-  header.writeUInt32BE(width, 0)
-  header.writeUInt32BE(height, 4)
-  header.set([1, 0, 0, 0, 0], 8) // 1 bit, grayscale, deflate, no filter, no interlace
-  const rows = Buffer.alloc(height * (1 + Math.ceil(width / 8)))
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', header), chunk('IDAT', deflateSync(rows)), chunk('IEND', Buffer.alloc(0))])
-}
+const blackPng = (width: number, height: number): Buffer =>
+  pngFile({ width, height, bitDepth: 1, colorType: 0, row: () => Buffer.alloc(Math.ceil(width / 8)) })
 
 /** Changes bytes of a stored file in place (same size): damage the store does not notice. */
 async function damage (path: string, at: number, bytes: number[]): Promise<void> {
