@@ -330,12 +330,7 @@ export class RunStorage {
 
   /** Names of the files that make up a run, as listed by its metadata. */
   listFiles (metadata: RunMetadata): string[] {
-    return [
-      METADATA_FILE,
-      INPUT_TEXT_FILE,
-      ...(metadata.transformed_text !== null ? [TRANSFORMED_TEXT_FILE] : []),
-      ...metadata.outputs.map((o) => o.filename)
-    ]
+    return listedFiles(metadata)
   }
 
   async deleteRun (runId: string): Promise<void> {
@@ -408,6 +403,16 @@ export class RunStorage {
   #emit (event: RunEvent): void {
     this.events.emit(event)
   }
+}
+
+/** Names of the files that make up a run, as listed by its metadata: what a reader, an export or a check may expect. */
+export function listedFiles (metadata: RunMetadata): string[] {
+  return [
+    METADATA_FILE,
+    INPUT_TEXT_FILE,
+    ...(metadata.transformed_text !== null ? [TRANSFORMED_TEXT_FILE] : []),
+    ...metadata.outputs.map((o) => o.filename)
+  ]
 }
 
 export function outputFilename (type: MediaType, ordinal: number, extension: string): string {

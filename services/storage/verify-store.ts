@@ -3,7 +3,7 @@ import { FormatRegistry } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { RunMetadata } from '../../schemas/run.js'
 import type { BlobStore } from './blob/blob-store.js'
-import { INPUT_TEXT_FILE, METADATA_FILE, TRANSFORMED_TEXT_FILE } from './run-storage.js'
+import { METADATA_FILE, listedFiles } from './run-storage.js'
 
 export type VerifyProblemKind = 'metadata-unreadable' | 'metadata-invalid' | 'missing' | 'size' | 'sha256' | 'unlisted'
 
@@ -55,9 +55,8 @@ async function verifyRun (blobs: BlobStore, runId: string, report: VerifyReport)
   if (invalid !== undefined) { problem('metadata-invalid', `${invalid.path || '(document)'}: ${invalid.message}`, METADATA_FILE); return }
   if (metadata.run_id !== runId) { problem('metadata-invalid', `names another run: ${metadata.run_id}`, METADATA_FILE); return }
 
-  const expected = new Map<string, { size: number, sha256: string } | null>([[METADATA_FILE, null], [INPUT_TEXT_FILE, null]])
-  if (metadata.transformed_text !== null) expected.set(TRANSFORMED_TEXT_FILE, null)
-  for (const output of metadata.outputs) expected.set(output.filename, { size: output.file_size_bytes, sha256: output.sha256 })
+  const facts = new Map(metadata.outputs.map((o) => [o.filename, { size: o.file_size_bytes, sha256: o.sha256 }]))
+  const expected = new Map(listedFiles(metadata).map((name) => [name, facts.get(name) ?? null]))
 
   for (const [name, facts] of expected) {
     const stat = await blobs.stat(runId, name)
