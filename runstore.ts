@@ -58,7 +58,7 @@ export interface Runstore {
    * the interrupted runs an index build found). Never rejects.
    */
   readonly startup: Promise<StartupReport>
-  /** runs a stopped process had left `running`, ended at this start as failed (RUN_INTERRUPTED); grows when a background build finds more */
+  /** runs a stopped process had left `running`, ended as failed (RUN_INTERRUPTED) by the start's background work (filled when startup settles) */
   readonly interruptedRuns: string[]
   /** the numbers GET /metrics shows, in a registry of this instance's own */
   readonly metrics: RunstoreMetrics
@@ -178,14 +178,12 @@ export async function createRunstore (config: Config, options: { logger?: Logger
       if (interrupted.finished.length > 0) logger.warn({ count: interrupted.finished.length, first: interrupted.finished.slice(0, 20) }, 'runs left running by a stopped process ended as failed (RUN_INTERRUPTED)')
       if (interrupted.failed.length > 0) logger.error({ err: interrupted.failed[0]!.err, count: interrupted.failed.length, first: interrupted.failed.slice(0, 20).map((f) => f.run_id) }, 'runs left running by a stopped process could not be ended now; the next start tries again')
     }
-    // An index being built lacks most runs: the interrupted ones are found once it is complete.
-    const building = !runIndex.progress().complete
-    if (!building) await finishInterrupted()
-
-    if (building) logger.warn({ path: indexPath, reason: opened.index.rebuilt }, 'the run index is being built from the stored runs in the background; listings are incomplete until it ends (GET /ready shows the progress)')
+    if (!runIndex.progress().complete) logger.warn({ path: indexPath, reason: opened.index.rebuilt }, 'the run index is being built from the stored runs in the background; listings are incomplete until it ends (GET /ready shows the progress)')
+    // After a clean stop nothing is half-made: the sweep, which reads every run folder, is for crashes.
+    const sweep = runIndex.lastStopWasClean ? Promise.resolve({ removed: [] }) : storage.init()
     const startup = (async (): Promise<StartupReport> => {
-      const [sweep, report] = await Promise.all([
-        storage.init().catch((err: unknown) => {
+      const [swept, report] = await Promise.all([
+        sweep.catch((err: unknown) => {
           logger.error({ err }, 'the crash sweep of the store failed; the next start tries again')
           return { removed: [] }
         }),
@@ -194,11 +192,12 @@ export async function createRunstore (config: Config, options: { logger?: Logger
           return { rebuilt: opened.index.rebuilt, fullScan: false, journaled: 0, added: 0, updated: 0, removed: 0, skipped: [] } satisfies ReconcileReport
         })
       ])
-      if (sweep.removed.length > 0) logger.warn({ removed: sweep.removed }, 'removed leftovers of an interrupted write')
+      if (swept.removed.length > 0) logger.warn({ removed: swept.removed }, 'removed leftovers of an interrupted write')
       const indexReport: ReconcileReport = { ...report, journaled: opened.journal.journaled, skipped: [...opened.journal.skipped, ...report.skipped] }
       logReconcile(logger, indexReport)
-      if (building && !closed) await finishInterrupted().catch((err: unknown) => { logger.error({ err }, 'runs left running by a stopped process could not be ended') })
-      return { removed: sweep.removed, index: indexReport }
+      // Found through the index, so once it is complete (a build lacks most runs before).
+      if (!closed) await finishInterrupted().catch((err: unknown) => { logger.error({ err }, 'runs left running by a stopped process could not be ended') })
+      return { removed: swept.removed, index: indexReport }
     })()
 
     metrics = new RunstoreMetrics({ events, backends, index: runIndex, blobs, logger })

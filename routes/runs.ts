@@ -39,7 +39,7 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['runs'],
       summary: 'list runs, newest first (or oldest first), filtered and paged',
-      description: 'Every filter given must hold. from is inclusive, to exclusive, both on the run\'s creation time. q finds a substring of the input or the transformed text, ignoring case; any text is taken literally (quotes, operators, NUL). A page holds up to limit runs; next_cursor, passed as cursor with the same filters and order, gives the next one (runs created meanwhile do not shift pages). A cursor this service did not give out for that order is refused with 400 INVALID_CURSOR. total counts the matches up to 10,000 (total_exact false beyond). index says whether the index is complete: while it is being built (after its file was lost), a listing lacks the runs not reached yet.',
+      description: 'Every filter given must hold. from is inclusive, to exclusive, both on the run\'s creation time. q finds a substring of the input or the transformed text, ignoring case; any text is taken literally (quotes, operators, NUL). A page holds up to limit runs; next_cursor, passed as cursor with the same filters and order, gives the next one (runs created meanwhile do not shift pages). A cursor this service did not give out for that order is refused with 400 INVALID_CURSOR. total counts the matches up to 1,000 (total_exact false beyond; without filters, or with status alone, it is always exact). index says whether the index is complete: while it is being built (after its file was lost), a listing lacks the runs not reached yet.',
       querystring: ListRunsQuery,
       response: { 200: RunList, ...errorResponses(400) }
     }

@@ -34,6 +34,12 @@ export interface RunIndex {
   catchUp: (source: RunSource) => Promise<ReconcileReport>
   /** whether the index lists every stored run yet, and how far a build or catch-up is */
   progress: () => IndexProgress
+  /**
+   * Whether the process that used the index before stopped cleanly (closed
+   * it). False after a crash, and for a new index: then what interrupted
+   * writes left in the store is worth a sweep.
+   */
+  readonly lastStopWasClean: boolean
   /** how many runs it lists, by status, and the room it takes: what /metrics shows, cheap enough for every scrape */
   stats: () => Promise<RunIndexStats>
   /** whether it answers; false once closed */
@@ -144,7 +150,7 @@ export interface RunListResult {
 }
 
 /** Counting matches stops here: a total past it is said to be a lower bound, so that no page pays for counting a million runs. */
-export const COUNT_LIMIT = 10_000
+export const COUNT_LIMIT = 1000
 
 /** The limit of a page, checked the same way by every index. */
 export function pageLimit (paging: RunListPaging): number {

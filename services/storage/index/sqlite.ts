@@ -88,6 +88,7 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
   readonly #removeTransaction: (runId: string) => void
   /** why this file was started afresh; null when the existing one was opened */
   readonly rebuilt: ReconcileReport['rebuilt']
+  readonly lastStopWasClean: boolean
   // Changes that could not be written (its disk was full), by run id, the latest of each run
   // (null: removed). Tried again before every later change and listing, so the index catches
   // up once there is room; any left at close make the next start read every run again.
@@ -99,9 +100,10 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
   /** runs removed while a catch-up runs: what it read of them before must not bring them back */
   #removedDuringCatchUp: Set<string> | null = null
 
-  private constructor (db: Database.Database, path: string | null, rebuilt: ReconcileReport['rebuilt']) {
+  private constructor (db: Database.Database, path: string | null, rebuilt: ReconcileReport['rebuilt'], lastStopWasClean: boolean) {
     this.#db = db
     this.path = path
+    this.lastStopWasClean = lastStopWasClean
     this.description = path === null ? 'sqlite in memory' : `sqlite:${path}`
     this.rebuilt = rebuilt
     this.#ping = db.prepare('SELECT 1').pluck()
@@ -120,7 +122,7 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
     if (path === null) {
       const memory = new Database(':memory:')
       memory.exec(SCHEMA)
-      return new SqliteRunIndex(memory, null, 'missing')
+      return new SqliteRunIndex(memory, null, 'missing', false)
     }
     await mkdir(dirname(path), { recursive: true })
     const existed = existsSync(path)
@@ -147,9 +149,12 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
       database.pragma('synchronous = NORMAL')
       // Another process (the CLI) may write while this one does: wait for its transaction rather than fail.
       database.pragma('busy_timeout = 5000')
+      const lastStopWasClean = getMeta(database, 'clean_stop') === '1'
+      // Durably "in use" before anything else is written: a crash from here on is seen by the next start.
+      setMeta(database, 'clean_stop', '0')
       database.pragma('wal_checkpoint(TRUNCATE)')
       const reason = getMeta(database, 'build_reason') as ReconcileReport['rebuilt']
-      return new SqliteRunIndex(database, path, rebuilt ?? (getMeta(database, 'built') === '1' ? null : reason))
+      return new SqliteRunIndex(database, path, rebuilt ?? (getMeta(database, 'built') === '1' ? null : reason), lastStopWasClean)
     } catch (err) {
       // A disk that takes no writes fails here; the file must not stay open (nor its folder busy).
       db?.close()
@@ -261,6 +266,7 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
     try {
       this.#retryUnwritten()
       if (this.#unwritten.size > 0 || this.#journalMissed) setMeta(this.#db, 'full_scan', '1')
+      setMeta(this.#db, 'clean_stop', '1')
       this.#db.pragma('optimize')
       this.#db.pragma('wal_checkpoint(TRUNCATE)')
     } catch {
@@ -450,16 +456,17 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
   }
 }
 
-/** Opens an existing index file; null when it is not a healthy SQLite database. */
+/**
+ * Opens an existing index file; null when it is not a SQLite database. No
+ * integrity check of every page: that reads the whole file, and a start must
+ * not take longer with more runs (`runstore reindex` builds a damaged index again).
+ */
 function openChecked (path: string): Database.Database | null {
   let db: Database.Database | undefined
   try {
     db = new Database(path)
     db.pragma('journal_mode = WAL')
-    if (db.pragma('quick_check', { simple: true }) !== 'ok') {
-      db.close()
-      return null
-    }
+    db.pragma('user_version')
     return db
   } catch (err) {
     db?.close()
