@@ -160,7 +160,7 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     events.subscribe('media-cache', (event) => { if (event.type === 'run.deleted') mediaDelivery.evictRun(event.run_id) })
 
     await storage.prepare()
-    const indexPath = resolve(config.RUN_INDEX_PATH ?? join(runsDir, '.index.sqlite'))
+    const indexPath = indexPathOf(config)
     const opened = await openRunIndex(indexPath, storage)
     const runIndex: RunIndex = index = journal = opened.index
     if (opened.inMemoryBecause !== null) {
@@ -208,6 +208,11 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     await close()
     throw err
   }
+}
+
+/** Where the run index file is: RUN_INDEX_PATH, else beside the runs. */
+export function indexPathOf (config: Config): string {
+  return resolve(config.RUN_INDEX_PATH ?? join(config.RUNS_DIR, '.index.sqlite'))
 }
 
 function logReconcile (logger: Logger, report: ReconcileReport): void {

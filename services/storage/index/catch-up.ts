@@ -52,7 +52,9 @@ export async function catchUpIndex (target: CatchUpTarget, source: RunSource): P
   }
 
   const { missing, gone } = await compare(target, stored)
-  if (target.stopped || !await readInto(target, source, missing, report, false)) return report
+  // A run the full read just skipped is missing from the index for that reason: read and reported once.
+  const skipped = new Set(report.skipped.map((s) => s.run_id))
+  if (target.stopped || !await readInto(target, source, missing.filter((id) => !skipped.has(id)), report, false)) return report
   for (let start = 0; start < gone.length; start += READ_BATCH) {
     if (target.stopped) return report
     const batch = gone.slice(start, start + READ_BATCH)

@@ -31,7 +31,7 @@ export interface RunIndex {
    * interrupted build stopped), runs added or removed behind the service's
    * back are found. progress() tells how far it is.
    */
-  catchUp: (source: RunSource) => Promise<ReconcileReport>
+  catchUp: (source: RunSource, options?: { onProgress?: (progress: IndexProgress) => void }) => Promise<ReconcileReport>
   /** whether the index lists every stored run yet, and how far a build or catch-up is */
   progress: () => IndexProgress
   /**
