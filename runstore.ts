@@ -22,7 +22,7 @@ import { openRunIndex } from './services/storage/index/open-index.js'
 import { MediaIngester } from './services/storage/ingest.js'
 import { finishInterruptedRuns } from './services/storage/interrupted-runs.js'
 import { RunEvents } from './services/storage/run-events.js'
-import { RunStorage } from './services/storage/run-storage.js'
+import { RunStorage, type WriteJournal } from './services/storage/run-storage.js'
 
 export type Logger = Pick<BaseLogger, 'info' | 'warn' | 'error'>
 
@@ -52,14 +52,25 @@ export interface Runstore {
   readonly exporter: RunExporter
   readonly backends: BackendRegistry
   readonly pipeline: PipelineRunner
-  /** what the start found: the index's reconcile with the store */
-  readonly indexReport: ReconcileReport
-  /** runs a stopped process had left `running`, ended at this start as failed (RUN_INTERRUPTED) */
+  /**
+   * The start's work that reads every run, done in the background while the
+   * service serves: the crash sweep and the index's build or catch-up (then
+   * the interrupted runs an index build found). Never rejects.
+   */
+  readonly startup: Promise<StartupReport>
+  /** runs a stopped process had left `running`, ended as failed (RUN_INTERRUPTED) by the start's background work (filled when startup settles) */
   readonly interruptedRuns: string[]
   /** the numbers GET /metrics shows, in a registry of this instance's own */
   readonly metrics: RunstoreMetrics
   /** Stops the runs still going (recorded as failed), then the backends and the index. */
   close: () => Promise<void>
+}
+
+export interface StartupReport {
+  /** what the crash sweep removed */
+  removed: string[]
+  /** the index's catch-up with the store, with the journal read at start */
+  index: ReconcileReport
 }
 
 const SILENT: Logger = { info () {}, warn () {}, error () {} }
@@ -76,7 +87,7 @@ export interface Store {
  * while a service may be writing uses it as it is: no crash sweep (that would
  * take the service's half-made files), no index, no backends.
  */
-export function openStore (config: Config, options: { logger?: Logger, fetchPolicy?: FetchPolicy } = {}): Store {
+export function openStore (config: Config, options: { logger?: Logger, fetchPolicy?: FetchPolicy, journal?: WriteJournal } = {}): Store {
   const logger = options.logger ?? SILENT
   const blobs = new LocalBlobStore(resolve(config.RUNS_DIR))
   const events = new RunEvents({
@@ -86,6 +97,7 @@ export function openStore (config: Config, options: { logger?: Logger, fetchPoli
     blobs,
     events,
     metadataCacheEntries: config.METADATA_CACHE_ENTRIES,
+    ...(options.journal === undefined ? {} : { journal: options.journal }),
     maxImagePixels: config.MAX_IMAGE_PIXELS,
     ingester: new MediaIngester({
       maxBytes: config.MAX_UPLOAD_BYTES,
@@ -125,7 +137,9 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     await index?.close()
   }
   try {
-    const { blobs, events, storage } = openStore(config, { logger, fetchPolicy })
+    // The index opens after the store (it reads the runs its journal names), and journals every write from then on.
+    let journal: RunIndex | undefined
+    const { blobs, events, storage } = openStore(config, { logger, fetchPolicy, journal: { begin: async (runId) => { await journal?.begin(runId) } } })
     pipeline = new PipelineRunner({
       storage,
       backends,
@@ -145,34 +159,60 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     const mediaDelivery = new MediaDelivery({ blobs, cacheBytes: config.MEDIA_CACHE_BYTES, maxCachedFileBytes: config.MEDIA_CACHE_MAX_FILE_BYTES })
     events.subscribe('media-cache', (event) => { if (event.type === 'run.deleted') mediaDelivery.evictRun(event.run_id) })
 
-    const { removed } = await storage.init()
-    if (removed.length > 0) logger.warn({ removed }, 'removed leftovers of an interrupted write')
-
-    const indexPath = resolve(config.RUN_INDEX_PATH ?? join(runsDir, '.index.sqlite'))
+    await storage.prepare()
+    const indexPath = indexPathOf(config)
     const opened = await openRunIndex(indexPath, storage)
-    const runIndex: RunIndex = index = opened.index
-    const indexReport = opened.report
+    const runIndex: RunIndex = index = journal = opened.index
     if (opened.inMemoryBecause !== null) {
       logger.error({ err: opened.inMemoryBecause, path: indexPath }, 'the run index file cannot be written (its disk is full or read-only): runs are listed from memory until the next start builds the file again')
     }
-    logReconcile(logger, indexReport)
+    if (opened.journal.journaled > 0) logger.warn({ runs: opened.journal.journaled }, 'runs a stopped process was writing were read again into the run index')
     events.subscribe('run index', async (event) => {
       if (event.type === 'run.deleted') await runIndex.remove(event.run_id)
       else if (event.type !== 'output.added') await runIndex.upsert(event.metadata)
     })
-    const interrupted = await finishInterruptedRuns(storage, runIndex, startedAt)
-    const interruptedRuns = interrupted.finished
-    if (interruptedRuns.length > 0) logger.warn({ count: interruptedRuns.length, first: interruptedRuns.slice(0, 20) }, 'runs left running by a stopped process ended as failed (RUN_INTERRUPTED)')
-    if (interrupted.failed.length > 0) logger.error({ err: interrupted.failed[0]!.err, count: interrupted.failed.length, first: interrupted.failed.slice(0, 20).map((f) => f.run_id) }, 'runs left running by a stopped process could not be ended now; the next start tries again')
+    const interruptedRuns: string[] = []
+    const finishInterrupted = async (): Promise<void> => {
+      const interrupted = await finishInterruptedRuns(storage, runIndex, startedAt)
+      interruptedRuns.push(...interrupted.finished)
+      if (interrupted.finished.length > 0) logger.warn({ count: interrupted.finished.length, first: interrupted.finished.slice(0, 20) }, 'runs left running by a stopped process ended as failed (RUN_INTERRUPTED)')
+      if (interrupted.failed.length > 0) logger.error({ err: interrupted.failed[0]!.err, count: interrupted.failed.length, first: interrupted.failed.slice(0, 20).map((f) => f.run_id) }, 'runs left running by a stopped process could not be ended now; the next start tries again')
+    }
+    if (!runIndex.progress().complete) logger.warn({ path: indexPath, reason: opened.index.rebuilt }, 'the run index is being built from the stored runs in the background; listings are incomplete until it ends (GET /ready shows the progress)')
+    // After a clean stop nothing is half-made: the sweep, which reads every run folder, is for crashes.
+    const sweep = runIndex.lastStopWasClean ? Promise.resolve({ removed: [] }) : storage.init()
+    const startup = (async (): Promise<StartupReport> => {
+      const [swept, report] = await Promise.all([
+        sweep.catch((err: unknown) => {
+          logger.error({ err }, 'the crash sweep of the store failed; the next start tries again')
+          return { removed: [] }
+        }),
+        runIndex.catchUp(storage).catch((err: unknown) => {
+          logger.error({ err }, 'the run index could not catch up with the store; `runstore reindex` builds it again')
+          return { rebuilt: opened.index.rebuilt, fullScan: false, journaled: 0, added: 0, updated: 0, removed: 0, skipped: [] } satisfies ReconcileReport
+        })
+      ])
+      if (swept.removed.length > 0) logger.warn({ removed: swept.removed }, 'removed leftovers of an interrupted write')
+      const indexReport: ReconcileReport = { ...report, journaled: opened.journal.journaled, skipped: [...opened.journal.skipped, ...report.skipped] }
+      logReconcile(logger, indexReport)
+      // Found through the index, so once it is complete (a build lacks most runs before).
+      if (!closed) await finishInterrupted().catch((err: unknown) => { logger.error({ err }, 'runs left running by a stopped process could not be ended') })
+      return { removed: swept.removed, index: indexReport }
+    })()
 
     metrics = new RunstoreMetrics({ events, backends, index: runIndex, blobs, logger })
     const exporter = new RunExporter({ storage, index: runIndex })
 
-    return { config, logger, fetchPolicy, blobs, events, storage, index: runIndex, mediaDelivery, exporter, backends, pipeline, indexReport, interruptedRuns, metrics, close }
+    return { config, logger, fetchPolicy, blobs, events, storage, index: runIndex, mediaDelivery, exporter, backends, pipeline, startup, interruptedRuns, metrics, close }
   } catch (err) {
     await close()
     throw err
   }
+}
+
+/** Where the run index file is: RUN_INDEX_PATH, else beside the runs. */
+export function indexPathOf (config: Config): string {
+  return resolve(config.RUN_INDEX_PATH ?? join(config.RUNS_DIR, '.index.sqlite'))
 }
 
 function logReconcile (logger: Logger, report: ReconcileReport): void {

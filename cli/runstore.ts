@@ -1,6 +1,8 @@
 import { Command, CommanderError } from 'commander'
 import { loadConfig } from '../config.js'
-import { openStore } from '../runstore.js'
+import { indexPathOf, openStore } from '../runstore.js'
+import { openRunIndex } from '../services/storage/index/open-index.js'
+import { SqliteRunIndex } from '../services/storage/index/sqlite.js'
 import { storeStats } from '../services/storage/store-stats.js'
 import { verifyStore } from '../services/storage/verify-store.js'
 
@@ -22,7 +24,8 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
     .option('--runs-dir <dir>', 'storage root (default: RUNS_DIR, else ./runs)')
     .exitOverride()
     .configureOutput({ writeOut: (text) => io.stdout.write(text), writeErr: (text) => io.stderr.write(text) })
-  const store = () => openStore(loadConfig({ ...io.env, ...(program.opts().runsDir === undefined ? {} : { RUNS_DIR: program.opts().runsDir as string }) }))
+  const config = () => loadConfig({ ...io.env, ...(program.opts().runsDir === undefined ? {} : { RUNS_DIR: program.opts().runsDir as string }) })
+  const store = () => openStore(config())
 
   program.command('verify')
     .description('every metadata.json valid, every listed file stored with its size and sha256, every stored file listed; exits 1 naming each problem')
@@ -49,6 +52,32 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
         io.stdout.write(`\nby ${title}:\n`)
         for (const [key, n] of Object.entries(table).sort(([a], [b]) => a.localeCompare(b))) io.stdout.write(`  ${key.padEnd(20)} ${n}\n`)
       }
+    })
+
+  program.command('reindex')
+    .description('builds the run index again from the run folders (after the index was damaged, or run folders were edited by hand); the service must be stopped')
+    .option('--json', 'one JSON document on stdout, for scripts')
+    .action(async (options: { json?: boolean }) => {
+      const settings = config()
+      const { storage } = openStore(settings)
+      await storage.listRunIds() // the store must exist before the old index goes
+      const path = indexPathOf(settings)
+      await SqliteRunIndex.remove(path)
+      const { index } = await openRunIndex(path, storage)
+      const bar = progress(io, 'reindex')
+      let report
+      try {
+        report = await index.catchUp(storage, { onProgress: (p) => { if (p.stored_runs !== null && p.stored_runs > 0) bar(Math.min(p.indexed_runs, p.stored_runs), p.stored_runs) } })
+      } finally {
+        await index.close()
+      }
+      if (options.json === true) {
+        io.stdout.write(JSON.stringify({ index: path, runs: report.added, skipped: report.skipped }, null, 2) + '\n')
+      } else {
+        for (const s of report.skipped) io.stdout.write(`${s.run_id}: skipped: ${s.reason}\n`)
+        io.stdout.write(`${report.added} runs indexed into ${path}; ${report.skipped.length} skipped\n`)
+      }
+      if (report.skipped.length > 0) exitCode = 1
     })
 
   try {

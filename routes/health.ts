@@ -17,7 +17,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/ready', {
     schema: {
       tags: ['service'],
-      summary: 'the service can take work: the runs folder takes a small write (4 KiB, synced) and the run index answers',
+      summary: 'the service can take work: the runs folder takes a small write (4 KiB, synced) and the run index answers; index tells how complete it is',
       response: {
         200: ReadyAnswer,
         ...errorResponses(503)
@@ -30,7 +30,8 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const failing = [...(storageWritable ? [] : ['the runs folder cannot take a small write (full, read-only or missing)']), ...(indexOpen ? [] : ['the run index does not answer'])]
       return await reply.code(503).send(errorBody(503, 'NOT_READY', failing.join('; ')))
     }
-    return { status: 'ready' as const, checks: { storage_writable: storageWritable, index_open: indexOpen } }
+    const index = app.runIndex.progress()
+    return { status: 'ready' as const, checks: { storage_writable: storageWritable, index_open: indexOpen, index_complete: index.complete }, index }
   })
 }
 

@@ -38,15 +38,15 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/api/runs', {
     schema: {
       tags: ['runs'],
-      summary: 'list runs, newest first, filtered and paged',
-      description: 'Every filter given must hold. from is inclusive, to exclusive, both on the run\'s creation time. q finds a substring of the input or the transformed text, ignoring case. A page holds up to limit runs; next_cursor, passed as cursor with the same filters, gives the next one (runs created meanwhile do not shift pages). A cursor this service did not give out is refused with 400 INVALID_CURSOR.',
+      summary: 'list runs, newest first (or oldest first), filtered and paged',
+      description: 'Every filter given must hold. from is inclusive, to exclusive, both on the run\'s creation time. q finds a substring of the input or the transformed text, ignoring case; any text is taken literally (quotes, operators, NUL). A page holds up to limit runs; next_cursor, passed as cursor with the same filters and order, gives the next one (runs created meanwhile do not shift pages). A cursor this service did not give out for that order is refused with 400 INVALID_CURSOR. total counts the matches up to 1,000 (total_exact false beyond; without filters, or with status alone, it is always exact). index says whether the index is complete: while it is being built (after its file was lost), a listing lacks the runs not reached yet.',
       querystring: ListRunsQuery,
       response: { 200: RunList, ...errorResponses(400) }
     }
   }, async (request) => {
-    const { limit, cursor, ...filters } = request.query
-    const page = await app.runIndex.list(filters, { limit, cursor })
-    return { runs: page.runs.map(summary), next_cursor: page.next_cursor }
+    const { limit, cursor, order, ...filters } = request.query
+    const page = await app.runIndex.list(filters, { limit, cursor, order })
+    return { runs: page.runs.map(summary), next_cursor: page.next_cursor, total: page.total, total_exact: page.total_exact, index: app.runIndex.progress() }
   })
 
   app.post('/api/runs', {

@@ -7,7 +7,7 @@ import { ListRunsQuery } from './runs-api.js'
 
 export const ExportQuery = Type.Composite([
   // the listing's filters; an export has no pages
-  Type.Omit(ListRunsQuery, ['limit', 'cursor']),
+  Type.Omit(ListRunsQuery, ['limit', 'cursor', 'order', 'archived']),
   Type.Object({
     formats: Type.Optional(Type.String({
       minLength: 1,

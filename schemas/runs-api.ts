@@ -69,8 +69,10 @@ export const ListRunsQuery = Type.Object({
   from: Type.Optional(instant('runs created at or after this')),
   to: Type.Optional(instant('runs created before this')),
   q: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'text the input or the transformed text contains, case-insensitive' })),
+  archived: Type.Optional(Type.Union([Type.Literal('exclude'), Type.Literal('include'), Type.Literal('only')], { default: 'exclude', description: 'exclude: live runs only; include: archived runs too; only: archived runs only' })),
+  order: Type.Optional(Type.Union([Type.Literal('desc'), Type.Literal('asc')], { default: 'desc', description: 'by creation time: desc, newest first, or asc, oldest first' })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_LIST_LIMIT, default: DEFAULT_LIST_LIMIT })),
-  cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'next_cursor of the previous page, with the same filters' }))
+  cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'next_cursor of the previous page, with the same filters and order' }))
 })
 export type ListRunsQuery = Static<typeof ListRunsQuery>
 
@@ -87,14 +89,25 @@ export const RunSummary = Type.Object({
   output_count: Type.Integer({ minimum: 0 }),
   media_types: Type.Array(MediaType, { description: 'each type of the run\'s outputs once, in their order' }),
   backends: Type.Array(Type.String(), { description: 'each backend of the run\'s outputs once, in their order' }),
+  archive: Type.Union([Type.String(), Type.Null()], { description: 'the archive holding the run (listed with archived=include or only); null while the run is live' }),
   thumbnail_url: Type.Union([Type.String(), Type.Null()], { description: 'the first image output, null when the run has none', examples: ['/api/media/image/0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e/0'] }),
   url: Type.String({ description: 'the run\'s metadata', examples: ['/api/runs/0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e'] })
 }, { description: 'one run in a listing' })
 export type RunSummary = Static<typeof RunSummary>
 
+export const IndexProgress = Type.Object({
+  phase: Type.Union([Type.Literal('ready'), Type.Literal('building'), Type.Literal('catching-up')], { description: 'ready: every stored run is listed; building: the index is being built from the store, newest runs first, and listings lack the runs not reached yet; catching-up: the index is complete as far as this service knows and is being compared with the store (runs copied in by hand appear when it ends)' }),
+  complete: Type.Boolean({ description: 'false while building: a listing may lack stored runs' }),
+  indexed_runs: Type.Integer({ minimum: 0, description: 'runs the index holds now, archived ones included' }),
+  stored_runs: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], { description: 'live runs in the store, as a build or catch-up under way listed them; null when none is under way or before it listed them' })
+}, { description: 'how complete the run index is' })
+
 export const RunList = Type.Object({
   runs: Type.Array(RunSummary),
-  next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'pass as cursor for the next page; null on the last page' })
+  next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'pass as cursor for the next page; null on the last page' }),
+  total: Type.Integer({ minimum: 0, description: 'runs matching the filters; a lower bound when total_exact is false (counting stops after 1,000 matches)' }),
+  total_exact: Type.Boolean(),
+  index: IndexProgress
 })
 export type RunList = Static<typeof RunList>
 

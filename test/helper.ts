@@ -31,6 +31,8 @@ export async function build (t: Test, env: Record<string, string> = {}): Promise
   })
   t.teardown(async () => { await app.close() })
   await app.ready()
+  // The start's background work (crash sweep, index catch-up) done, as on a service that has run a while.
+  await app.runstore.startup
   return app
 }
 

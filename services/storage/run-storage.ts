@@ -70,6 +70,14 @@ export interface RunStorageOptions {
   metadataCacheEntries?: number
   /** images with more pixels are refused (a decompression bomb for whatever decodes them later); no limit when not given */
   maxImagePixels?: number
+  /** told before every write of a run's metadata or its removal (the run index's journal) */
+  journal?: WriteJournal
+}
+
+/** Notes that a run is about to be written, durably, so a crash before the change event can be caught up. */
+export interface WriteJournal {
+  /** must not throw: a write never fails for its journal */
+  begin: (runId: string) => Promise<void>
 }
 
 const TERMINAL: ReadonlySet<RunStatus> = new Set(['completed', 'failed', 'blocked'])
@@ -86,6 +94,7 @@ export class RunStorage {
   readonly events: RunEvents
   readonly #ingester: MediaIngester
   readonly #maxImagePixels: number | undefined
+  readonly #journal: WriteJournal | undefined
   readonly #lock = new KeyedLock()
   readonly #metadata: LruCache<string, RunMetadata>
 
@@ -94,6 +103,7 @@ export class RunStorage {
     this.events = options.events ?? new RunEvents()
     this.#ingester = options.ingester
     this.#maxImagePixels = options.maxImagePixels
+    this.#journal = options.journal
     this.#metadata = new LruCache(options.metadataCacheEntries ?? 10000)
   }
 
@@ -101,9 +111,14 @@ export class RunStorage {
     return this.#ingester.maxBytes
   }
 
-  /** Prepares the store and removes what a crash left half-made. */
+  /** Prepares the store and removes what a crash left half-made (safe while the store serves; see BlobStore.recover). */
   async init (): Promise<{ removed: string[] }> {
     return await this.blobs.recover()
+  }
+
+  /** Makes the store ready to take runs, without the crash sweep. */
+  async prepare (): Promise<void> {
+    await this.blobs.prepare()
   }
 
   async isWritable (): Promise<boolean> {
@@ -130,6 +145,7 @@ export class RunStorage {
       outputs: [],
       errors: []
     }
+    await this.#journal?.begin(runId)
     await this.blobs.createRun(runId, [[INPUT_TEXT_FILE, input.input_text], [METADATA_FILE, serialise(metadata)]])
     this.#metadata.set(runId, metadata)
     this.#emit({ type: 'run.created', run_id: runId, metadata })
@@ -140,6 +156,11 @@ export class RunStorage {
   async getMetadata (runId: string): Promise<RunMetadata> {
     const id = assertRunId(runId)
     return this.#metadata.get(id) ?? await this.#readMetadata(id)
+  }
+
+  /** The run's metadata as stored now, not from the cache (which it refreshes): for readers that must see changes made behind this process's back. */
+  async readMetadata (runId: string): Promise<RunMetadata> {
+    return await this.#readMetadata(assertRunId(runId))
   }
 
   async runExists (runId: string): Promise<boolean> {
@@ -337,6 +358,7 @@ export class RunStorage {
     const id = assertRunId(runId)
     await this.#lock.run(id, async () => {
       await this.getMetadata(id)
+      await this.#journal?.begin(id)
       await this.blobs.deleteRun(id)
       this.#metadata.delete(id)
       this.#emit({ type: 'run.deleted', run_id: id })
@@ -387,6 +409,7 @@ export class RunStorage {
         this.#emit({ type: 'run.updated', run_id: id, metadata: next })
         onWritten?.(next)
       }
+      await this.#journal?.begin(id)
       try {
         await this.blobs.writeFiles(id, [...files, [METADATA_FILE, serialise(next)]], alongside)
       } catch (err) {

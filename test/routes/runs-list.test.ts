@@ -71,6 +71,7 @@ t.test('GET /api/runs lists summaries newest first, with filters', async (t) => 
     output_count: 1,
     media_types: ['image'],
     backends: ['comfyui'],
+    archive: null,
     thumbnail_url: `/api/media/image/${flower.run_id}/0`,
     url: `/api/runs/${flower.run_id}`
   })
@@ -185,13 +186,13 @@ t.test('the index survives a restart, and is rebuilt when its file is gone', asy
   await first.close()
 
   const second = await build(t, { RUNS_DIR: runsDir })
-  t.match(second.runstore.indexReport, { rebuilt: null, fullScan: false, added: 0, removed: 0 })
+  t.match((await second.runstore.startup).index, { rebuilt: null, fullScan: false, added: 0, removed: 0 })
   t.same((await list(second, '?limit=200')).body, before)
   await second.close()
 
   await rm(join(runsDir, '.index.sqlite'))
   const third = await build(t, { RUNS_DIR: runsDir })
-  t.match(third.runstore.indexReport, { rebuilt: 'missing', added: 4 })
+  t.match((await third.runstore.startup).index, { rebuilt: 'missing', added: 4 })
   t.same((await list(third, '?limit=200')).body, before)
   t.same(await listIds(third, '?media_type=image&backend=openai'), [cat.run_id])
   t.same(await listIds(third, '?user_id=ROE_R'), [song.run_id, cat.run_id])
@@ -202,7 +203,7 @@ t.test('the index survives a restart, and is rebuilt when its file is gone', asy
   await mkdir(join(runsDir, '0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e'))
   await writeFile(join(runsDir, '0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e', 'metadata.json'), '{ half a docu')
   const fourth = await build(t, { RUNS_DIR: runsDir })
-  t.match(fourth.runstore.indexReport, { rebuilt: 'corrupt', added: 3, skipped: [{ run_id: '0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e' }] })
+  t.match((await fourth.runstore.startup).index, { rebuilt: 'corrupt', added: 3, skipped: [{ run_id: '0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e' }] })
   t.same(await listIds(fourth, ''), [house.run_id, song.run_id, cat.run_id])
 })
 
@@ -221,7 +222,7 @@ t.test('/ready reports the index, and 503 when it does not answer', async (t) =>
   const app = await build(t, { ADMIN_TOKEN })
   const ready = await app.inject({ url: '/ready' })
   t.equal(ready.statusCode, 200)
-  t.same(ready.json(), { status: 'ready', checks: { storage_writable: true, index_open: true } })
+  t.same(ready.json(), { status: 'ready', checks: { storage_writable: true, index_open: true, index_complete: true }, index: { phase: 'ready', complete: true, indexed_runs: 0, stored_runs: null } })
   app.runIndex.close()
   const notReady = await app.inject({ url: '/ready' })
   t.equal(notReady.statusCode, 503)
@@ -240,8 +241,38 @@ t.test('GET /api/runs is in the OpenAPI document', async (t) => {
   t.same(operation.tags, ['runs'])
   t.ok(operation.summary)
   const parameters = operation.parameters.map((p: any) => p.name).sort()
-  t.same(parameters, ['backend', 'cursor', 'from', 'limit', 'media_type', 'q', 'schema', 'status', 'to', 'user_id'])
+  t.same(parameters, ['archived', 'backend', 'cursor', 'from', 'limit', 'media_type', 'order', 'q', 'schema', 'status', 'to', 'user_id'])
   const summary = operation.responses['200'].content['application/json'].schema.properties.runs.items
-  t.same(Object.keys(summary.properties).sort(), ['backends', 'execution_mode', 'input_text', 'media_types', 'output_count', 'run_id', 'schema', 'status', 'thumbnail_url', 'timestamp', 'transformed_text', 'updated_at', 'url', 'user_id'])
+  t.same(Object.keys(summary.properties).sort(), ['archive', 'backends', 'execution_mode', 'input_text', 'media_types', 'output_count', 'run_id', 'schema', 'status', 'thumbnail_url', 'timestamp', 'transformed_text', 'updated_at', 'url', 'user_id'])
   t.ok(operation.responses['400'])
+  const page = operation.responses['200'].content['application/json'].schema.properties
+  t.same(Object.keys(page).sort(), ['index', 'next_cursor', 'runs', 'total', 'total_exact'])
+})
+
+t.test('order=asc pages oldest first; total counts the matches; a cursor only continues its own order', async (t) => {
+  const app = await build(t)
+  const made: string[] = []
+  for (let i = 0; i < 7; i++) made.push((await createRun(app, { schema: i % 2 === 0 ? 'dada' : 'bauhaus', input_text: `Bild ${i}` })).run_id)
+  const pages = async (query: string): Promise<string[][]> => {
+    const seen: string[][] = []
+    let cursor: string | null = null
+    do {
+      const page: any = (await list(app, `${query}&limit=3${cursor === null ? '' : `&cursor=${cursor}`}`)).body
+      seen.push(page.runs.map((r: any) => r.run_id))
+      cursor = page.next_cursor
+    } while (cursor !== null)
+    return seen
+  }
+  t.same(await pages('?order=asc'), [made.slice(0, 3), made.slice(3, 6), made.slice(6)])
+  t.same(await pages('?order=desc'), [made.slice(4).reverse(), made.slice(1, 4).reverse(), made.slice(0, 1)])
+  t.same(await pages('?order=asc&schema=dada&q=bild'), [[made[0], made[2], made[4]], [made[6]]])
+  const first = (await list(app, '?limit=2')).body
+  t.match(first, { total: 7, total_exact: true, index: { phase: 'ready', complete: true, indexed_runs: 7 } })
+  t.match((await list(app, '?schema=bauhaus&limit=1')).body, { total: 3, total_exact: true })
+  t.match((await list(app, '?q=bild 3')).body, { total: 1, total_exact: true })
+  const wrongOrder = await list(app, `?order=asc&cursor=${first.next_cursor}`)
+  t.equal(wrongOrder.statusCode, 400)
+  t.equal(wrongOrder.body.code, 'INVALID_CURSOR')
+  const badOrder = await list(app, '?order=newest')
+  t.equal(badOrder.statusCode, 400)
 })

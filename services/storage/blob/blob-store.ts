@@ -13,7 +13,15 @@ export interface BlobStore {
   /** for logs: which store this is (e.g. `local:/data/runs`) */
   readonly description: string
 
-  /** Prepares the store (creates the root) and removes what an interrupted write left; returns what it removed. */
+  /** Makes the store ready to take runs (creates the root): quick, whatever the number of runs. */
+  prepare: () => Promise<void>
+
+  /**
+   * Removes what interrupted writes of other processes (or of earlier
+   * stores) left, and returns it; prepares the store first. It reads every
+   * run, so a service runs it in the background: it leaves this store's own
+   * half-made files alone.
+   */
   recover: () => Promise<{ removed: string[] }>
 
   /** Ids of the runs in the store, newest first (UUIDv7 sorts by time). */

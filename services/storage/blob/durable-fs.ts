@@ -6,8 +6,22 @@ import { UnsyncedWriteError } from './blob-store.js'
 /** Names of everything half-made; the startup sweep removes whatever carries it. */
 export const TEMP_PREFIX = '.tmp-'
 
-export function tempName (): string {
-  return `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`
+/**
+ * A half-made name: the prefix, the tag of whoever writes it, a random part.
+ * The tag lets a crash sweep that runs while its own store writes leave that
+ * store's files alone and take only what others (a stopped process) left.
+ */
+export function tempName (tag: string = newTempTag()): string {
+  return `${TEMP_PREFIX}${tag}-${randomBytes(6).toString('hex')}`
+}
+
+export function newTempTag (): string {
+  return randomBytes(4).toString('hex')
+}
+
+/** Whether `name` is a half-made file or folder of the writer with this tag. */
+export function isOwnTemp (name: string, tag: string): boolean {
+  return name.startsWith(`${TEMP_PREFIX}${tag}-`)
 }
 
 export async function fsyncPath (path: string): Promise<void> {
@@ -47,9 +61,11 @@ export async function writeFilesDurably (
   dir: string,
   files: ReadonlyArray<readonly [string, string | Buffer]>,
   /** other writes the files stand for (a media file that metadata.json lists): none is renamed before these settle */
-  alongside: ReadonlyArray<Promise<void>> = []
+  alongside: ReadonlyArray<Promise<void>> = [],
+  /** the writer's tag in the temp names (tempName) */
+  tag?: string
 ): Promise<void> {
-  const temps = files.map(([name]) => join(dir, `${tempName()}-${name}`))
+  const temps = files.map(([name]) => join(dir, `${tempName(tag)}-${name}`))
   let renamed = 0
   try {
     // The files are synced together: the disk's flush latency is paid once, not once per file.

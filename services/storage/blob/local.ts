@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream'
 import { isRunId } from '../run-id.js'
 import { BlobExistsError, BlobNotFoundError, type BlobFile, type BlobSpace, type BlobStat, type BlobStore, type ByteRange, type StagedBlob } from './blob-store.js'
 import { writingToDisk } from '../disk-errors.js'
-import { TEMP_PREFIX, fsyncPath, linkWithoutOverwrite, settleAll, tempName, writeFileSynced, writeFilesDurably } from './durable-fs.js'
+import { TEMP_PREFIX, fsyncPath, isOwnTemp, linkWithoutOverwrite, newTempTag, settleAll, tempName, writeFileSynced, writeFilesDurably } from './durable-fs.js'
 
 // The crash sweep reads which files a run lists; the run records own the format.
 const METADATA_FILE = 'metadata.json'
@@ -16,13 +16,16 @@ const WRITE_PROBE_BYTES = 4096
  * Runs as folders on the local disk: `<root>/<run_id>/<file>`. Folders appear
  * by rename, files by temp + fsync + rename (+ fsync of the folder), staged
  * media by link under a name that must be free. Everything half-made carries
- * the `.tmp-` prefix and is removed by recover() at start. A write the disk
+ * the `.tmp-` prefix and this store's tag, and recover() removes what
+ * carries the prefix but another tag: it may run while the store writes. A write the disk
  * refuses (full, read-only, failing) fails with the coded error
  * disk-errors.ts makes of it, after its temp files are gone.
  */
 export class LocalBlobStore implements BlobStore {
   readonly root: string
   readonly description: string
+  /** in the names of this store's half-made files, which recover() leaves alone */
+  readonly #tag = newTempTag()
 
   /** `root` must be absolute: run ids become folder names under it, never anything a client sent. */
   constructor (root: string) {
@@ -30,30 +33,44 @@ export class LocalBlobStore implements BlobStore {
     this.description = `local:${root}`
   }
 
-  async recover (): Promise<{ removed: string[] }> {
+  async prepare (): Promise<void> {
     await mkdir(this.root, { recursive: true })
+  }
+
+  async recover (): Promise<{ removed: string[] }> {
+    await this.prepare()
     const removed: string[] = []
     for (const entry of await readdir(this.root, { withFileTypes: true })) {
+      if (isOwnTemp(entry.name, this.#tag)) continue
       if (entry.name.startsWith(TEMP_PREFIX)) {
         await rm(join(this.root, entry.name), { recursive: true, force: true })
         removed.push(entry.name)
       } else if (entry.isDirectory() && isRunId(entry.name)) {
-        const dir = join(this.root, entry.name)
-        for (const name of await readdir(dir)) {
-          if (!name.startsWith(TEMP_PREFIX)) continue
-          const info = await lstat(join(dir, name))
-          if (info.isFile() && info.nlink > 1) {
-            for (const twin of await unlistedTwins(dir, info.ino)) {
-              await rm(join(dir, twin), { force: true })
-              removed.push(`${entry.name}/${twin}`)
-            }
-          }
-          await rm(join(dir, name), { recursive: true, force: true })
-          removed.push(`${entry.name}/${name}`)
+        try {
+          await this.#sweepRun(entry.name, removed)
+        } catch (err) {
+          // Deleted (or archived) meanwhile: the sweep runs while the store serves.
+          if (!isMissing(err)) throw err
         }
       }
     }
     return { removed }
+  }
+
+  async #sweepRun (runId: string, removed: string[]): Promise<void> {
+    const dir = join(this.root, runId)
+    for (const name of await readdir(dir)) {
+      if (!name.startsWith(TEMP_PREFIX) || isOwnTemp(name, this.#tag)) continue
+      const info = await lstat(join(dir, name))
+      if (info.isFile() && info.nlink > 1) {
+        for (const twin of await unlistedTwins(dir, info.ino)) {
+          await rm(join(dir, twin), { force: true })
+          removed.push(`${runId}/${twin}`)
+        }
+      }
+      await rm(join(dir, name), { recursive: true, force: true })
+      removed.push(`${runId}/${name}`)
+    }
   }
 
   async listRuns (): Promise<string[]> {
@@ -63,7 +80,7 @@ export class LocalBlobStore implements BlobStore {
 
   async createRun (runId: string, files: readonly BlobFile[]): Promise<void> {
     // Built under a temporary name and renamed, so a run folder is whole or absent.
-    const building = join(this.root, tempName())
+    const building = join(this.root, tempName(this.#tag))
     await writingToDisk(async () => {
       await mkdir(building)
       try {
@@ -83,12 +100,12 @@ export class LocalBlobStore implements BlobStore {
 
   async writeFiles (runId: string, files: readonly BlobFile[], alongside: ReadonlyArray<Promise<void>> = []): Promise<void> {
     const dir = this.#dir(runId)
-    await writingToDisk(async () => { await writeFilesDurably(dir, files, alongside) })
+    await writingToDisk(async () => { await writeFilesDurably(dir, files, alongside, this.#tag) })
   }
 
   stagingPath (runId: string): string {
     // In the run's own folder: the same file system, so putStaged can link.
-    return join(this.#dir(runId), tempName())
+    return join(this.#dir(runId), tempName(this.#tag))
   }
 
   async putStaged (runId: string, name: string, staged: StagedBlob): Promise<void> {
@@ -152,14 +169,14 @@ export class LocalBlobStore implements BlobStore {
 
   async deleteRun (runId: string): Promise<void> {
     // Renamed first, so the run disappears at once and a crash mid-delete leaves only a temp folder.
-    const doomed = join(this.root, tempName())
+    const doomed = join(this.root, tempName(this.#tag))
     const dir = this.#dir(runId)
     await writingToDisk(async () => { await rename(dir, doomed) })
     await rm(doomed, { recursive: true, force: true })
   }
 
   async isWritable (): Promise<boolean> {
-    const probe = join(this.root, tempName())
+    const probe = join(this.root, tempName(this.#tag))
     try {
       await writeFileSynced(probe, Buffer.alloc(WRITE_PROBE_BYTES))
       return true

@@ -4,27 +4,32 @@ import { mkdir, rm } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import type { MediaType } from '../../../schemas/media.js'
 import type { RunMetadata } from '../../../schemas/run.js'
+import { catchUpIndex, describe, type CatchUpTarget, type StoredEntry } from './catch-up.js'
 import {
-  decodeCursor, distinctOutputs, encodeCursor, pageLimit, parseInstant,
-  type ReconcileReport, type RunIndex, type RunIndexEntry, type RunIndexStats, type RunListFilters, type RunListPaging, type RunListResult, type RunSource
+  COUNT_LIMIT, distinctOutputs, encodeCursor, preferredSortKey,
+  type IndexProgress, type ReconcileReport, type RunIndex, type RunIndexEntry, type RunIndexStats, type RunListFilters, type RunListPaging, type RunListResult, type RunSource
 } from './run-index.js'
+import { countedByStatus, facetKey, fold, listingQuery } from './sqlite-listing.js'
 
 /** Bumped whenever the tables or what a row holds change: an index of another version is rebuilt. */
-export const SQLITE_INDEX_VERSION = 2
+export const SQLITE_INDEX_VERSION = 3
 
 export interface SqliteRunIndexOptions {
   /** the SQLite file, created (with its folder) when missing; null: in memory, for this process only */
   path: string | null
 }
 
-// The text table holds the texts case-folded, so that the instr() fallback for
-// queries too short for trigrams agrees with the trigram tokenizer's own folding.
+// seq is the sort key (the timestamp's milliseconds × 1024 + a tiebreak) and the rowid that the
+// text index and the facet rows share: every listing reads one of them in key order.
+// The text table holds the texts case-folded, so that the instr() scan for queries too short
+// for trigrams agrees with the trigram tokenizer's own folding.
+// run_counts is kept by triggers, so totals and /metrics never count a million rows.
 const SCHEMA = `
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE runs (
-  run_id TEXT PRIMARY KEY,
+  seq INTEGER PRIMARY KEY,
+  run_id TEXT NOT NULL UNIQUE,
   timestamp TEXT NOT NULL,
-  timestamp_ms INTEGER,
   updated_at TEXT NOT NULL,
   status TEXT NOT NULL,
   schema TEXT NOT NULL,
@@ -34,29 +39,31 @@ CREATE TABLE runs (
   transformed_text TEXT,
   output_count INTEGER NOT NULL,
   media_types TEXT NOT NULL,
-  backends TEXT NOT NULL
+  backends TEXT NOT NULL,
+  archived INTEGER NOT NULL,
+  archive TEXT
 );
-CREATE INDEX runs_by_user ON runs (user_id, run_id);
-CREATE INDEX runs_by_schema ON runs (schema, run_id);
-CREATE INDEX runs_by_status ON runs (status, run_id);
-CREATE INDEX runs_by_time ON runs (timestamp_ms);
-CREATE TABLE run_outputs (
-  run_id TEXT NOT NULL,
-  position INTEGER NOT NULL,
-  media_type TEXT NOT NULL,
-  backend TEXT NOT NULL,
-  PRIMARY KEY (run_id, position)
-) WITHOUT ROWID;
-CREATE INDEX outputs_by_type ON run_outputs (media_type, run_id);
-CREATE INDEX outputs_by_backend ON run_outputs (backend, run_id);
-CREATE INDEX outputs_by_type_and_backend ON run_outputs (media_type, backend, run_id);
+CREATE INDEX runs_by_user ON runs (user_id);
+CREATE INDEX runs_by_schema ON runs (schema);
+CREATE INDEX runs_by_status ON runs (status);
+CREATE TABLE run_facets (facet TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (facet, seq)) WITHOUT ROWID;
 CREATE VIRTUAL TABLE run_texts USING fts5(input_text, transformed_text, tokenize = 'trigram');
+CREATE TABLE journal (run_id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE run_counts (status TEXT NOT NULL, archived INTEGER NOT NULL, runs INTEGER NOT NULL, PRIMARY KEY (status, archived)) WITHOUT ROWID;
+CREATE TRIGGER runs_counted_in AFTER INSERT ON runs BEGIN
+  INSERT INTO run_counts VALUES (new.status, new.archived, 1) ON CONFLICT DO UPDATE SET runs = runs + 1;
+END;
+CREATE TRIGGER runs_counted_out AFTER DELETE ON runs BEGIN
+  UPDATE run_counts SET runs = runs - 1 WHERE status = old.status AND archived = old.archived;
+END;
+CREATE TRIGGER runs_counted_again AFTER UPDATE OF status, archived ON runs BEGIN
+  UPDATE run_counts SET runs = runs - 1 WHERE status = old.status AND archived = old.archived;
+  INSERT INTO run_counts VALUES (new.status, new.archived, 1) ON CONFLICT DO UPDATE SET runs = runs + 1;
+END;
 `
 
-const ENTRY_COLUMNS = 'r.run_id, r.timestamp, r.updated_at, r.status, r.schema, r.execution_mode, r.user_id, r.input_text, r.transformed_text, r.output_count, r.media_types, r.backends'
-const READ_BATCH = 64
-
 interface EntryRow extends Omit<RunIndexEntry, 'media_types' | 'backends'> {
+  seq: number
   media_types: string
   backends: string
 }
@@ -64,45 +71,52 @@ interface EntryRow extends Omit<RunIndexEntry, 'media_types' | 'backends'> {
 /**
  * A SQLite index of the runs for listing and filtering. It is derived data:
  * the store is the truth, so a missing, outdated or damaged index file is
- * built again from it, and each start reconciles the two. Writes are
- * synchronous inside (better-sqlite3), so they land in the order of the
- * store's change events; WAL lets listings read while a write commits.
+ * built again from it, in the background while the service serves. A
+ * journal of begun writes lets a start after a crash catch up by reading
+ * only the runs that were being written. Writes are synchronous inside
+ * (better-sqlite3), so they land in the order of the store's change events;
+ * WAL lets listings read while a write commits.
  */
-export class SqliteRunIndex implements RunIndex {
+export class SqliteRunIndex implements RunIndex, CatchUpTarget {
   /** null when the index is in memory */
   readonly path: string | null
   readonly description: string
   readonly #db: Database.Database
   readonly #statements = new Map<string, Database.Statement>()
   readonly #ping: Database.Statement
-  readonly #upsertTransaction: (metadata: RunMetadata) => void
+  readonly #upsertTransaction: (metadata: RunMetadata, archive: string | null) => void
   readonly #removeTransaction: (runId: string) => void
   /** why this file was started afresh; null when the existing one was opened */
-  readonly #rebuilt: ReconcileReport['rebuilt']
-  /** false after an unclean shutdown: the next reconcile reads every run */
-  readonly #cleanShutdown: boolean
+  readonly rebuilt: ReconcileReport['rebuilt']
+  readonly lastStopWasClean: boolean
   // Changes that could not be written (its disk was full), by run id, the latest of each run
   // (null: removed). Tried again before every later change and listing, so the index catches
-  // up once there is room; any left at close mean the next start reads every run again.
-  readonly #unwritten = new Map<string, RunMetadata | null>()
-  // Only an index that caught up with the store may be trusted by the next start.
-  #reconciled = false
+  // up once there is room; any left at close make the next start read every run again.
+  readonly #unwritten = new Map<string, { metadata: RunMetadata, archive: string | null } | null>()
+  #journalMissed = false
+  #progress: IndexProgress
+  #catchingUp: Promise<ReconcileReport> | null = null
+  #closing = false
+  #onProgress: ((progress: IndexProgress) => void) | undefined
+  /** runs removed while a catch-up runs: what it read of them before must not bring them back */
+  #removedDuringCatchUp: Set<string> | null = null
 
-  private constructor (db: Database.Database, path: string | null, rebuilt: ReconcileReport['rebuilt'], cleanShutdown: boolean) {
+  private constructor (db: Database.Database, path: string | null, rebuilt: ReconcileReport['rebuilt'], lastStopWasClean: boolean) {
     this.#db = db
     this.path = path
+    this.lastStopWasClean = lastStopWasClean
     this.description = path === null ? 'sqlite in memory' : `sqlite:${path}`
-    this.#rebuilt = rebuilt
-    this.#cleanShutdown = cleanShutdown
+    this.rebuilt = rebuilt
     this.#ping = db.prepare('SELECT 1').pluck()
-    this.#upsertTransaction = db.transaction((metadata: RunMetadata) => { this.#write(metadata) })
+    this.#upsertTransaction = db.transaction((metadata: RunMetadata, archive: string | null) => { this.#write(metadata, archive, false) })
     this.#removeTransaction = db.transaction((runId: string) => { this.#delete(runId) })
+    this.#progress = { phase: this.building ? 'building' : 'catching-up', complete: !this.building, indexed_runs: this.#count(), stored_runs: null }
   }
 
   /**
    * Opens the index at options.path, starting it afresh when it is missing,
-   * of another version or corrupt. Reconcile it with the store before the
-   * store takes writes; afterwards keep it current with upsert and remove.
+   * of another version or corrupt. Then recoverJournal before the store
+   * takes writes, and catchUp in the background.
    */
   static async open (options: SqliteRunIndexOptions): Promise<SqliteRunIndex> {
     const { path } = options
@@ -127,14 +141,21 @@ export class SqliteRunIndex implements RunIndex {
         db = new Database(path)
         db.pragma('journal_mode = WAL')
         db.exec(SCHEMA)
+        // The version goes in at once; 'built' says whether the rows are complete, so an interrupted build resumes.
+        db.pragma(`user_version = ${SQLITE_INDEX_VERSION}`)
+        setMeta(db, 'built', '0')
+        setMeta(db, 'build_reason', rebuilt)
       }
       const database = db!
       database.pragma('synchronous = NORMAL')
-      const cleanShutdown = rebuilt === null && database.prepare("SELECT value FROM meta WHERE key = 'clean_shutdown'").pluck().get() === '1'
-      // Durably "in use" before anything else is written: a crash from here on means a full scan at the next start.
-      setMeta(database, 'clean_shutdown', '0')
+      // Another process (the CLI) may write while this one does: wait for its transaction rather than fail.
+      database.pragma('busy_timeout = 5000')
+      const lastStopWasClean = getMeta(database, 'clean_stop') === '1'
+      // Durably "in use" before anything else is written: a crash from here on is seen by the next start.
+      setMeta(database, 'clean_stop', '0')
       database.pragma('wal_checkpoint(TRUNCATE)')
-      return new SqliteRunIndex(database, path, rebuilt, cleanShutdown)
+      const reason = getMeta(database, 'build_reason') as ReconcileReport['rebuilt']
+      return new SqliteRunIndex(database, path, rebuilt ?? (getMeta(database, 'built') === '1' ? null : reason), lastStopWasClean)
     } catch (err) {
       // A disk that takes no writes fails here; the file must not stay open (nor its folder busy).
       db?.close()
@@ -147,63 +168,89 @@ export class SqliteRunIndex implements RunIndex {
     await removeDatabaseFiles(path)
   }
 
-  async upsert (metadata: RunMetadata): Promise<void> {
-    this.#change(metadata.run_id.toLowerCase(), metadata)
+  get building (): boolean {
+    return this.rebuilt !== null
+  }
+
+  async begin (runId: string): Promise<void> {
+    try {
+      this.#statement('INSERT OR IGNORE INTO journal (run_id) VALUES (?)').run(runId.toLowerCase())
+    } catch {
+      // The write goes ahead: a stored run never fails for its index. The next start reads every run instead.
+      this.#journalMissed = true
+    }
+  }
+
+  async upsert (metadata: RunMetadata, archive: string | null = null): Promise<void> {
+    this.#change(metadata.run_id.toLowerCase(), { metadata, archive })
   }
 
   async remove (runId: string): Promise<void> {
-    this.#change(runId.toLowerCase(), null)
+    const id = runId.toLowerCase()
+    this.#removedDuringCatchUp?.add(id)
+    this.#change(id, null)
+  }
+
+  /**
+   * Reads again the runs whose write a stopped process had begun (O(those
+   * runs), not O(runs)): each is indexed as stored now, or removed when gone.
+   * Run it before the store takes writes.
+   */
+  async recoverJournal (source: RunSource): Promise<{ journaled: number, skipped: ReconcileReport['skipped'] }> {
+    const ids = this.#statement('SELECT run_id FROM journal').pluck().all() as string[]
+    const skipped: ReconcileReport['skipped'] = []
+    const read = await Promise.allSettled(ids.map(async (id) => await source.readMetadata(id)))
+    this.#db.transaction(() => {
+      read.forEach((result, i) => {
+        const id = ids[i]!
+        if (result.status === 'fulfilled') this.#write(result.value, this.#archiveOf(id), false)
+        else if ((result.reason as { code?: string }).code === 'RUN_NOT_FOUND') this.#delete(id)
+        else skipped.push({ run_id: id, reason: describe(result.reason) })
+        this.#statement('DELETE FROM journal WHERE run_id = ?').run(id)
+      })
+    })()
+    this.#progress.indexed_runs = this.#count()
+    return { journaled: ids.length, skipped }
+  }
+
+  async catchUp (source: RunSource, options: { onProgress?: (progress: IndexProgress) => void } = {}): Promise<ReconcileReport> {
+    this.#onProgress = options.onProgress
+    this.#catchingUp ??= (async () => {
+      this.#removedDuringCatchUp = new Set()
+      try {
+        return await catchUpIndex(this, source)
+      } finally {
+        this.#removedDuringCatchUp = null
+        this.#progress.indexed_runs = this.#count()
+        if (!this.#closing) this.#progress = { ...this.#progress, phase: 'ready', complete: true, stored_runs: null }
+      }
+    })()
+    return await this.#catchingUp
+  }
+
+  progress (): IndexProgress {
+    return { ...this.#progress }
   }
 
   async list (filters: RunListFilters = {}, paging: RunListPaging = {}): Promise<RunListResult> {
-    this.#catchUp()
-    const limit = pageLimit(paging)
-    const where: string[] = []
-    const params: Record<string, string | number> = { limit: limit + 1 }
-    for (const column of ['user_id', 'schema', 'status'] as const) {
-      const value = filters[column]
-      if (value === undefined) continue
-      where.push(`r.${column} = @${column}`)
-      params[column] = value
+    this.#retryUnwritten()
+    const query = listingQuery(filters, paging)
+    const rows = this.#statement(query.page).all(query.params) as EntryRow[]
+    const page = rows.slice(0, query.limit)
+    const { total, exact } = this.#total(filters, query.count, query.params)
+    return {
+      runs: page.map(toEntry),
+      next_cursor: rows.length > query.limit ? encodeCursor(query.order, page.at(-1)!.seq) : null,
+      total,
+      total_exact: exact
     }
-    if (filters.media_type !== undefined || filters.backend !== undefined) {
-      const output: string[] = []
-      if (filters.media_type !== undefined) { output.push('o.media_type = @media_type'); params.media_type = filters.media_type }
-      if (filters.backend !== undefined) { output.push('o.backend = @backend'); params.backend = filters.backend }
-      // IN, not a correlated EXISTS: the matching run ids come from one index range, already in run id order.
-      where.push(`r.run_id IN (SELECT o.run_id FROM run_outputs o WHERE ${output.join(' AND ')})`)
-    }
-    if (filters.from !== undefined) { where.push('r.timestamp_ms >= @from'); params.from = parseInstant('from', filters.from) }
-    if (filters.to !== undefined) { where.push('r.timestamp_ms < @to'); params.to = parseInstant('to', filters.to) }
-    if (filters.q !== undefined) {
-      const needle = fold(filters.q)
-      // FTS5 reads its query as a C string: a NUL would end it inside the quotes (a syntax error), so such a needle is scanned for.
-      if (Array.from(needle).length >= 3 && !needle.includes('\0')) {
-        // A quoted phrase of trigrams is a substring match; "" is how a quote is written inside one.
-        where.push('r.rowid IN (SELECT rowid FROM run_texts WHERE run_texts MATCH @match)')
-        params.match = `"${needle.replaceAll('"', '""')}"`
-      } else {
-        // Trigrams cannot find one or two characters; a scan of the folded texts can (instr compares bytes, NULs too).
-        where.push('r.rowid IN (SELECT rowid FROM run_texts WHERE instr(input_text, @needle) > 0 OR instr(transformed_text, @needle) > 0)')
-        params.needle = needle
-      }
-    }
-    if (paging.cursor !== undefined) { where.push('r.run_id < @before'); params.before = decodeCursor(paging.cursor) }
-
-    const sql = `SELECT ${ENTRY_COLUMNS} FROM runs r${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY r.run_id DESC LIMIT @limit`
-    const rows = this.#statement(sql).all(params) as EntryRow[]
-    const page = rows.slice(0, limit).map(toEntry)
-    return { runs: page, next_cursor: rows.length > limit ? encodeCursor(page.at(-1)!.run_id) : null }
   }
 
   async stats (): Promise<RunIndexStats> {
-    // Counted from runs_by_status alone (a covering index, no table rows read): about 5 ms per 100,000 runs,
-    // measured on the development VM; a scrape every few seconds costs nothing worth keeping counters for.
-    const rows = this.#statement('SELECT status, count(*) AS runs FROM runs GROUP BY status').all() as Array<{ status: string, runs: number }>
-    const byStatus = Object.fromEntries(rows.map((row) => [row.status, row.runs]))
+    const byStatus = this.#byStatus('exclude')
     const pages = this.#db.pragma('page_count', { simple: true }) as number
     const pageSize = this.#db.pragma('page_size', { simple: true }) as number
-    return { runs: rows.reduce((sum, row) => sum + row.runs, 0), byStatus, sizeBytes: pages * pageSize }
+    return { runs: Object.values(byStatus).reduce((sum, n) => sum + n, 0), byStatus, sizeBytes: pages * pageSize }
   }
 
   async isOpen (): Promise<boolean> {
@@ -216,79 +263,125 @@ export class SqliteRunIndex implements RunIndex {
 
   async close (): Promise<void> {
     if (!this.#db.open) return
+    this.#closing = true
+    await this.#catchingUp?.catch(() => {})
     try {
-      if (this.#reconciled && this.#unwritten.size === 0) setMeta(this.#db, 'clean_shutdown', '1')
+      this.#retryUnwritten()
+      if (this.#unwritten.size > 0 || this.#journalMissed) setMeta(this.#db, 'full_scan', '1')
+      setMeta(this.#db, 'clean_stop', '1')
       this.#db.pragma('optimize')
       this.#db.pragma('wal_checkpoint(TRUNCATE)')
     } catch {
-      // Without the flag the next start reads every run again: slower, never wrong.
+      // The changes it missed stay missed until a `runstore reindex`; the run folders are right.
     } finally {
       this.#db.close()
     }
   }
 
-  async reconcile (source: RunSource): Promise<ReconcileReport> {
-    const report: ReconcileReport = { rebuilt: this.#rebuilt, fullScan: !this.#cleanShutdown, added: 0, updated: 0, removed: 0, skipped: [] }
-    const indexed = new Map((this.#db.prepare('SELECT run_id, updated_at FROM runs').all() as Array<{ run_id: string, updated_at: string }>)
-      .map((row) => [row.run_id, row.updated_at]))
-    const inStore = await source.listRunIds()
-    const present = new Set(inStore.map((id) => id.toLowerCase()))
-    const gone = [...indexed.keys()].filter((id) => !present.has(id))
-    this.#db.transaction(() => { for (const id of gone) this.#delete(id) })()
-    report.removed = gone.length
+  // ---- for the catch-up (catch-up.ts) ----
 
-    const toRead = report.fullScan ? inStore : inStore.filter((id) => !indexed.has(id.toLowerCase()))
-    for (let start = 0; start < toRead.length; start += READ_BATCH) {
-      const batch = toRead.slice(start, start + READ_BATCH)
-      const read = await Promise.allSettled(batch.map(async (id) => await source.getMetadata(id)))
-      this.#db.transaction(() => {
-        read.forEach((result, i) => {
-          const runId = batch[i]!
-          if (result.status === 'rejected') {
-            report.skipped.push({ run_id: runId, reason: describe(result.reason) })
-            return
-          }
-          const metadata = result.value
-          if (typeof metadata.run_id !== 'string' || metadata.run_id.toLowerCase() !== runId.toLowerCase()) {
-            report.skipped.push({ run_id: runId, reason: 'metadata.json names another run' })
-            return
-          }
-          const known = indexed.get(metadata.run_id.toLowerCase())
-          if (known !== undefined && known === metadata.updated_at) return
-          try {
-            this.#write(metadata)
-          } catch (err) {
-            report.skipped.push({ run_id: runId, reason: describe(err) })
-            return
-          }
-          if (known === undefined) report.added++
-          else report.updated++
-        })
-      })()
+  get stopped (): boolean {
+    return this.#closing
+  }
+
+  get fullScanNeeded (): boolean {
+    return getMeta(this.#db, 'full_scan') === '1'
+  }
+
+  /** Where an interrupted build stopped: it had indexed every stored run whose id sorts after this one. */
+  get buildResumesBelow (): string | null {
+    return getMeta(this.#db, 'build_below')
+  }
+
+  setProgress (progress: Partial<IndexProgress>): void {
+    this.#progress = { ...this.#progress, ...progress }
+    this.#onProgress?.(this.progress())
+  }
+
+  /** Indexed live run ids below `below` (all when null), newest first, a chunk at a time. */
+  indexedRunIds (below: string | null, limit: number): string[] {
+    return (below === null
+      ? this.#statement('SELECT run_id FROM runs WHERE archived = 0 ORDER BY run_id DESC LIMIT ?').pluck().all(limit)
+      : this.#statement('SELECT run_id FROM runs WHERE archived = 0 AND run_id < ? ORDER BY run_id DESC LIMIT ?').pluck().all(below, limit)) as string[]
+  }
+
+  /**
+   * Writes what a catch-up read from the store, in one transaction, unless
+   * a live change came first (a newer updated_at, or a removal meanwhile).
+   * Returns how each entry went.
+   */
+  applyStored (entries: StoredEntry[], marks: { buildBelow?: string, built?: boolean, fullScanDone?: boolean } = {}): Array<'added' | 'updated' | 'same' | Error> {
+    return this.#db.transaction(() => {
+      const results = entries.map((entry) => {
+        if (this.#removedDuringCatchUp?.has(entry.run_id.toLowerCase()) === true) return 'same' as const
+        if (entry.metadata === null) {
+          this.#delete(entry.run_id.toLowerCase())
+          return 'updated' as const
+        }
+        try {
+          return this.#write(entry.metadata, this.#archiveOf(entry.run_id.toLowerCase()), true)
+        } catch (err) {
+          return err instanceof Error ? err : new Error(String(err))
+        }
+      })
+      if (marks.buildBelow !== undefined) setMeta(this.#db, 'build_below', marks.buildBelow)
+      if (marks.built === true) {
+        setMeta(this.#db, 'built', '1')
+        this.#db.prepare("DELETE FROM meta WHERE key IN ('build_below', 'build_reason')").run()
+      }
+      if (marks.fullScanDone === true) this.#db.prepare("DELETE FROM meta WHERE key = 'full_scan'").run()
+      return results
+    })()
+  }
+
+  indexedCount (): number {
+    return this.#count()
+  }
+
+  // ---- inside ----
+
+  #total (filters: RunListFilters, countSql: string, params: Record<string, string | number>): { total: number, exact: boolean } {
+    if (countedByStatus(filters)) {
+      const counts = this.#byStatus(filters.archived ?? 'exclude')
+      const total = filters.status === undefined ? Object.values(counts).reduce((sum, n) => sum + n, 0) : counts[filters.status] ?? 0
+      return { total, exact: true }
     }
-    // The version is written last, so an interrupted build is not taken for a finished one.
-    if (this.#rebuilt !== null) this.#db.pragma(`user_version = ${SQLITE_INDEX_VERSION}`)
-    this.#reconciled = true
-    return report
+    const counted = this.#statement(countSql).pluck().get(params) as number
+    return counted > COUNT_LIMIT ? { total: COUNT_LIMIT, exact: false } : { total: counted, exact: true }
+  }
+
+  #byStatus (archived: 'exclude' | 'include' | 'only'): Record<string, number> {
+    const condition = archived === 'include' ? '' : ` WHERE archived = ${archived === 'only' ? 1 : 0}`
+    const rows = this.#statement(`SELECT status, sum(runs) AS runs FROM run_counts${condition} GROUP BY status HAVING sum(runs) > 0`).all() as Array<{ status: string, runs: number }>
+    return Object.fromEntries(rows.map((row) => [row.status, row.runs]))
+  }
+
+  #count (): number {
+    return this.#statement('SELECT coalesce(sum(runs), 0) FROM run_counts').pluck().get() as number
+  }
+
+  #archiveOf (runId: string): string | null {
+    return (this.#statement('SELECT archive FROM runs WHERE run_id = ?').pluck().get(runId) as string | null | undefined) ?? null
   }
 
   /** Writes a run's new state (null: gone), after what could not be written before; kept for later when it fails. */
-  #change (runId: string, metadata: RunMetadata | null): void {
+  #change (runId: string, change: { metadata: RunMetadata, archive: string | null } | null): void {
     this.#unwritten.delete(runId) // superseded by this change
-    this.#catchUp()
+    this.#retryUnwritten()
     try {
-      this.#apply(runId, metadata)
+      this.#apply(runId, change)
     } catch (err) {
-      this.#unwritten.set(runId, metadata)
+      this.#unwritten.set(runId, change)
       throw err
     }
+    if (this.#progress.phase !== 'building') this.#progress.indexed_runs = this.#count()
   }
 
   /** Writes the changes that failed before; each that fails again stays for the next try. */
-  #catchUp (): void {
-    for (const [runId, metadata] of this.#unwritten) {
+  #retryUnwritten (): void {
+    for (const [runId, change] of this.#unwritten) {
       try {
-        this.#apply(runId, metadata)
+        this.#apply(runId, change)
         this.#unwritten.delete(runId)
       } catch {
         // still no room (or a change that can never be written): the next start reads every run
@@ -296,9 +389,9 @@ export class SqliteRunIndex implements RunIndex {
     }
   }
 
-  #apply (runId: string, metadata: RunMetadata | null): void {
-    if (metadata === null) this.#removeTransaction(runId)
-    else this.#upsertTransaction(metadata)
+  #apply (runId: string, change: { metadata: RunMetadata, archive: string | null } | null): void {
+    if (change === null) this.#removeTransaction(runId)
+    else this.#upsertTransaction(change.metadata, change.archive)
   }
 
   #statement (sql: string): Database.Statement {
@@ -310,23 +403,15 @@ export class SqliteRunIndex implements RunIndex {
     return statement
   }
 
-  #write (metadata: RunMetadata): void {
+  /** Writes the run's row, facets and texts and clears its journal mark; with onlyIfNewer, an entry as new or newer is kept. */
+  #write (metadata: RunMetadata, archive: string | null, onlyIfNewer: boolean): 'added' | 'updated' | 'same' {
     const runId = metadata.run_id.toLowerCase()
-    const outputs = metadata.outputs
+    const known = this.#statement('SELECT seq, updated_at FROM runs WHERE run_id = ?').get(runId) as { seq: number, updated_at: string } | undefined
+    if (onlyIfNewer && known !== undefined && known.updated_at >= metadata.updated_at) return 'same'
     const { output_count: outputCount, media_types: mediaTypes, backends } = distinctOutputs(metadata)
-    const timestampMs = Date.parse(metadata.timestamp)
-    const { rowid } = this.#statement(`
-      INSERT INTO runs (run_id, timestamp, timestamp_ms, updated_at, status, schema, execution_mode, user_id, input_text, transformed_text, output_count, media_types, backends)
-      VALUES (@run_id, @timestamp, @timestamp_ms, @updated_at, @status, @schema, @execution_mode, @user_id, @input_text, @transformed_text, @output_count, @media_types, @backends)
-      ON CONFLICT (run_id) DO UPDATE SET
-        timestamp = excluded.timestamp, timestamp_ms = excluded.timestamp_ms, updated_at = excluded.updated_at,
-        status = excluded.status, schema = excluded.schema, execution_mode = excluded.execution_mode,
-        user_id = excluded.user_id, input_text = excluded.input_text, transformed_text = excluded.transformed_text,
-        output_count = excluded.output_count, media_types = excluded.media_types, backends = excluded.backends
-      RETURNING rowid`).get({
+    const row = {
       run_id: runId,
       timestamp: metadata.timestamp,
-      timestamp_ms: Number.isNaN(timestampMs) ? null : timestampMs,
       updated_at: metadata.updated_at,
       status: metadata.status,
       schema: metadata.schema,
@@ -336,30 +421,57 @@ export class SqliteRunIndex implements RunIndex {
       transformed_text: metadata.transformed_text ?? null,
       output_count: outputCount,
       media_types: JSON.stringify(mediaTypes),
-      backends: JSON.stringify(backends)
-    }) as { rowid: number }
-    this.#statement('DELETE FROM run_outputs WHERE run_id = ?').run(runId)
-    const insertOutput = this.#statement('INSERT INTO run_outputs (run_id, position, media_type, backend) VALUES (?, ?, ?, ?)')
-    outputs.forEach((output, position) => { insertOutput.run(runId, position, output.type, output.backend) })
-    this.#statement('DELETE FROM run_texts WHERE rowid = ?').run(rowid)
+      backends: JSON.stringify(backends),
+      archived: archive === null ? 0 : 1,
+      archive
+    }
+    let seq = known?.seq
+    if (seq === undefined) {
+      seq = preferredSortKey(runId, metadata.timestamp)
+      // Another run has this key (same millisecond and counter): the next free one keeps both in order enough.
+      while (this.#statement('SELECT 1 FROM runs WHERE seq = ?').get(seq) !== undefined) seq++
+      this.#statement(`INSERT INTO runs (seq, run_id, timestamp, updated_at, status, schema, execution_mode, user_id, input_text, transformed_text, output_count, media_types, backends, archived, archive)
+        VALUES (@seq, @run_id, @timestamp, @updated_at, @status, @schema, @execution_mode, @user_id, @input_text, @transformed_text, @output_count, @media_types, @backends, @archived, @archive)`).run({ ...row, seq })
+    } else {
+      this.#statement(`UPDATE runs SET timestamp = @timestamp, updated_at = @updated_at, status = @status, schema = @schema,
+        execution_mode = @execution_mode, user_id = @user_id, input_text = @input_text, transformed_text = @transformed_text,
+        output_count = @output_count, media_types = @media_types, backends = @backends, archived = @archived, archive = @archive WHERE seq = @seq`).run({ ...row, seq })
+      this.#statement('DELETE FROM run_facets WHERE seq = ?').run(seq)
+      this.#statement('DELETE FROM run_texts WHERE rowid = ?').run(seq)
+    }
+    const facets = new Set(metadata.outputs.flatMap((o) => [facetKey(o.type, undefined), facetKey(undefined, o.backend), facetKey(o.type, o.backend)]))
+    const insertFacet = this.#statement('INSERT INTO run_facets (facet, seq) VALUES (?, ?)')
+    for (const facet of facets) insertFacet.run(facet, seq)
     this.#statement('INSERT INTO run_texts (rowid, input_text, transformed_text) VALUES (?, ?, ?)')
-      .run(rowid, fold(metadata.input_text), metadata.transformed_text == null ? null : fold(metadata.transformed_text))
+      .run(seq, fold(metadata.input_text), metadata.transformed_text == null ? null : fold(metadata.transformed_text))
+    this.#statement('DELETE FROM journal WHERE run_id = ?').run(runId)
+    return known === undefined ? 'added' : 'updated'
   }
 
   #delete (runId: string): void {
-    this.#statement('DELETE FROM run_texts WHERE rowid = (SELECT rowid FROM runs WHERE run_id = ?)').run(runId)
-    this.#statement('DELETE FROM run_outputs WHERE run_id = ?').run(runId)
-    this.#statement('DELETE FROM runs WHERE run_id = ?').run(runId)
+    const seq = this.#statement('SELECT seq FROM runs WHERE run_id = ?').pluck().get(runId) as number | undefined
+    if (seq !== undefined) {
+      this.#statement('DELETE FROM run_texts WHERE rowid = ?').run(seq)
+      this.#statement('DELETE FROM run_facets WHERE seq = ?').run(seq)
+      this.#statement('DELETE FROM runs WHERE seq = ?').run(seq)
+    }
+    this.#statement('DELETE FROM journal WHERE run_id = ?').run(runId)
   }
 }
 
-/** Opens an existing index file; null when it is not a healthy SQLite database. */
+/**
+ * Opens an existing index file; null when it is not a healthy SQLite
+ * database. The integrity check reads the whole file, so it runs only after
+ * a stop that was not clean (a crash, a power loss, a failing disk): a
+ * start after a clean stop must not take longer with more runs.
+ */
 function openChecked (path: string): Database.Database | null {
   let db: Database.Database | undefined
   try {
     db = new Database(path)
     db.pragma('journal_mode = WAL')
-    if (db.pragma('quick_check', { simple: true }) !== 'ok') {
+    const cleanStop = db.pragma('user_version', { simple: true }) === SQLITE_INDEX_VERSION && getMeta(db, 'clean_stop') === '1'
+    if (!cleanStop && db.pragma('quick_check', { simple: true }) !== 'ok') {
       db.close()
       return null
     }
@@ -379,15 +491,10 @@ function setMeta (db: Database.Database, key: string, value: string): void {
   db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value)
 }
 
-/** The same text for "Über", "über" and a decomposed "ü". */
-function fold (text: string): string {
-  return text.normalize('NFC').toLowerCase()
+function getMeta (db: Database.Database, key: string): string | null {
+  return (db.prepare('SELECT value FROM meta WHERE key = ?').pluck().get(key) as string | undefined) ?? null
 }
 
-function toEntry (row: EntryRow): RunIndexEntry {
+function toEntry ({ seq, ...row }: EntryRow): RunIndexEntry {
   return { ...row, media_types: JSON.parse(row.media_types) as MediaType[], backends: JSON.parse(row.backends) as string[] }
-}
-
-function describe (err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
 }

@@ -108,7 +108,7 @@ t.test('a run the index still lists but the store no longer has is left out', as
   // an index that missed the deletion (another process's, or one that is behind)
   const stale = await SqliteRunIndex.open({ path: join(runsDir, '..', `stale-${kept}.sqlite`) })
   t.teardown(async () => { await stale.close() })
-  await stale.reconcile(runstore.storage)
+  await stale.catchUp(runstore.storage)
   await runstore.storage.deleteRun(gone)
   for (const formats of ['folders,csv', 'csv']) {
     const entries = await exported(new RunExporter({ storage: runstore.storage, index: stale }), formats)

@@ -29,10 +29,11 @@ function newStorage (runsDir: string, onEvent?: (event: RunEvent) => void): RunS
 
 type OpenedIndex = SqliteRunIndex & { openReport: ReconcileReport }
 
-/** Opens the index file and reconciles it with the store, as the composition root does at start. */
+/** Opens the index file, reads its journal and catches up with the store, as the composition root does at start (the catch-up in the background there). */
 async function open (path: string, source: RunSource): Promise<OpenedIndex> {
-  const { index, report } = await openRunIndex(path, source)
-  return Object.assign(index, { openReport: report })
+  const { index, journal } = await openRunIndex(path, source)
+  const report = await index.catchUp(source)
+  return Object.assign(index, { openReport: { ...report, journaled: journal.journaled, skipped: [...journal.skipped, ...report.skipped] } })
 }
 
 /** Storage and index wired the way the composition root wires them, both closed after the test. */
@@ -106,7 +107,7 @@ const ids = async (index: SqliteRunIndex, filters: RunListFilters = {}): Promise
 
 t.test('the storage keeps the index current: create, text, status, media, delete', async (t) => {
   const { storage, index, indexPath } = await wired(t)
-  t.same(index.openReport, { rebuilt: 'missing', fullScan: true, added: 0, updated: 0, removed: 0, skipped: [] })
+  t.same(index.openReport, { rebuilt: 'missing', fullScan: true, journaled: 0, added: 0, updated: 0, removed: 0, skipped: [] })
   t.ok(await index.isOpen())
   const empty = await index.stats()
   t.match(empty, { runs: 0, byStatus: {} })
@@ -125,7 +126,8 @@ t.test('the storage keeps the index current: create, text, status, media, delete
     transformed_text: null,
     output_count: 0,
     media_types: [],
-    backends: []
+    backends: [],
+    archive: null
   }])
 
   await storage.setTransformedText(run.run_id, 'A surreal flower')
@@ -276,7 +278,7 @@ t.test('paging: newest first, no duplicates or gaps, also when runs are created 
   await storage.deleteRun(newestFirst[6]!)
   await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'new 3' })
   const third = (await index.list({}, { limit: 3, cursor: second.next_cursor! }))
-  t.same(third, { runs: [], next_cursor: null }, 'the deleted run is gone, nothing else is left')
+  t.same(third, { runs: [], next_cursor: null, total: 9, total_exact: true }, 'the deleted run is gone, nothing else is left')
 
   const bauhaus = (await index.list({ schema: 'bauhaus' }, { limit: 3 }))
   t.same(bauhaus.runs.map((r) => r.run_id), [created[5], created[3], created[1]])
@@ -297,16 +299,23 @@ t.test('paging: newest first, no duplicates or gaps, also when runs are created 
 t.test('cursors, limits and dates that are not valid are coded 400 errors', async (t) => {
   const { storage, index } = await wired(t)
   const run = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'x' })
-  t.equal(decodeCursor(encodeCursor(run.run_id)), run.run_id)
-  t.same((await index.list({}, { cursor: encodeCursor(run.run_id) })).runs, [], 'a valid cursor past the last run: empty')
+  t.equal(decodeCursor(encodeCursor('desc', 1234), 'desc'), 1234)
+  t.equal(decodeCursor(encodeCursor('asc', 0), 'asc'), 0)
+  t.same((await index.list({}, { cursor: encodeCursor('desc', 0) })).runs, [], 'a valid cursor past the last run: empty')
+  t.same((await index.list({}, { cursor: encodeCursor('asc', Number.MAX_SAFE_INTEGER), order: 'asc' })).runs, [], 'the same, oldest first')
+  const text = (raw: string): string => Buffer.from(raw).toString('base64url')
   const bad = [
     'nope',
     '',
-    encodeCursor('not-a-run-id'),
-    encodeCursor(run.run_id.toUpperCase()),
-    Buffer.from(`${run.run_id}\n`).toString('base64url'),
-    `${encodeCursor(run.run_id)}!`,
-    `${encodeCursor(run.run_id)}==`
+    encodeCursor('asc', 5), // given out for the other order
+    text('d-1'),
+    text('d05'),
+    text('d5\n'),
+    text('x5'),
+    text('d99999999999999999'), // past 2^53: not a key this service gives out
+    text(run.run_id),
+    `${encodeCursor('desc', 5)}!`,
+    `${encodeCursor('desc', 5)}==`
   ]
   for (const cursor of bad) {
     await t.rejects((index.list({}, { cursor })), { code: 'INVALID_CURSOR', statusCode: 400 }, JSON.stringify(cursor))
@@ -362,19 +371,26 @@ t.test('at start the index catches up with folders added or removed behind its b
   const copied = await writeRunFolder(runsDir, { timestamp: new Date().toISOString(), input_text: 'copied in', outputs: [output(0, 'image', 'openai')] })
   await mkdir(join(runsDir, 'not-a-run'))
   const reopened = await openIndex(t, runsDir)
-  t.same(reopened.openReport, { rebuilt: null, fullScan: false, added: 1, updated: 0, removed: 1, skipped: [] })
+  t.same(reopened.openReport, { rebuilt: null, fullScan: false, journaled: 0, added: 1, updated: 0, removed: 1, skipped: [] })
   t.same(await ids(reopened), [copied.run_id, kept.run_id])
   t.same((await reopened.list()).runs[0]!.media_types, ['image'])
 })
 
-t.test('after an unclean shutdown every run is read again; unreadable folders are skipped and reported', async (t) => {
+t.test('after a crash the runs the journal names are read again, not every run; unreadable folders are skipped and reported', async (t) => {
   const runsDir = await tempRunsDir(t)
-  const { storage } = await wired(t, runsDir)
+  const { storage, index } = await wired(t, runsDir)
   const run = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'x' })
   const other = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'y' })
-  // the metadata changed but the index never heard of it (a crash between the two writes); the first index is never closed
+  const gone = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'z' })
+  // A crash between the metadata write and its index update: the journal has the run, the index the old state.
+  // The first index is never closed.
+  await index.begin(run.run_id)
   const changed = { ...run, status: 'failed', updated_at: new Date(Date.now() + 1000).toISOString() }
   await writeFile(join(runsDir, run.run_id, 'metadata.json'), JSON.stringify(changed))
+  await index.begin(gone.run_id)
+  await rm(join(runsDir, gone.run_id), { recursive: true })
+  // Changed by hand, without the service: no journal entry, so not read again (`runstore reindex` is for that).
+  await writeFile(join(runsDir, other.run_id, 'metadata.json'), JSON.stringify({ ...other, status: 'blocked', updated_at: changed.updated_at }))
   const broken = await writeRunFolder(runsDir, { timestamp: new Date().toISOString() })
   await writeFile(join(runsDir, broken.run_id, 'metadata.json'), '{"metadata_version": 1, "run_id": ')
   const impostor = uuidv7()
@@ -386,12 +402,18 @@ t.test('after an unclean shutdown every run is read again; unreadable folders ar
   await mkdir(join(runsDir, incomplete))
   await writeFile(join(runsDir, incomplete, 'metadata.json'), JSON.stringify({ run_id: incomplete, status: 'created' }))
 
-  const reopened = await openIndex(t, runsDir)
-  t.match(reopened.openReport, { rebuilt: null, fullScan: true, added: 1, updated: 1, removed: 0 })
+  const reads: string[] = []
+  const source = newStorage(runsDir)
+  const counting: RunSource = { listRunIds: async () => await source.listRunIds(), readMetadata: async (id) => { reads.push(id); return await source.readMetadata(id) } }
+  const reopened = await open(join(runsDir, '.index.sqlite'), counting)
+  t.teardown(async () => { await reopened.close() })
+  t.match(reopened.openReport, { rebuilt: null, fullScan: false, journaled: 2, added: 1, updated: 0, removed: 0 })
+  t.same(reads.filter((id) => id === other.run_id), [], 'a run without a journal entry is not read again')
   t.same(reopened.openReport.skipped.map((s) => s.run_id).sort(), [broken.run_id, moved, incomplete].sort())
   t.match(reopened.openReport.skipped.find((s) => s.run_id === moved), { reason: 'metadata.json names another run' })
   t.same(await ids(reopened, { status: 'failed' }), [run.run_id])
-  t.same((await ids(reopened)).sort(), [run.run_id, other.run_id, impostor].sort())
+  t.same((await ids(reopened)).sort(), [run.run_id, other.run_id, impostor].sort(), 'the removed run is gone from the index')
+  t.equal(reads.length, 2 + 4, 'read: the two journaled runs and the four folders the index lacked')
 })
 
 t.test('an update that fails makes the next start read every run again', async (t) => {
@@ -456,18 +478,45 @@ t.test('the index folder is created; a path that cannot hold a database stops th
   t.ok(await deep.isOpen())
   await mkdir(join(runsDir, 'a-folder.sqlite'))
   await t.rejects(open(join(runsDir, 'a-folder.sqlite'), storage))
-  const failing = { listRunIds: async () => { throw new Error('disk gone') }, getMetadata: storage.getMetadata.bind(storage) }
+  const failing = { listRunIds: async () => { throw new Error('disk gone') }, readMetadata: storage.getMetadata.bind(storage) }
   await t.rejects(open(join(runsDir, 'other.sqlite'), failing), /disk gone/)
 })
 
-t.test('a start that could not reconcile the index is not taken for a clean shutdown', async (t) => {
+t.test('a build cut short resumes where it stopped, and listings say it is incomplete meanwhile', async (t) => {
   const runsDir = await tempRunsDir(t)
-  const { storage, index, indexPath } = await wired(t, runsDir)
-  await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'x' })
-  await index.close()
-  const failing = { listRunIds: async () => { throw new Error('runs folder unreadable') }, getMetadata: storage.getMetadata.bind(storage) }
-  await t.rejects(open(indexPath, failing), /runs folder unreadable/)
-  const next = await open(indexPath, storage)
-  t.teardown(async () => { await next.close() })
-  t.match(next.openReport, { rebuilt: null, fullScan: true }, 'the next start reads every run again')
+  const made: string[] = []
+  for (let i = 0; i < 150; i++) made.push((await writeRunFolder(runsDir, { timestamp: new Date(Date.UTC(2025, 0, 1) + i * 60_000).toISOString(), input_text: `run ${i}` })).run_id)
+  const source = newStorage(runsDir)
+  const indexPath = join(runsDir, '.index.sqlite')
+  const first = (await openRunIndex(indexPath, source)).index
+  t.match(first.progress(), { phase: 'building', complete: false, indexed_runs: 0, stored_runs: null })
+  let reads = 0
+  const stopping: RunSource = {
+    listRunIds: async () => await source.listRunIds(),
+    readMetadata: async (id) => {
+      // The service stops during the second batch.
+      if (++reads === 70) void first.close()
+      return await source.readMetadata(id)
+    }
+  }
+  await first.catchUp(stopping)
+  t.equal(reads, 128, 'the batch under way was finished, no more')
+
+  const second = (await openRunIndex(indexPath, source)).index
+  t.teardown(async () => { await second.close() })
+  t.match(second.progress(), { phase: 'building', complete: false, indexed_runs: 64 }, 'the first batch was kept')
+  const page = await second.list({}, { limit: 10 })
+  t.same(page.runs.map((r) => r.run_id), made.slice(-10).reverse(), 'the newest runs are listed first while building')
+  t.equal(page.total, 64)
+  let secondReads = 0
+  const counting: RunSource = { listRunIds: async () => await source.listRunIds(), readMetadata: async (id) => { secondReads++; return await source.readMetadata(id) } }
+  const report = await second.catchUp(counting)
+  t.match(report, { rebuilt: 'missing', fullScan: true, added: 86 })
+  t.equal(secondReads, 86, 'only the runs the first build had not reached were read')
+  t.match(second.progress(), { phase: 'ready', complete: true, indexed_runs: 150, stored_runs: 150 })
+  t.equal((await second.list({}, { limit: 200 })).runs.length, 150)
+  await second.close()
+  const third = (await openRunIndex(indexPath, source)).index
+  t.teardown(async () => { await third.close() })
+  t.match(third.progress(), { phase: 'catching-up', complete: true, indexed_runs: 150 }, 'a finished build is not started again')
 })

@@ -1,0 +1,131 @@
+import { setImmediate as nextTurn } from 'node:timers/promises'
+import type { RunMetadata } from '../../../schemas/run.js'
+import type { IndexProgress, ReconcileReport, RunSource } from './run-index.js'
+
+/** A run as the store holds it now; null: gone. */
+export interface StoredEntry {
+  run_id: string
+  metadata: RunMetadata | null
+}
+
+/** What an index offers the catch-up (SqliteRunIndex is one). */
+export interface CatchUpTarget {
+  readonly rebuilt: ReconcileReport['rebuilt']
+  /** the index is being built from the store; rows are missing until it ends */
+  readonly building: boolean
+  /** closing: stop at the next batch */
+  readonly stopped: boolean
+  /** the last process could not write some changes: every run must be read */
+  readonly fullScanNeeded: boolean
+  /** an interrupted build had indexed every stored run above this id */
+  readonly buildResumesBelow: string | null
+  setProgress: (progress: Partial<IndexProgress>) => void
+  indexedRunIds: (below: string | null, limit: number) => string[]
+  applyStored: (entries: StoredEntry[], marks?: { buildBelow?: string, built?: boolean, fullScanDone?: boolean }) => Array<'added' | 'updated' | 'same' | Error>
+  indexedCount: () => number
+}
+
+const READ_BATCH = 64
+const ID_CHUNK = 5000
+
+/**
+ * Brings an index in line with the store while the service serves. A build
+ * reads every run, newest first, and notes after each batch how far it got,
+ * so a build cut short by a crash or a stop resumes there. Then (and on
+ * every start) the index's run ids are merged with the store's listing:
+ * runs copied in by hand are read and added, entries whose folder is gone
+ * are removed once a fresh read confirms it (a run made meanwhile is not).
+ * Every write yields to a live change that came first.
+ */
+export async function catchUpIndex (target: CatchUpTarget, source: RunSource): Promise<ReconcileReport> {
+  const report: ReconcileReport = { rebuilt: target.rebuilt, fullScan: target.building || target.fullScanNeeded, journaled: 0, added: 0, updated: 0, removed: 0, skipped: [] }
+  const stored = sortedLower(await source.listRunIds())
+  target.setProgress({ stored_runs: stored.length, indexed_runs: target.indexedCount() })
+
+  if (report.fullScan) {
+    const building = target.building
+    const below = building ? target.buildResumesBelow : null
+    const toRead = below === null ? stored : stored.filter((id) => id < below)
+    if (!await readInto(target, source, toRead, report, building)) return report
+    target.applyStored([], building ? { built: true, fullScanDone: true } : { fullScanDone: true })
+    target.setProgress({ phase: 'catching-up', complete: true, indexed_runs: target.indexedCount() })
+  }
+
+  const { missing, gone } = await compare(target, stored)
+  // A run the full read just skipped is missing from the index for that reason: read and reported once.
+  const skipped = new Set(report.skipped.map((s) => s.run_id))
+  if (target.stopped || !await readInto(target, source, missing.filter((id) => !skipped.has(id)), report, false)) return report
+  for (let start = 0; start < gone.length; start += READ_BATCH) {
+    if (target.stopped) return report
+    const batch = gone.slice(start, start + READ_BATCH)
+    const reads = await Promise.allSettled(batch.map(async (id) => await source.readMetadata(id)))
+    const confirmed = batch.filter((_, i) => isGone(reads[i]!))
+    target.applyStored(confirmed.map((id) => ({ run_id: id, metadata: null })))
+    report.removed += confirmed.length
+  }
+  return report
+}
+
+/** Reads the runs in batches and writes them; false when the index stopped meanwhile. */
+async function readInto (target: CatchUpTarget, source: RunSource, ids: string[], report: ReconcileReport, building: boolean): Promise<boolean> {
+  for (let start = 0; start < ids.length; start += READ_BATCH) {
+    if (target.stopped) return false
+    const batch = ids.slice(start, start + READ_BATCH)
+    const reads = await Promise.allSettled(batch.map(async (id) => await source.readMetadata(id)))
+    const entries: StoredEntry[] = []
+    reads.forEach((read, i) => {
+      const runId = batch[i]!
+      if (read.status === 'rejected') {
+        // Deleted since the listing: nothing to index, nothing to report.
+        if (!isGone(read)) report.skipped.push({ run_id: runId, reason: describe(read.reason) })
+      } else if (typeof read.value.run_id !== 'string' || read.value.run_id.toLowerCase() !== runId) {
+        report.skipped.push({ run_id: runId, reason: 'metadata.json names another run' })
+      } else {
+        entries.push({ run_id: runId, metadata: read.value })
+      }
+    })
+    if (target.stopped) return false
+    const results = target.applyStored(entries, building ? { buildBelow: batch.at(-1)! } : {})
+    results.forEach((result, i) => {
+      if (result instanceof Error) report.skipped.push({ run_id: entries[i]!.run_id, reason: result.message })
+      else if (result === 'added') report.added++
+      else if (result === 'updated') report.updated++
+    })
+    target.setProgress({ indexed_runs: target.indexedCount() })
+  }
+  return true
+}
+
+/** Store ids the index lacks and index ids the store lacks, by merging the two newest-first lists a chunk at a time. */
+async function compare (target: CatchUpTarget, stored: string[]): Promise<{ missing: string[], gone: string[] }> {
+  const missing: string[] = []
+  const gone: string[] = []
+  let i = 0
+  let chunk = target.indexedRunIds(null, ID_CHUNK)
+  for (;;) {
+    for (const id of chunk) {
+      while (i < stored.length && stored[i]! > id) missing.push(stored[i++]!)
+      if (i < stored.length && stored[i] === id) i++
+      else gone.push(id)
+    }
+    if (chunk.length < ID_CHUNK || target.stopped) break
+    await nextTurn()
+    chunk = target.indexedRunIds(chunk.at(-1)!, ID_CHUNK)
+  }
+  missing.push(...stored.slice(i))
+  return { missing, gone }
+}
+
+/** Run ids as the index keys them (lower case), newest first. */
+function sortedLower (ids: string[]): string[] {
+  if (ids.every((id) => id === id.toLowerCase())) return ids
+  return ids.map((id) => id.toLowerCase()).sort().reverse()
+}
+
+function isGone (read: PromiseSettledResult<unknown>): boolean {
+  return read.status === 'rejected' && (read.reason as { code?: string }).code === 'RUN_NOT_FOUND'
+}
+
+export function describe (err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}

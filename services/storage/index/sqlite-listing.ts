@@ -1,0 +1,92 @@
+import {
+  COUNT_LIMIT, decodeCursor, pageLimit, parseInstant, sortKeyOfMs,
+  type RunListFilters, type RunListOrder, type RunListPaging
+} from './run-index.js'
+
+/** One listing as SQL: the page (LIMIT @limit, one more than asked, to know whether a next page exists) and the capped count. */
+export interface ListingQuery {
+  page: string
+  count: string
+  params: Record<string, string | number>
+  limit: number
+  order: RunListOrder
+}
+
+export const ENTRY_COLUMNS = 'r.seq, r.run_id, r.timestamp, r.updated_at, r.status, r.schema, r.execution_mode, r.user_id, r.input_text, r.transformed_text, r.output_count, r.media_types, r.backends, r.archive'
+
+/** The facet row that says a run has an output of this type, of this backend, or both in one output. */
+export function facetKey (mediaType: string | undefined, backend: string | undefined): string {
+  if (mediaType !== undefined && backend !== undefined) return `tb:${mediaType}\u001f${backend}`
+  return mediaType !== undefined ? `t:${mediaType}` : `b:${backend ?? ''}`
+}
+
+/** The same text for "Über", "über" and a decomposed "ü". */
+export function fold (text: string): string {
+  return text.normalize('NFC').toLowerCase()
+}
+
+/**
+ * Every listing walks one ordered structure from the cursor on and stops
+ * after a page: the full-text index or the facet rows (both keyed by the
+ * run's sort key) when the filters name them, else the runs table through
+ * whichever index SQLite picks (each ends in the sort key, so an equality
+ * filter still reads in order). A date range is a range of sort keys. So no
+ * listing sorts its matches, and a page costs about the same at a million
+ * runs as at a thousand, unless the filters together match almost nothing.
+ */
+export function listingQuery (filters: RunListFilters, paging: RunListPaging): ListingQuery {
+  const limit = pageLimit(paging)
+  const order: RunListOrder = paging.order ?? 'desc'
+  const params: Record<string, string | number> = { limit: limit + 1 }
+  const where: string[] = []
+  let from = 'runs r'
+  let key = 'r.seq'
+
+  const facet = filters.media_type !== undefined || filters.backend !== undefined ? facetKey(filters.media_type, filters.backend) : undefined
+  const needle = filters.q === undefined ? undefined : fold(filters.q)
+  if (needle !== undefined) {
+    // CROSS JOIN keeps the text index outside: it yields matches in key order, and SQLite never loops it per run.
+    from = 'run_texts t CROSS JOIN runs r ON r.seq = t.rowid'
+    key = 't.rowid'
+    // FTS5 reads its query as a C string: a NUL would end it inside the quotes, so such a needle is scanned for.
+    if (Array.from(needle).length >= 3 && !needle.includes('\0')) {
+      // A quoted phrase of trigrams is a substring match; "" is how a quote is written inside one.
+      where.push('run_texts MATCH @match')
+      params.match = `"${needle.replaceAll('"', '""')}"`
+    } else {
+      // Trigrams cannot find one or two characters; a scan of the folded texts in key order can (instr compares bytes, NULs too).
+      where.push('(instr(t.input_text, @needle) > 0 OR instr(t.transformed_text, @needle) > 0)')
+      params.needle = needle
+    }
+    if (facet !== undefined) where.push('EXISTS (SELECT 1 FROM run_facets f WHERE f.facet = @facet AND f.seq = r.seq)')
+  } else if (facet !== undefined) {
+    from = 'run_facets f CROSS JOIN runs r ON r.seq = f.seq'
+    key = 'f.seq'
+    where.push('f.facet = @facet')
+  }
+  if (facet !== undefined) params.facet = facet
+
+  for (const column of ['user_id', 'schema', 'status'] as const) {
+    const value = filters[column]
+    if (value === undefined) continue
+    where.push(`r.${column} = @${column}`)
+    params[column] = value
+  }
+  const archived = filters.archived ?? 'exclude'
+  if (archived !== 'include') where.push(archived === 'only' ? 'r.archived = 1' : 'r.archived = 0')
+  if (filters.from !== undefined) { where.push(`${key} >= @from`); params.from = sortKeyOfMs(parseInstant('from', filters.from)) }
+  if (filters.to !== undefined) { where.push(`${key} < @to`); params.to = sortKeyOfMs(parseInstant('to', filters.to)) }
+
+  const matches = `FROM ${from}${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''}`
+  const count = `SELECT count(*) FROM (SELECT 1 ${matches} LIMIT ${COUNT_LIMIT + 1})`
+  const cursorBound = paging.cursor === undefined ? [] : [`${key} ${order === 'asc' ? '>' : '<'} @after`]
+  if (paging.cursor !== undefined) params.after = decodeCursor(paging.cursor, order)
+  const pageWhere = [...where, ...cursorBound]
+  const page = `SELECT ${ENTRY_COLUMNS} FROM ${from}${pageWhere.length > 0 ? ` WHERE ${pageWhere.join(' AND ')}` : ''} ORDER BY ${key} ${order === 'asc' ? 'ASC' : 'DESC'} LIMIT @limit`
+  return { page, count, params, limit, order }
+}
+
+/** Whether the listing has no filter but archived/status: its total comes from the kept counts, not from counting rows. */
+export function countedByStatus (filters: RunListFilters): boolean {
+  return Object.entries(filters).every(([name, value]) => value === undefined || name === 'status' || name === 'archived')
+}
