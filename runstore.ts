@@ -23,6 +23,7 @@ import { MediaIngester } from './services/storage/ingest.js'
 import { finishInterruptedRuns } from './services/storage/interrupted-runs.js'
 import { RunEvents } from './services/storage/run-events.js'
 import { RunStorage } from './services/storage/run-storage.js'
+import { RunTrash } from './services/storage/run-trash.js'
 
 export type Logger = Pick<BaseLogger, 'info' | 'warn' | 'error'>
 
@@ -45,6 +46,8 @@ export interface Runstore {
   readonly events: RunEvents
   /** the run records: metadata, status rules, per-run lock, media in and out */
   readonly storage: RunStorage
+  /** deleted runs, restorable until the trash is emptied (TRASH_DAYS) */
+  readonly trash: RunTrash
   /** the runs for listing, kept current by the events */
   readonly index: RunIndex
   readonly mediaDelivery: MediaDelivery
@@ -69,6 +72,7 @@ export interface Store {
   readonly blobs: BlobStore
   readonly events: RunEvents
   readonly storage: RunStorage
+  readonly trash: RunTrash
 }
 
 /**
@@ -94,7 +98,7 @@ export function openStore (config: Config, options: { logger?: Logger, fetchPoli
       fetchPolicy: options.fetchPolicy ?? new FetchPolicy(listSetting(config.ALLOWED_FETCH_HOSTS))
     })
   })
-  return { blobs, events, storage }
+  return { blobs, events, storage, trash: new RunTrash(storage, { trashDays: config.TRASH_DAYS }) }
 }
 
 /**
@@ -125,7 +129,7 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     await index?.close()
   }
   try {
-    const { blobs, events, storage } = openStore(config, { logger, fetchPolicy })
+    const { blobs, events, storage, trash } = openStore(config, { logger, fetchPolicy })
     pipeline = new PipelineRunner({
       storage,
       backends,
@@ -168,7 +172,7 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     metrics = new RunstoreMetrics({ events, backends, index: runIndex, blobs, logger })
     const exporter = new RunExporter({ storage, index: runIndex })
 
-    return { config, logger, fetchPolicy, blobs, events, storage, index: runIndex, mediaDelivery, exporter, backends, pipeline, indexReport, interruptedRuns, metrics, close }
+    return { config, logger, fetchPolicy, blobs, events, storage, trash, index: runIndex, mediaDelivery, exporter, backends, pipeline, indexReport, interruptedRuns, metrics, close }
   } catch (err) {
     await close()
     throw err
