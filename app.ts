@@ -25,6 +25,7 @@ import pipelineRoutes from './routes/pipeline.js'
 import backendRoutes from './routes/backends.js'
 import metricsRoutes from './routes/metrics.js'
 import exportRoutes from './routes/exports.js'
+import trashRoutes from './routes/trash.js'
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 // strictTypes off: the multipart body schema deliberately has no `type` (see routes/runs.ts)
@@ -95,6 +96,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(backendRoutes)
     await app.register(metricsRoutes)
     await app.register(exportRoutes)
+    await app.register(trashRoutes)
   } catch (err) {
     await runstore.close()
     throw err

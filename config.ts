@@ -29,6 +29,7 @@ export const ConfigSchema = Type.Object({
   OVERLOAD_SAMPLE_INTERVAL_MS: Type.Integer({ default: 1000, minimum: 10, description: 'how often the event loop is measured for the OVERLOAD_MAX_* checks' }),
   OVERLOAD_RETRY_AFTER_SECONDS: Type.Integer({ default: 10, minimum: 1, description: 'Retry-After of a 503 SERVICE_OVERLOADED answer' }),
   CONFIGS_DIR: Type.String({ default: './configs', description: 'data folder with pipelines/*.json and outputs/*.json' }),
+  TRASH_DAYS: Type.Integer({ default: 30, minimum: 0, description: 'days a deleted run stays restorable in the trash (RUNS_DIR/.trash) before emptying the trash removes it; 0: DELETE removes a run at once, with no way back' }),
 
   COMFYUI_URL: Type.Optional(Type.String({ pattern: HTTP_URL, description: 'ComfyUI server, e.g. http://gpu-host:8188; the ComfyUI output configs are unavailable without it' })),
   COMFYUI_TIMEOUT_MS: Type.Integer({ default: 600000, minimum: 1, description: 'longest a ComfyUI job may take, queueing and model loading included' }),

@@ -23,6 +23,7 @@ import { MediaIngester } from './services/storage/ingest.js'
 import { finishInterruptedRuns } from './services/storage/interrupted-runs.js'
 import { RunEvents } from './services/storage/run-events.js'
 import { RunStorage, type WriteJournal } from './services/storage/run-storage.js'
+import { RunTrash } from './services/storage/run-trash.js'
 
 export type Logger = Pick<BaseLogger, 'info' | 'warn' | 'error'>
 
@@ -45,6 +46,8 @@ export interface Runstore {
   readonly events: RunEvents
   /** the run records: metadata, status rules, per-run lock, media in and out */
   readonly storage: RunStorage
+  /** deleted runs, restorable until the trash is emptied (TRASH_DAYS) */
+  readonly trash: RunTrash
   /** the runs for listing, kept current by the events */
   readonly index: RunIndex
   readonly mediaDelivery: MediaDelivery
@@ -80,6 +83,7 @@ export interface Store {
   readonly blobs: BlobStore
   readonly events: RunEvents
   readonly storage: RunStorage
+  readonly trash: RunTrash
 }
 
 /**
@@ -106,7 +110,7 @@ export function openStore (config: Config, options: { logger?: Logger, fetchPoli
       fetchPolicy: options.fetchPolicy ?? new FetchPolicy(listSetting(config.ALLOWED_FETCH_HOSTS))
     })
   })
-  return { blobs, events, storage }
+  return { blobs, events, storage, trash: new RunTrash(storage, { trashDays: config.TRASH_DAYS }) }
 }
 
 /**
@@ -139,7 +143,7 @@ export async function createRunstore (config: Config, options: { logger?: Logger
   try {
     // The index opens after the store (it reads the runs its journal names), and journals every write from then on.
     let journal: RunIndex | undefined
-    const { blobs, events, storage } = openStore(config, { logger, fetchPolicy, journal: { begin: async (runId) => { await journal?.begin(runId) } } })
+    const { blobs, events, storage, trash } = openStore(config, { logger, fetchPolicy, journal: { begin: async (runId) => { await journal?.begin(runId) } } })
     pipeline = new PipelineRunner({
       storage,
       backends,
@@ -203,7 +207,7 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     metrics = new RunstoreMetrics({ events, backends, index: runIndex, blobs, logger })
     const exporter = new RunExporter({ storage, index: runIndex })
 
-    return { config, logger, fetchPolicy, blobs, events, storage, index: runIndex, mediaDelivery, exporter, backends, pipeline, startup, interruptedRuns, metrics, close }
+    return { config, logger, fetchPolicy, blobs, events, storage, trash, index: runIndex, mediaDelivery, exporter, backends, pipeline, startup, interruptedRuns, metrics, close }
   } catch (err) {
     await close()
     throw err

@@ -92,13 +92,14 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
     preHandler: async (request) => { await app.requireAdmin(request) },
     schema: {
       tags: ['runs'],
-      summary: 'delete a run folder (admin: Authorization: Bearer <ADMIN_TOKEN>)',
+      summary: 'delete a run: into the trash, restorable until the trash is emptied (admin: Authorization: Bearer <ADMIN_TOKEN>)',
+      description: 'The run disappears at once from GET /api/runs and every read; its folder moves to the trash unchanged (GET /api/trash, POST /api/trash/:run_id/restore) and is removed for good TRASH_DAYS after. With TRASH_DAYS=0 it is removed at once.',
       params: RunIdParams,
       security: [{ adminToken: [] }],
       response: { 204: DeletedResponse, ...errorResponses(400, 401, 403, 404, ...STORAGE_FAILURES) }
     }
   }, async (request, reply) => {
-    await storage.deleteRun(request.params.run_id)
+    await app.trash.deleteRun(request.params.run_id)
     return await reply.code(204).send()
   })
 

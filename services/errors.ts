@@ -7,6 +7,8 @@ import { STATUS_CODES } from 'node:http'
 
 export const InvalidRunIdError = createError<[string]>('INVALID_RUN_ID', 'run id %s is not a UUID', 400)
 export const RunNotFoundError = createError<[string]>('RUN_NOT_FOUND', 'run %s not found', 404)
+// A deleted run cannot come back over a run of the same id (copied in by hand, or restored already).
+export const RunExistsError = createError<[string]>('RUN_EXISTS', 'a run %s exists already; nothing was restored over it', 409)
 export const FileNotFoundError = createError<[string, string]>('FILE_NOT_FOUND', 'run %s has no file named %s', 404)
 export const MediaNotReadyError = createError<[string, string]>('MEDIA_NOT_READY', 'run %s has no %s output yet; it is still running', 404)
 export const MediaNotFoundError = createError<[string, string]>('MEDIA_NOT_FOUND', 'run %s has no such %s output', 404)
@@ -139,5 +141,7 @@ export const ChunkExtensionsTooLargeError = createError('CHUNK_EXTENSIONS_TOO_LA
 export const RequestTimeoutError = createError('REQUEST_TIMEOUT', 'the request did not arrive in time', 408)
 export const MissingHostError = createError('MISSING_HOST', 'an HTTP/1.1 request needs a Host header', 400)
 export const ExpectationFailedError = createError<[string]>('EXPECTATION_FAILED', 'the expectation %s cannot be met: only 100-continue is understood', 417)
+// The trash (GET /api/trash, POST /api/trash/:run_id/restore).
+export const TrashedRunNotFoundError = createError<[string]>('TRASHED_RUN_NOT_FOUND', 'run %s is not in the trash (never deleted, restored already, or the trash was emptied)', 404)
 // Bulk exports (GET /api/exports).
 export const InvalidExportFormatError = createError<[string]>('INVALID_EXPORT_FORMAT', 'formats: %s', 400)

@@ -7,6 +7,8 @@ export type RunEvent =
   /** follows the run.updated of the same write */
   | { type: 'output.added', run_id: string, metadata: RunMetadata, output: MediaOutput }
   | { type: 'run.deleted', run_id: string }
+  /** a deleted run is back (from the trash), with the metadata it had */
+  | { type: 'run.restored', run_id: string, metadata: RunMetadata }
 
 export type RunEventType = RunEvent['type']
 

@@ -1,4 +1,4 @@
-import { FileNotFoundError, InvalidStatusTransitionError, MediaNotFoundError, MediaNotReadyError, MediaTypeMismatchError, RunNotFoundError } from '../errors.js'
+import { FileNotFoundError, InvalidStatusTransitionError, MediaNotFoundError, MediaNotReadyError, MediaTypeMismatchError, RunExistsError, RunNotFoundError } from '../errors.js'
 import { LruCache } from '../cache/lru.js'
 import type { Readable } from 'node:stream'
 import type { MediaType } from '../../schemas/media.js'
@@ -354,15 +354,52 @@ export class RunStorage {
     return listedFiles(metadata)
   }
 
-  async deleteRun (runId: string): Promise<void> {
+  /**
+   * Takes a run out of the store's runs, under its lock, announced as
+   * run.deleted. `remove` does it to the bytes: the blob store's deleteRun
+   * by default, its trashRun for a delete that can be undone.
+   */
+  async deleteRun (runId: string, remove: (id: string) => Promise<unknown> = async (id) => { await this.blobs.deleteRun(id) }): Promise<void> {
     const id = assertRunId(runId)
     await this.#lock.run(id, async () => {
       await this.getMetadata(id)
       await this.#journal?.begin(id)
-      await this.blobs.deleteRun(id)
-      this.#metadata.delete(id)
-      this.#emit({ type: 'run.deleted', run_id: id })
+      await this.#afterMove(remove(id), () => {
+        this.#metadata.delete(id)
+        this.#emit({ type: 'run.deleted', run_id: id })
+      })
     })
+  }
+
+  /**
+   * Makes a run one of the store's runs again, under its lock, announced as
+   * run.restored: `bring` puts its folder back (from the trash, from an
+   * archive). RunExistsError while a run of that id is in the store.
+   */
+  async restoreRun (runId: string, bring: (id: string) => Promise<unknown>): Promise<RunMetadata> {
+    const id = assertRunId(runId)
+    return await this.#lock.run(id, async () => {
+      if (await this.runExists(id)) throw new RunExistsError(id)
+      let metadata: RunMetadata | undefined
+      await this.#journal?.begin(id)
+      await this.#afterMove(bring(id), async () => {
+        this.#metadata.delete(id)
+        metadata = await this.#readMetadata(id)
+        this.#emit({ type: 'run.restored', run_id: id, metadata })
+      })
+      return metadata!
+    })
+  }
+
+  /** A run that moved is told of also when only the sync of the move failed: it has moved either way. */
+  async #afterMove (move: Promise<unknown>, moved: () => void | Promise<void>): Promise<void> {
+    try {
+      await move
+    } catch (err) {
+      if (err instanceof UnsyncedWriteError) await moved()
+      throw err
+    }
+    await moved()
   }
 
   /** Run ids in the store, newest first (UUIDv7 sorts by time). */

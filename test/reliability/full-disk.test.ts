@@ -219,9 +219,12 @@ t.test('a read-only disk: every write answers 503 STORAGE_UNAVAILABLE, reads go 
   const app = await build(t, { RUNS_DIR: runsDir, RUN_INDEX_PATH: join(await tempRunsDir(t), 'index.sqlite'), ADMIN_TOKEN: 'lab-admin-token-0123' })
   const earlier = (await app.inject({ method: 'POST', url: '/api/runs', payload: NEW_RUN })).json()
   const doomed = (await app.inject({ method: 'POST', url: '/api/runs', payload: NEW_RUN })).json()
+  const trashed = (await app.inject({ method: 'POST', url: '/api/runs', payload: NEW_RUN })).json()
+  t.equal((await app.inject({ method: 'DELETE', url: `/api/runs/${trashed.run_id}`, headers: admin })).statusCode, 204)
   const writes: Write[] = [
     ...writePaths(app, earlier.run_id, smallImage, imageUrl),
-    ['DELETE /api/runs/:run_id', 204, async () => await app.inject({ method: 'DELETE', url: `/api/runs/${doomed.run_id}`, headers: admin })]
+    ['DELETE /api/runs/:run_id', 204, async () => await app.inject({ method: 'DELETE', url: `/api/runs/${doomed.run_id}`, headers: admin })],
+    ['POST /api/trash/:run_id/restore', 200, async () => await app.inject({ method: 'POST', url: `/api/trash/${trashed.run_id}/restore`, headers: admin })]
   ]
   t.equal((await writes[2]![2]()).statusCode, 201)
   const left = (await app.inject({ method: 'POST', url: '/api/runs', payload: NEW_RUN })).json()

@@ -38,7 +38,7 @@ t.test('export.zip holds the run folder: metadata, texts and media, byte for byt
   t.equal((await app.inject({ url: '/api/runs/nope/export.zip' })).statusCode, 400)
 })
 
-t.test('DELETE is for admins only and removes the run everywhere', async (t) => {
+t.test('DELETE is for admins only and takes the run out of everything at once, into the trash', async (t) => {
   const runsDir = await tempRunsDir(t)
   const app = await build(t, { RUNS_DIR: runsDir, ADMIN_TOKEN })
   const runId = await runWithMedia(app)
@@ -53,7 +53,8 @@ t.test('DELETE is for admins only and removes the run everywhere', async (t) => 
 
   const ok = await app.inject({ method: 'DELETE', url: `/api/runs/${runId.toUpperCase()}`, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
   t.equal(ok.statusCode, 204)
-  t.same(await runFolders(runsDir), [])
+  t.same(await runFolders(runsDir), ['.trash'])
+  t.same((await readdir(join(runsDir, '.trash'))).map((entry) => entry.split('@')[0]), [runId], 'the folder is in the trash')
   t.equal((await app.inject({ url: `/api/media/image/${runId}` })).statusCode, 404, 'not served from memory afterwards')
   t.equal(app.mediaDelivery.cachedBytes, 0)
   t.equal((await app.inject({ method: 'DELETE', url: `/api/runs/${runId}`, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).statusCode, 404)

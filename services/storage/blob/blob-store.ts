@@ -77,6 +77,33 @@ export interface BlobStore {
   /** Removes a run so that it disappears at once (a crash mid-way leaves nothing that is listed). */
   deleteRun: (runId: string) => Promise<void>
 
+  /**
+   * Moves a run out of the runs into the trash, whole and at once: after a
+   * crash it is either a run or in the trash, never half of each. Its files
+   * stay byte for byte; when it was trashed is kept beside them, not in them.
+   * BlobNotFoundError when there is no such run. UnsyncedWriteError: moved,
+   * whether the move survives a crash is unknown.
+   */
+  trashRun: (runId: string, deletedAt: Date) => Promise<TrashedRun>
+
+  /** The runs in the trash, the most recently trashed first; never among listRuns. */
+  listTrash: () => Promise<TrashedRun[]>
+
+  /** A file of a trashed run (its metadata.json, to describe it); BlobNotFoundError when there is none. */
+  readTrashed: (entry: TrashedRun, name: string) => Promise<Buffer>
+
+  /**
+   * Moves a trashed run back among the runs, whole and at once, its files as
+   * they were (without what a write cut off by the move left half-made).
+   * BlobExistsError when a run of that id exists (it is never replaced),
+   * BlobNotFoundError when the entry is no longer in the trash.
+   * UnsyncedWriteError: back, whether that survives a crash is unknown.
+   */
+  restoreTrashed: (entry: TrashedRun) => Promise<void>
+
+  /** Removes a trashed run for good, so that it disappears at once; false when it was gone already. */
+  removeTrashed: (entry: TrashedRun) => Promise<boolean>
+
   /** Whether a small write succeeds now. */
   isWritable: () => Promise<boolean>
 
@@ -88,6 +115,12 @@ export interface BlobSpace {
   /** what this process may still write (a disk's blocks reserved for root left out) */
   availableBytes: number
   totalBytes: number
+}
+
+/** A run in the trash; the pair names one entry (a run trashed, restored and trashed again has had two). */
+export interface TrashedRun {
+  runId: string
+  deletedAt: Date
 }
 
 export type BlobFile = readonly [name: string, data: string | Buffer]
@@ -113,16 +146,18 @@ export interface StagedBlob {
 
 export class BlobNotFoundError extends Error {
   readonly code = 'BLOB_NOT_FOUND'
-  constructor (runId: string, name: string, cause?: unknown) {
-    super(`run ${runId} has no stored file ${name}`, { cause })
+  /** without a name: there is no such run (or trashed run) at all */
+  constructor (runId: string, name?: string, cause?: unknown) {
+    super(name === undefined ? `no run ${runId} is stored there` : `run ${runId} has no stored file ${name}`, { cause })
     this.name = 'BlobNotFoundError'
   }
 }
 
 export class BlobExistsError extends Error {
   readonly code = 'BLOB_EXISTS'
-  constructor (runId: string, name: string) {
-    super(`run ${runId} already has a file ${name}`)
+  /** without a name: the run itself exists */
+  constructor (runId: string, name?: string) {
+    super(name === undefined ? `run ${runId} exists already` : `run ${runId} already has a file ${name}`)
     this.name = 'BlobExistsError'
   }
 }

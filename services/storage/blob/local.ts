@@ -3,7 +3,7 @@ import { lstat, mkdir, readdir, readFile, rename, rm, stat, statfs, unlink, writ
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { isRunId } from '../run-id.js'
-import { BlobExistsError, BlobNotFoundError, type BlobFile, type BlobSpace, type BlobStat, type BlobStore, type ByteRange, type StagedBlob } from './blob-store.js'
+import { BlobExistsError, BlobNotFoundError, UnsyncedWriteError, type BlobFile, type BlobSpace, type BlobStat, type BlobStore, type ByteRange, type StagedBlob, type TrashedRun } from './blob-store.js'
 import { writingToDisk } from '../disk-errors.js'
 import { TEMP_PREFIX, fsyncPath, isOwnTemp, linkWithoutOverwrite, newTempTag, settleAll, tempName, writeFileSynced, writeFilesDurably } from './durable-fs.js'
 
@@ -11,13 +11,19 @@ import { TEMP_PREFIX, fsyncPath, isOwnTemp, linkWithoutOverwrite, newTempTag, se
 const METADATA_FILE = 'metadata.json'
 // What isWritable writes: an empty file still fits on a full disk, a block of data does not.
 const WRITE_PROBE_BYTES = 4096
+// Trashed runs wait in the storage root's own file system, so that going in and coming back are one rename each.
+// Not a run id and not a temp name: neither listRuns nor the crash sweep takes it for anything of theirs.
+const TRASH_DIR = '.trash'
+// `<run_id>@<when, e.g. 20261203T101500123Z>`: the time is in the entry's name, so the folder stays as it was.
+const TRASH_ENTRY = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})@(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z$/i
 
 /**
  * Runs as folders on the local disk: `<root>/<run_id>/<file>`. Folders appear
  * by rename, files by temp + fsync + rename (+ fsync of the folder), staged
  * media by link under a name that must be free. Everything half-made carries
  * the `.tmp-` prefix and this store's tag, and recover() removes what
- * carries the prefix but another tag: it may run while the store writes. A write the disk
+ * carries the prefix but another tag: it may run while the store writes.
+ * Deleted runs are renamed into `<root>/.trash/` and out again. A write the disk
  * refuses (full, read-only, failing) fails with the coded error
  * disk-errors.ts makes of it, after its temp files are gone.
  */
@@ -47,7 +53,7 @@ export class LocalBlobStore implements BlobStore {
         removed.push(entry.name)
       } else if (entry.isDirectory() && isRunId(entry.name)) {
         try {
-          await this.#sweepRun(entry.name, removed)
+          for (const name of await sweepRunFolder(join(this.root, entry.name), this.#tag)) removed.push(`${entry.name}/${name}`)
         } catch (err) {
           // Deleted (or archived) meanwhile: the sweep runs while the store serves.
           if (!isMissing(err)) throw err
@@ -55,22 +61,6 @@ export class LocalBlobStore implements BlobStore {
       }
     }
     return { removed }
-  }
-
-  async #sweepRun (runId: string, removed: string[]): Promise<void> {
-    const dir = join(this.root, runId)
-    for (const name of await readdir(dir)) {
-      if (!name.startsWith(TEMP_PREFIX) || isOwnTemp(name, this.#tag)) continue
-      const info = await lstat(join(dir, name))
-      if (info.isFile() && info.nlink > 1) {
-        for (const twin of await unlistedTwins(dir, info.ino)) {
-          await rm(join(dir, twin), { force: true })
-          removed.push(`${runId}/${twin}`)
-        }
-      }
-      await rm(join(dir, name), { recursive: true, force: true })
-      removed.push(`${runId}/${name}`)
-    }
   }
 
   async listRuns (): Promise<string[]> {
@@ -175,6 +165,70 @@ export class LocalBlobStore implements BlobStore {
     await rm(doomed, { recursive: true, force: true })
   }
 
+  async trashRun (runId: string, deletedAt: Date): Promise<TrashedRun> {
+    const entry = { runId, deletedAt }
+    const trash = join(this.root, TRASH_DIR)
+    const dir = this.#dir(runId)
+    await writingToDisk(async () => {
+      await mkdir(trash, { recursive: true })
+      await rename(dir, this.#trashPath(entry))
+    }).catch((err: unknown) => { throw isMissing(err) ? new BlobNotFoundError(runId, undefined, err) : err })
+    await syncMove(this.root, trash, `run ${runId} is in the trash`)
+    return entry
+  }
+
+  async listTrash (): Promise<TrashedRun[]> {
+    let names: string[]
+    try {
+      names = await readdir(join(this.root, TRASH_DIR))
+    } catch (err) {
+      if (isMissing(err)) return []
+      throw err
+    }
+    return names.flatMap((name) => {
+      const entry = parseTrashEntry(name)
+      return entry === null ? [] : [entry]
+    }).sort((a, b) => b.deletedAt.getTime() - a.deletedAt.getTime() || (a.runId < b.runId ? 1 : -1))
+  }
+
+  async readTrashed (entry: TrashedRun, name: string): Promise<Buffer> {
+    try {
+      return await readFile(join(this.#trashPath(entry), fileName(name)))
+    } catch (err) {
+      throw notFound(err, entry.runId, name)
+    }
+  }
+
+  async restoreTrashed (entry: TrashedRun): Promise<void> {
+    const from = this.#trashPath(entry)
+    const to = this.#dir(entry.runId)
+    // rename() would replace an empty folder of that name: a run is never put in place of anything.
+    if (await lstat(to).then(() => true, (err: unknown) => { if (isMissing(err)) return false; throw err })) throw new BlobExistsError(entry.runId)
+    await writingToDisk(async () => {
+      // An upload that was streaming when the run was trashed left its temp file there.
+      await sweepRunFolder(from)
+      await rename(from, to)
+    }).catch((err: unknown) => {
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'ENOTEMPTY' || code === 'EEXIST') throw new BlobExistsError(entry.runId)
+      throw isMissing(err) ? new BlobNotFoundError(entry.runId, undefined, err) : err
+    })
+    await syncMove(join(this.root, TRASH_DIR), this.root, `run ${entry.runId} is back from the trash`)
+  }
+
+  async removeTrashed (entry: TrashedRun): Promise<boolean> {
+    // Renamed to a temp name first, like deleteRun: the entry is gone at once, and a crash leaves what the sweep removes.
+    const doomed = join(this.root, tempName(this.#tag))
+    try {
+      await writingToDisk(async () => { await rename(this.#trashPath(entry), doomed) })
+    } catch (err) {
+      if (isMissing(err)) return false
+      throw err
+    }
+    await rm(doomed, { recursive: true, force: true })
+    return true
+  }
+
   async isWritable (): Promise<boolean> {
     const probe = join(this.root, tempName(this.#tag))
     try {
@@ -194,17 +248,70 @@ export class LocalBlobStore implements BlobStore {
   }
 
   #dir (runId: string): string {
-    if (!isRunId(runId)) throw new TypeError(`not a run id: ${JSON.stringify(runId).slice(0, 80)}`)
-    return join(this.root, runId)
+    return join(this.root, checkedRunId(runId))
   }
 
   #path (runId: string, name: string): string {
-    // Names come from metadata the service wrote; a separator would leave the run's folder.
-    if (name === '' || name.includes('/') || name.includes('\\') || name === '.' || name === '..') {
-      throw new TypeError(`not a file name: ${JSON.stringify(name).slice(0, 80)}`)
-    }
-    return join(this.#dir(runId), name)
+    return join(this.#dir(runId), fileName(name))
   }
+
+  #trashPath ({ runId, deletedAt }: TrashedRun): string {
+    // 2026-12-03T10:15:00.123Z → 20261203T101500123Z: no colons, and it still sorts by time
+    return join(this.root, TRASH_DIR, `${checkedRunId(runId)}@${deletedAt.toISOString().replace(/[-:.]/g, '')}`)
+  }
+}
+
+function checkedRunId (runId: string): string {
+  if (!isRunId(runId)) throw new TypeError(`not a run id: ${JSON.stringify(runId).slice(0, 80)}`)
+  return runId
+}
+
+/** A trash entry's run and time, from its name; null for anything else in the folder. */
+function parseTrashEntry (name: string): TrashedRun | null {
+  const match = TRASH_ENTRY.exec(name)
+  if (match === null) return null
+  const [, runId, year, month, day, hours, minutes, seconds, millis] = match
+  const deletedAt = new Date(`${year}-${month}-${day}T${hours}:${minutes}:${seconds}.${millis}Z`)
+  return Number.isNaN(deletedAt.getTime()) ? null : { runId: runId!, deletedAt }
+}
+
+function fileName (name: string): string {
+  // Names come from metadata the service wrote; a separator would leave the run's folder.
+  if (name === '' || name.includes('/') || name.includes('\\') || name === '.' || name === '..') {
+    throw new TypeError(`not a file name: ${JSON.stringify(name).slice(0, 80)}`)
+  }
+  return name
+}
+
+/** After a folder was renamed from one place to another: both sides synced, or UnsyncedWriteError (it has moved, nothing may be undone). */
+async function syncMove (from: string, to: string, what: string): Promise<void> {
+  try {
+    await settleAll([fsyncPath(from), fsyncPath(to)])
+  } catch (err) {
+    throw new UnsyncedWriteError(`${what}, but the move could not be synced to disk`, err)
+  }
+}
+
+/**
+ * Removes what interrupted writes left in a run's folder: temp files, and
+ * outputs named after their temp file but never listed. Returns the names.
+ */
+/** Removes the half-made files in a run folder (and what they prove to be ours), except those of the writer with `ownTag`. */
+async function sweepRunFolder (dir: string, ownTag?: string): Promise<string[]> {
+  const removed: string[] = []
+  for (const name of await readdir(dir)) {
+    if (!name.startsWith(TEMP_PREFIX) || (ownTag !== undefined && isOwnTemp(name, ownTag))) continue
+    const info = await lstat(join(dir, name))
+    if (info.isFile() && info.nlink > 1) {
+      for (const twin of await unlistedTwins(dir, info.ino)) {
+        await rm(join(dir, twin), { force: true })
+        removed.push(twin)
+      }
+    }
+    await rm(join(dir, name), { recursive: true, force: true })
+    removed.push(name)
+  }
+  return removed
 }
 
 /**

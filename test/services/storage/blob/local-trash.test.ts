@@ -1,0 +1,96 @@
+import t from 'tap'
+import { link, mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { BlobExistsError, BlobNotFoundError } from '../../../../services/storage/blob/blob-store.js'
+import { LocalBlobStore } from '../../../../services/storage/blob/local.js'
+import { uuidv7 } from '../../../../services/storage/run-id.js'
+import { tempRunsDir } from '../../../helper.js'
+
+const metadata = (runId: string): string => JSON.stringify({ run_id: runId, outputs: [{ filename: 'output_image.png' }] })
+
+async function storeWithRun (t: Parameters<typeof tempRunsDir>[0]): Promise<{ blobs: LocalBlobStore, runId: string, root: string }> {
+  const root = await tempRunsDir(t)
+  const blobs = new LocalBlobStore(root)
+  await blobs.recover()
+  const runId = uuidv7()
+  await blobs.createRun(runId, [['input_text.txt', 'Blume'], ['output_image.png', Buffer.from([1, 2, 3])], ['metadata.json', metadata(runId)]])
+  return { blobs, runId, root }
+}
+
+t.test('a trashed run leaves the runs at once, keeps its files and its time, and comes back as it was', async (t) => {
+  const { blobs, runId, root } = await storeWithRun(t)
+  const deletedAt = new Date('2026-12-03T10:15:00.123Z')
+  t.same(await blobs.trashRun(runId, deletedAt), { runId, deletedAt })
+  t.same(await blobs.listRuns(), [], 'no longer a run')
+  t.same(await readdir(root), ['.trash'])
+  t.same(await readdir(join(root, '.trash')), [`${runId}@20261203T101500123Z`], 'the time is in the entry\'s name')
+  t.same((await readdir(join(root, '.trash', `${runId}@20261203T101500123Z`))).sort(), ['input_text.txt', 'metadata.json', 'output_image.png'], 'nothing added to the folder')
+  t.same(await blobs.listTrash(), [{ runId, deletedAt }])
+  t.same(await blobs.readTrashed({ runId, deletedAt }, 'metadata.json'), Buffer.from(metadata(runId)))
+  await t.rejects(blobs.readTrashed({ runId, deletedAt }, 'nothing.txt'), BlobNotFoundError)
+  await t.rejects(blobs.readTrashed({ runId, deletedAt }, '../x'), TypeError, 'a name never leaves the folder')
+  t.same((await blobs.recover()).removed, [], 'the crash sweep leaves the trash alone')
+  t.same(await blobs.listTrash(), [{ runId, deletedAt }])
+
+  await blobs.restoreTrashed({ runId, deletedAt })
+  t.same(await blobs.listRuns(), [runId])
+  t.same(await blobs.listTrash(), [])
+  t.same(await blobs.read(runId, 'output_image.png'), Buffer.from([1, 2, 3]))
+  await t.rejects(blobs.restoreTrashed({ runId, deletedAt }), BlobExistsError, 'the run is back: nothing is put over it')
+  t.equal(await blobs.removeTrashed({ runId, deletedAt }), false, 'nor is the entry there to remove')
+})
+
+t.test('trashing a run that is not there fails and makes nothing', async (t) => {
+  const root = await tempRunsDir(t)
+  const blobs = new LocalBlobStore(root)
+  t.same(await blobs.listTrash(), [], 'no trash folder: an empty trash')
+  await t.rejects(blobs.trashRun(uuidv7(), new Date()), BlobNotFoundError)
+  await t.rejects(blobs.restoreTrashed({ runId: uuidv7(), deletedAt: new Date() }), BlobNotFoundError)
+  await t.rejects(blobs.trashRun('../etc', new Date()), TypeError)
+  await t.rejects(blobs.restoreTrashed({ runId: '../etc', deletedAt: new Date() }), TypeError)
+  t.same(await readdir(join(root, '.trash')), [])
+})
+
+t.test('the trash lists the most recently trashed first and ignores what it did not make', async (t) => {
+  const { blobs, runId, root } = await storeWithRun(t)
+  const other = uuidv7()
+  await blobs.createRun(other, [['metadata.json', metadata(other)]])
+  const third = uuidv7()
+  await blobs.createRun(third, [['metadata.json', metadata(third)]])
+  await blobs.trashRun(runId, new Date('2026-01-01T00:00:00.000Z'))
+  await blobs.trashRun(other, new Date('2026-03-01T00:00:00.000Z'))
+  await blobs.trashRun(third, new Date('2026-01-01T00:00:00.000Z'))
+  await mkdir(join(root, '.trash', 'not-a-run'))
+  await mkdir(join(root, '.trash', `${runId}@20261301T000000000Z`))
+  await writeFile(join(root, '.trash', `${runId}@20260101T000000000`), '')
+  t.same((await blobs.listTrash()).map((e) => e.runId), [other, third, runId], 'by time, then newest id')
+})
+
+t.test('restoring never replaces a run of that id, not even an empty folder', async (t) => {
+  const { blobs, runId, root } = await storeWithRun(t)
+  const entry = await blobs.trashRun(runId, new Date())
+  await mkdir(join(root, runId))
+  await t.rejects(blobs.restoreTrashed(entry), BlobExistsError)
+  t.same(await readdir(join(root, runId)), [])
+  t.same(await blobs.listTrash(), [entry], 'still in the trash')
+})
+
+t.test('restoring leaves out what a write cut off by the trashing left half-made', async (t) => {
+  const { blobs, runId, root } = await storeWithRun(t)
+  const entry = await blobs.trashRun(runId, new Date())
+  const trashed = (await readdir(join(root, '.trash')))[0]!
+  // an upload that was streaming into the run, and an output linked to its temp file but never listed
+  await writeFile(join(root, '.trash', trashed, '.tmp-0123456789abcdef'), 'half an upload')
+  await link(join(root, '.trash', trashed, '.tmp-0123456789abcdef'), join(root, '.trash', trashed, 'output_image_2.png'))
+  await blobs.restoreTrashed(entry)
+  t.same((await readdir(join(root, runId))).sort(), ['input_text.txt', 'metadata.json', 'output_image.png'])
+})
+
+t.test('removing a trashed run goes by a temp name: a crash in between leaves only what the sweep removes', async (t) => {
+  const { blobs, runId, root } = await storeWithRun(t)
+  const entry = await blobs.trashRun(runId, new Date())
+  t.equal(await blobs.removeTrashed(entry), true)
+  t.same(await readdir(root), ['.trash'])
+  t.same(await readdir(join(root, '.trash')), [])
+  t.same(await blobs.listTrash(), [])
+})
