@@ -106,6 +106,7 @@ export class RunstoreMetrics {
       for (const status of new Set([...RUN_STATUSES, ...Object.keys(byStatus)])) g.set({ status }, byStatus[status] ?? 0)
     })
     gauge('runstore_index_runs', 'Runs in the run index (GET /api/runs)', [], async (g) => { g.set((await indexStats()).runs) })
+    gauge('runstore_index_complete', 'Whether the run index lists every stored run: 0 while it is built from the store', [], (g) => { g.set(index.progress().complete ? 1 : 0) })
     gauge('runstore_index_size_bytes', 'Room the run index takes on disk', [], async (g) => {
       const { sizeBytes } = await indexStats()
       if (sizeBytes !== null) g.set(sizeBytes)

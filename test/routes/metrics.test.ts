@@ -62,6 +62,7 @@ t.test('GET /metrics after requests, an upload and a pipeline run: Prometheus na
       runstore_generations_running: 'gauge',
       runstore_runs: 'gauge',
       runstore_index_runs: 'gauge',
+      runstore_index_complete: 'gauge',
       runstore_index_size_bytes: 'gauge',
       runstore_storage_available_bytes: 'gauge',
       runstore_storage_size_bytes: 'gauge'
@@ -120,6 +121,7 @@ t.test('GET /metrics after requests, an upload and a pipeline run: Prometheus na
       { created: 1, running: 0, completed: 1, failed: 0, blocked: 0 }, 'the run made by hand and the executed one')
     t.equal(sampleValue(after, 'runstore_index_runs'), 2)
     t.equal(sampleValue(before, 'runstore_index_runs'), 0)
+    t.equal(sampleValue(after, 'runstore_index_complete'), 1)
     t.ok(sampleValue(after, 'runstore_index_size_bytes')! > 0)
     const [total, available] = execFileSync('df', ['-B1', '--output=size,avail', runsDir], { encoding: 'utf8' }).trim().split('\n')[1]!.trim().split(/\s+/).map(Number)
     t.equal(sampleValue(after, 'runstore_storage_size_bytes'), total, 'the size df tells of the volume')
