@@ -183,8 +183,13 @@ export async function createRunstore (config: Config, options: { logger?: Logger
       if (interrupted.failed.length > 0) logger.error({ err: interrupted.failed[0]!.err, count: interrupted.failed.length, first: interrupted.failed.slice(0, 20).map((f) => f.run_id) }, 'runs left running by a stopped process could not be ended now; the next start tries again')
     }
     if (!runIndex.progress().complete) logger.warn({ path: indexPath, reason: opened.index.rebuilt }, 'the run index is being built from the stored runs in the background; listings are incomplete until it ends (GET /ready shows the progress)')
-    // After a clean stop nothing is half-made: the sweep, which reads every run folder, is for crashes.
+    // After a clean stop nothing is half-made: the sweep, which reads every run folder, is for crashes; so is the index file's check.
     const sweep = runIndex.lastStopWasClean ? Promise.resolve({ removed: [] }) : storage.init()
+    if (!runIndex.lastStopWasClean && runIndex.progress().complete) {
+      void opened.index.checkIntegrity().then((result) => {
+        if (result !== 'ok') logger.error({ path: indexPath, found: result.slice(0, 500) }, 'the run index file is damaged: the next start builds it again (or run `runstore reindex` with the service stopped)')
+      }, (err: unknown) => { logger.error({ err, path: indexPath }, 'the run index file could not be checked') })
+    }
     const startup = (async (): Promise<StartupReport> => {
       const [swept, report] = await Promise.all([
         sweep.catch((err: unknown) => {

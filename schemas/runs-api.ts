@@ -105,7 +105,7 @@ export const IndexProgress = Type.Object({
 export const RunList = Type.Object({
   runs: Type.Array(RunSummary),
   next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'pass as cursor for the next page; null on the last page' }),
-  total: Type.Integer({ minimum: 0, description: 'runs matching the filters; a lower bound when total_exact is false (counting stops after 1,000 matches)' }),
+  total: Type.Integer({ minimum: 0, description: 'runs matching the filters; a lower bound when total_exact is false (counting stops after 500 matches)' }),
   total_exact: Type.Boolean(),
   index: IndexProgress
 })

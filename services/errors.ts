@@ -32,6 +32,7 @@ export const InvalidStatusTransitionError = createError<[string, string]>('INVAL
 // The server's disk, not the request, failed a write: nothing was stored, and the same request may
 // succeed later. The errno and the path (the cause) stay in the log; clients get plain words.
 export const InsufficientStorageError = createError<[{ cause: unknown }?]>('INSUFFICIENT_STORAGE', 'the server has no room left to store this: nothing was stored; try again once space is freed', 507)
+export const IndexDamagedError = createError('INDEX_DAMAGED', 'the run index is damaged and cannot list runs; the run folders are intact, and the index is built again at the next start (or with `runstore reindex`)', 503)
 export const StorageUnavailableError = createError<[{ cause: unknown }?]>('STORAGE_UNAVAILABLE', 'the server cannot write to its storage at the moment (read-only or failing): nothing was changed; try again later', 503)
 
 // Generator backends and pipeline stages.

@@ -150,7 +150,7 @@ export interface RunListResult {
 }
 
 /** Counting matches stops here: a total past it is said to be a lower bound, so that no page pays for counting a million runs. */
-export const COUNT_LIMIT = 1000
+export const COUNT_LIMIT = 500
 
 /** The limit of a page, checked the same way by every index. */
 export function pageLimit (paging: RunListPaging): number {

@@ -44,7 +44,13 @@ export function listingQuery (filters: RunListFilters, paging: RunListPaging): L
 
   const facet = filters.media_type !== undefined || filters.backend !== undefined ? facetKey(filters.media_type, filters.backend) : undefined
   const needle = filters.q === undefined ? undefined : fold(filters.q)
-  if (needle !== undefined) {
+  // One user's runs are few beside all runs: walked through the user index, each is checked for the text and the facet.
+  // Otherwise the text index (or the facet rows) walk, since a common word would pass most runs of a large filter.
+  const byUser = filters.user_id !== undefined
+  if (needle !== undefined && byUser) {
+    where.push('EXISTS (SELECT 1 FROM run_texts t WHERE t.rowid = r.seq AND (instr(t.input_text, @needle) > 0 OR instr(t.transformed_text, @needle) > 0))')
+    params.needle = needle
+  } else if (needle !== undefined) {
     // CROSS JOIN keeps the text index outside: it yields matches in key order, and SQLite never loops it per run.
     from = 'run_texts t CROSS JOIN runs r ON r.seq = t.rowid'
     key = 't.rowid'
@@ -58,12 +64,12 @@ export function listingQuery (filters: RunListFilters, paging: RunListPaging): L
       where.push('(instr(t.input_text, @needle) > 0 OR instr(t.transformed_text, @needle) > 0)')
       params.needle = needle
     }
-    if (facet !== undefined) where.push('EXISTS (SELECT 1 FROM run_facets f WHERE f.facet = @facet AND f.seq = r.seq)')
-  } else if (facet !== undefined) {
+  } else if (facet !== undefined && !byUser) {
     from = 'run_facets f CROSS JOIN runs r ON r.seq = f.seq'
     key = 'f.seq'
     where.push('f.facet = @facet')
   }
+  if (facet !== undefined && key !== 'f.seq') where.push('EXISTS (SELECT 1 FROM run_facets f WHERE f.facet = @facet AND f.seq = r.seq)')
   if (facet !== undefined) params.facet = facet
 
   for (const column of ['user_id', 'schema', 'status'] as const) {

@@ -4,7 +4,9 @@ import { mkdir, rm } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import type { MediaType } from '../../../schemas/media.js'
 import type { RunMetadata } from '../../../schemas/run.js'
+import { IndexDamagedError } from '../../errors.js'
 import { catchUpIndex, describe, type CatchUpTarget, type StoredEntry } from './catch-up.js'
+import { checkIndexFile } from './integrity-check.js'
 import {
   COUNT_LIMIT, distinctOutputs, encodeCursor, preferredSortKey,
   type IndexProgress, type ReconcileReport, type RunIndex, type RunIndexEntry, type RunIndexStats, type RunListFilters, type RunListPaging, type RunListResult, type RunSource
@@ -235,9 +237,18 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
   async list (filters: RunListFilters = {}, paging: RunListPaging = {}): Promise<RunListResult> {
     this.#retryUnwritten()
     const query = listingQuery(filters, paging)
-    const rows = this.#statement(query.page).all(query.params) as EntryRow[]
+    let rows: EntryRow[]
+    let counted: { total: number, exact: boolean }
+    try {
+      rows = this.#statement(query.page).all(query.params) as EntryRow[]
+      counted = this.#total(filters, query.count, query.params)
+    } catch (err) {
+      if (!isDamage(err)) throw err
+      this.markDamaged()
+      throw new IndexDamagedError()
+    }
     const page = rows.slice(0, query.limit)
-    const { total, exact } = this.#total(filters, query.count, query.params)
+    const { total, exact } = counted
     return {
       runs: page.map(toEntry),
       next_cursor: rows.length > query.limit ? encodeCursor(query.order, page.at(-1)!.seq) : null,
@@ -275,6 +286,27 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
       // The changes it missed stay missed until a `runstore reindex`; the run folders are right.
     } finally {
       this.#db.close()
+    }
+  }
+
+  /**
+   * After a stop that was not clean: SQLite's integrity check of the file,
+   * in a worker thread (it reads the whole file). 'ok', or what is wrong;
+   * then the next start builds the index again.
+   */
+  async checkIntegrity (): Promise<string> {
+    if (this.path === null) return 'ok'
+    const result = await checkIndexFile(this.path)
+    if (result !== 'ok') this.markDamaged()
+    return result
+  }
+
+  /** The next start builds the index again (when that can still be written down; else `runstore reindex`). */
+  markDamaged (): void {
+    try {
+      setMeta(this.#db, 'damaged', '1')
+    } catch {
+      // Too damaged to take even that: the open at the next start finds it so.
     }
   }
 
@@ -460,27 +492,37 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
 }
 
 /**
- * Opens an existing index file; null when it is not a healthy SQLite
- * database. The integrity check reads the whole file, so it runs only after
- * a stop that was not clean (a crash, a power loss, a failing disk): a
- * start after a clean stop must not take longer with more runs.
+ * Opens an existing index file; null when it is not a SQLite database or
+ * the pages every start reads are damaged. The full integrity check reads
+ * the whole file, so it is not done here: a start must not take longer with
+ * more runs (checkIntegrity runs it in the background after a stop that
+ * was not clean, and a listing that meets damage says so).
  */
 function openChecked (path: string): Database.Database | null {
   let db: Database.Database | undefined
   try {
     db = new Database(path)
     db.pragma('journal_mode = WAL')
-    const cleanStop = db.pragma('user_version', { simple: true }) === SQLITE_INDEX_VERSION && getMeta(db, 'clean_stop') === '1'
-    if (!cleanStop && db.pragma('quick_check', { simple: true }) !== 'ok') {
-      db.close()
-      return null
+    if (db.pragma('user_version', { simple: true }) === SQLITE_INDEX_VERSION) {
+      db.prepare('SELECT count(*) FROM meta').get()
+      db.prepare('SELECT count(*) FROM run_counts').get()
+      db.prepare('SELECT count(*) FROM journal').get()
+      // Found damaged while in use (markDamaged): started afresh, not resumed.
+      if (getMeta(db, 'damaged') === '1') {
+        db.close()
+        return null
+      }
     }
     return db
   } catch (err) {
     db?.close()
-    if (err instanceof Database.SqliteError && /^SQLITE_(NOTADB|CORRUPT)/.test(err.code)) return null
+    if (isDamage(err)) return null
     throw err
   }
+}
+
+function isDamage (err: unknown): boolean {
+  return err instanceof Database.SqliteError && /^SQLITE_(NOTADB|CORRUPT)/.test(err.code)
 }
 
 async function removeDatabaseFiles (path: string): Promise<void> {

@@ -513,10 +513,35 @@ t.test('a build cut short resumes where it stopped, and listings say it is incom
   const report = await second.catchUp(counting)
   t.match(report, { rebuilt: 'missing', fullScan: true, added: 86 })
   t.equal(secondReads, 86, 'only the runs the first build had not reached were read')
-  t.match(second.progress(), { phase: 'ready', complete: true, indexed_runs: 150, stored_runs: 150 })
+  t.match(second.progress(), { phase: 'ready', complete: true, indexed_runs: 150, stored_runs: null })
   t.equal((await second.list({}, { limit: 200 })).runs.length, 150)
   await second.close()
   const third = (await openRunIndex(indexPath, source)).index
   t.teardown(async () => { await third.close() })
   t.match(third.progress(), { phase: 'catching-up', complete: true, indexed_runs: 150 }, 'a finished build is not started again')
+})
+
+t.test('damage past the pages a start reads: a listing answers INDEX_DAMAGED, the check in a worker thread finds it, the next start builds the index again', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const { storage, index, indexPath } = await wired(t, runsDir)
+  for (let i = 0; i < 40; i++) await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: `run ${i} `.repeat(200) })
+  const expected = await ids(index)
+  await index.close()
+  const bytes = await readFile(indexPath)
+  const pages = bytes.length / 4096
+  t.ok(pages > 40)
+  bytes.fill(0xa5, 30 * 4096, bytes.length - 4096)
+  await writeFile(indexPath, bytes)
+
+  const damaged = (await openRunIndex(indexPath, storage)).index
+  t.teardown(async () => { await damaged.close() })
+  t.equal(damaged.rebuilt, null, 'the pages a start reads are whole')
+  await t.rejects(damaged.list({ q: 'run 3' }), { code: 'INDEX_DAMAGED', statusCode: 503 })
+  t.not(await damaged.checkIntegrity(), 'ok')
+  await damaged.close()
+
+  const next = await openIndex(t, runsDir)
+  t.match(next.openReport, { rebuilt: 'corrupt', added: 40 })
+  t.same(await ids(next), expected)
+  t.equal(await next.checkIntegrity(), 'ok')
 })
