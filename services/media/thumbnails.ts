@@ -96,8 +96,11 @@ export class Thumbnails {
     }
     if (shows === 'frame') {
       try {
-        const frame = await this.#cached(runId, `${output.sha256}.frame.png`, async () => await this.#slots.run(async () => await this.#firstFrame(runId, output)))
-        return await this.#thumbnail(runId, output, shows, width, format, async () => await this.#resize(runId, output, async () => frame, width, format))
+        // The frame, kept at the largest width, is read only when a width is not cached yet.
+        return await this.#thumbnail(runId, output, shows, width, format, async () => {
+          const frame = await this.#cached(runId, `${output.sha256}.frame.png`, async () => await this.#slots.run(async () => await this.#firstFrame(runId, output)))
+          return await this.#resize(runId, output, async () => frame, width, format)
+        })
       } catch (err) {
         // ffmpeg is a bonus: whatever goes wrong with the frame, the video still gets a picture.
         this.#noFrame.add(output.sha256)

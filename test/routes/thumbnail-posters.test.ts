@@ -1,7 +1,7 @@
 import t from 'tap'
 import { fileTypeFromBuffer } from 'file-type'
 import { imageSize } from 'image-size'
-import { chmod, readdir, readFile, writeFile } from 'node:fs/promises'
+import { chmod, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import sharp from 'sharp'
 import { findFfmpeg } from '../../services/media/ffmpeg.js'
@@ -115,6 +115,10 @@ t.test('with an ffmpeg on PATH, a video shows its first frame; one ffmpeg cannot
   const wider = await app.inject({ url: `/api/media/video/${runId}/0?width=320` })
   t.equal(wider.statusCode, 200)
   t.equal((await readFile(calls, 'utf8')).trim().split('\n').length, 2, 'another width of the same video reuses the frame')
+  await rm(join(runsDir, '.thumbnails', runId, `${outputs[0]!.sha256}.frame.png`))
+  const cached = await app.inject({ url: `/api/media/video/${runId}/0?width=160`, headers: { accept: WEBP } })
+  t.same(cached.rawPayload, frame.rawPayload, 'a cached width needs no frame')
+  t.equal((await readFile(calls, 'utf8')).trim().split('\n').length, 2)
 
   const unreadable = await app.inject({ url: `/api/media/video/${runId}/1?width=160`, headers: { accept: WEBP } })
   t.equal(unreadable.statusCode, 200)
