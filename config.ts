@@ -18,6 +18,7 @@ export const ConfigSchema = Type.Object({
   CORS_ORIGINS: Type.String({ default: '', description: 'comma-separated origins allowed to call the API from a browser, or * for any; empty: no CORS headers' }),
   MEDIA_CACHE_BYTES: Type.Integer({ default: 256 * 1024 * 1024, minimum: 0, description: 'memory for serving hot media files; 0 turns the cache off' }),
   MEDIA_CACHE_MAX_FILE_BYTES: Type.Integer({ default: 8 * 1024 * 1024, minimum: 0, description: 'larger media files are always streamed from disk' }),
+  THUMBNAIL_CACHE_DIR: Type.Optional(Type.String({ description: 'folder for thumbnails and posters (GET /api/media/<type>/:run_id/:index?width=N), each made once; default <RUNS_DIR>/.thumbnails, whose name no run id can have, so run folders stay exactly as stored. Derived data: it may be deleted at any time' })),
   METADATA_CACHE_ENTRIES: Type.Integer({ default: 10000, minimum: 0, description: 'how many runs\' metadata are kept in memory' }),
   FETCH_TIMEOUT_MS: Type.Integer({ default: 60000, minimum: 1, description: 'time allowed to download media from a URL' }),
   FETCH_MAX_REDIRECTS: Type.Integer({ default: 5, minimum: 0, description: 'redirects followed when downloading media from a URL' }),

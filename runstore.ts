@@ -1,11 +1,14 @@
-import { join, resolve } from 'node:path'
+import { availableParallelism } from 'node:os'
+import { join, relative, resolve, sep } from 'node:path'
 import type { BaseLogger } from 'pino'
 import { listSetting, type Config } from './config.js'
 import { createBackends } from './services/backends/create-backends.js'
 import { RunExporter } from './services/export/export-archive.js'
 import type { BackendRegistry } from './services/backends/registry.js'
 import { FetchPolicy } from './services/http/address-policy.js'
+import { findFfmpeg } from './services/media/ffmpeg.js'
 import { MediaDelivery } from './services/media/media-delivery.js'
+import { Thumbnails } from './services/media/thumbnails.js'
 import { RunstoreMetrics } from './services/metrics/metrics.js'
 import { createTextProviders } from './services/pipeline/llm-providers.js'
 import { loadPipelines } from './services/pipeline/pipeline-definitions.js'
@@ -24,6 +27,8 @@ import { finishInterruptedRuns } from './services/storage/interrupted-runs.js'
 import { RunEvents } from './services/storage/run-events.js'
 import { RunStorage, type WriteJournal } from './services/storage/run-storage.js'
 import { RunTrash } from './services/storage/run-trash.js'
+import { isRunId } from './services/storage/run-id.js'
+import { THUMBNAIL_WIDTHS } from './schemas/media-api.js'
 
 export type Logger = Pick<BaseLogger, 'info' | 'warn' | 'error'>
 
@@ -51,6 +56,8 @@ export interface Runstore {
   /** the runs for listing, kept current by the events */
   readonly index: RunIndex
   readonly mediaDelivery: MediaDelivery
+  /** thumbnails and posters of the outputs, made once, kept outside the run folders */
+  readonly thumbnails: Thumbnails
   /** bulk exports: the selected runs' folders with a table, a gallery and a report, as one ZIP stream */
   readonly exporter: RunExporter
   readonly backends: BackendRegistry
@@ -164,6 +171,9 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     events.subscribe('media-cache', (event) => { if (event.type === 'run.deleted') mediaDelivery.evictRun(event.run_id) })
 
     await storage.prepare()
+    const thumbnails = await openThumbnails(config, runsDir, blobs, logger)
+    events.subscribe('thumbnails', async (event) => { if (event.type === 'run.deleted') await thumbnails.removeRun(event.run_id) })
+
     const indexPath = indexPathOf(config)
     const opened = await openRunIndex(indexPath, storage)
     const runIndex: RunIndex = index = journal = opened.index
@@ -202,6 +212,7 @@ export async function createRunstore (config: Config, options: { logger?: Logger
         })
       ])
       if (swept.removed.length > 0) logger.warn({ removed: swept.removed }, 'removed leftovers of an interrupted write')
+      if (!runIndex.lastStopWasClean) await sweepThumbnails(thumbnails, blobs, logger)
       const indexReport: ReconcileReport = { ...report, journaled: opened.journal.journaled, skipped: [...opened.journal.skipped, ...report.skipped] }
       logReconcile(logger, indexReport)
       // Found through the index, so once it is complete (a build lacks most runs before).
@@ -212,7 +223,7 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     metrics = new RunstoreMetrics({ events, backends, index: runIndex, blobs, logger })
     const exporter = new RunExporter({ storage, index: runIndex })
 
-    return { config, logger, fetchPolicy, blobs, events, storage, trash, index: runIndex, mediaDelivery, exporter, backends, pipeline, startup, interruptedRuns, metrics, close }
+    return { config, logger, fetchPolicy, blobs, events, storage, trash, index: runIndex, mediaDelivery, thumbnails, exporter, backends, pipeline, startup, interruptedRuns, metrics, close }
   } catch (err) {
     await close()
     throw err
@@ -222,6 +233,42 @@ export async function createRunstore (config: Config, options: { logger?: Logger
 /** Where the run index file is: RUN_INDEX_PATH, else beside the runs. */
 export function indexPathOf (config: Config): string {
   return resolve(config.RUN_INDEX_PATH ?? join(config.RUNS_DIR, '.index.sqlite'))
+}
+
+/** The thumbnail cache; ffmpeg is looked for on PATH once, here. */
+async function openThumbnails (config: Config, runsDir: string, blobs: BlobStore, logger: Logger): Promise<Thumbnails> {
+  const cacheDir = resolve(config.THUMBNAIL_CACHE_DIR ?? join(runsDir, '.thumbnails'))
+  const inRunsDir = relative(runsDir, cacheDir).split(sep)[0]!
+  // Thumbnails must never land in a run folder: the run folder is the research unit, byte for byte.
+  if (inRunsDir === '' || isRunId(inRunsDir)) throw new Error(`THUMBNAIL_CACHE_DIR ${cacheDir} is RUNS_DIR or inside a run folder; choose a folder of its own`)
+  const ffmpeg = await findFfmpeg(process.env.PATH)
+  const thumbnails = new Thumbnails({
+    blobs,
+    cacheDir,
+    maxImagePixels: config.MAX_IMAGE_PIXELS,
+    ffmpeg,
+    maxWidth: Math.max(...THUMBNAIL_WIDTHS),
+    concurrency: availableParallelism(),
+    logger
+  })
+  return thumbnails
+}
+
+/**
+ * After a stop that was not clean, in the start's background work: removes
+ * half-written thumbnails and those of runs that are gone (a deletion
+ * removes its run's thumbnails itself).
+ */
+async function sweepThumbnails (thumbnails: Thumbnails, blobs: BlobStore, logger: Logger): Promise<void> {
+  // The runs are listed only when the cache holds thumbnails at all.
+  let runs: Promise<Set<string>> | undefined
+  try {
+    const swept = await thumbnails.sweep(async (runId) => (await (runs ??= blobs.listRuns().then((ids) => new Set(ids)))).has(runId))
+    if (swept.length > 0) logger.info({ count: swept.length, first: swept.slice(0, 20) }, 'removed thumbnails of runs that are gone, and half-written ones')
+  } catch (err) {
+    // Derived data: a cache that cannot be read only means thumbnails are made anew.
+    logger.warn({ err }, 'the thumbnail cache could not be swept')
+  }
 }
 
 function logReconcile (logger: Logger, report: ReconcileReport): void {

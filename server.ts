@@ -12,3 +12,5 @@ closeWithGrace({ delay: 10000 }, async ({ signal, err }) => {
 })
 
 await app.listen({ port: config.PORT, host: config.HOST })
+const { ffmpeg } = app.thumbnails
+app.log.info({ ffmpeg }, ffmpeg === null ? 'no ffmpeg on PATH: video thumbnails are a neutral poster' : 'video thumbnails show the first frame, taken by ffmpeg')

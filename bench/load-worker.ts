@@ -34,7 +34,7 @@ queue.terminateRequest = function (this: ResponseQueue) {
 
 async function run (job: LoadJob): Promise<LoadResult> {
   bodySizes.expected = job.bodyBytes
-  const options = { url: job.url, connections: job.connections, pipelining: 1, timeout: 10 }
+  const options = { url: job.url, connections: job.connections, pipelining: 1, timeout: 10, headers: job.headers ?? {} }
   // Warm-up: connections, JIT and the server's caches; its numbers are discarded
   // but its failures are not.
   const warmup = await autocannon({ ...options, duration: job.warmupSeconds })

@@ -7,6 +7,8 @@ export interface LoadJob {
   durationSeconds: number
   /** body size every answer must have, warm-up included */
   bodyBytes: number
+  /** request headers (e.g. Accept), none when not given */
+  headers?: Record<string, string>
 }
 
 export interface LoadResult {

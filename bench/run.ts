@@ -16,6 +16,7 @@ import type { RunStorage } from '../services/storage/run-storage.js'
 import { measureLoad, type MeasuredLoad } from './load.js'
 import { noisyPng } from './png.js'
 import { benchPipeline } from './pipeline.js'
+import { benchThumbnails } from './thumbnails.js'
 import { median, ms, positiveInteger, printTable } from './report.js'
 import { writeFileSynced } from '../services/storage/blob/durable-fs.js'
 
@@ -136,6 +137,7 @@ async function main (): Promise<boolean> {
     const originUrl = `${await listenNode(origin)}/image.png`
     await timeStores(storage, runsDir, large, originUrl, config.MAX_IMAGE_PIXELS)
     ok = await benchPipeline() && ok
+    ok = await benchThumbnails() && ok
 
     console.log()
     console.log(`load average ${loadAverage()} at the end (a busy machine blurs every number above; the ratios less so)`)

@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyRequest } from 'fastify'
-import { describeError, errorBody, InvalidRunIdError, isPublicError, type ErrorBody } from '../services/errors.js'
+import { THUMBNAIL_WIDTHS } from '../schemas/media-api.js'
+import { describeError, errorBody, InvalidRunIdError, InvalidThumbnailWidthError, isPublicError, type ErrorBody } from '../services/errors.js'
 
 /**
  * Every answer that is not a success is `{statusCode, error, code, message}`
@@ -26,10 +27,11 @@ export default fp(async function errorsPlugin (app) {
   })
 }, { name: 'errors' })
 
-// A run id that is not a UUID has its own code; any other schema failure is INVALID_REQUEST.
+// A run id that is not a UUID and a thumbnail width not offered have their own codes; any other schema failure is INVALID_REQUEST.
 function validationBody (err: FastifyError, validation: NonNullable<FastifyError['validation']>, request: FastifyRequest): ErrorBody {
   const runId = err.validationContext === 'params' && validation.some((v) => v.instancePath === '/run_id')
-  return runId
-    ? describeError(new InvalidRunIdError(JSON.stringify((request.params as { run_id?: string }).run_id ?? '').slice(0, 80)))
-    : errorBody(400, 'INVALID_REQUEST', err.message)
+  if (runId) return describeError(new InvalidRunIdError(JSON.stringify((request.params as { run_id?: string }).run_id ?? '').slice(0, 80)))
+  const width = err.validationContext === 'querystring' && validation.some((v) => v.instancePath === '/width')
+  if (width) return describeError(new InvalidThumbnailWidthError(JSON.stringify((request.query as { width?: unknown }).width ?? '').slice(0, 40), THUMBNAIL_WIDTHS.join(', ')))
+  return errorBody(400, 'INVALID_REQUEST', err.message)
 }

@@ -1,7 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyReply } from 'fastify'
 import { errorResponses, RunIdParams } from '../schemas/common.js'
 import { MEDIA_TYPES } from '../schemas/media.js'
-import { deliveryAnswers, DownloadQuery, MediaIndexParams, MediaInfo, RunFileAnswers, RunFileParams } from '../schemas/media-api.js'
+import { DownloadQuery, MediaIndexParams, MediaInfo, MediaQuery, mediaAnswers, RunFileAnswers, RunFileParams } from '../schemas/media-api.js'
+import type { MediaOutput } from '../schemas/run.js'
 import { RunMetadata } from '../schemas/run.js'
 import { mediaUrl } from '../services/media/media-url.js'
 
@@ -13,8 +15,10 @@ const mediaRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const baseUrl = app.config.PUBLIC_BASE_URL ?? ''
 
   for (const type of MEDIA_TYPES) {
-    const binaryAnswers = deliveryAnswers([type], `the ${type}`)
-    const description = `Answers 404 MEDIA_NOT_READY while the run is still running and has no such ${type} yet, 404 MEDIA_NOT_FOUND once it has ended.`
+    const binaryAnswers = mediaAnswers(type)
+    const description = `Answers 404 MEDIA_NOT_READY while the run is still running and has no such ${type} yet, 404 MEDIA_NOT_FOUND once it has ended. ` +
+      `With ?width= a thumbnail (${type === 'image' ? 'the image scaled' : type === 'video' ? 'the first frame where ffmpeg is installed, else a neutral poster' : 'a neutral poster'}), ` +
+      'made once and cached; 422 THUMBNAIL_FAILED or IMAGE_TOO_LARGE when none can be made.'
 
     app.get(`/api/media/${type}/:run_id`, {
       config: WITH_HEAD,
@@ -23,12 +27,12 @@ const mediaRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: `the newest ${type} output of a run`,
         description,
         params: RunIdParams,
-        querystring: DownloadQuery,
+        querystring: MediaQuery,
         response: binaryAnswers
       }
     }, async (request, reply) => {
       const { metadata, output } = await storage.getOutput(request.params.run_id, type)
-      return await reply.sendMedia(metadata.run_id, output, isTrue(request.query.download))
+      return await send(reply, metadata.run_id, output, request.query)
     })
 
     app.get(`/api/media/${type}/:run_id/:index`, {
@@ -38,12 +42,12 @@ const mediaRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: `the index-th ${type} output of a run (0-based among its ${type} outputs)`,
         description,
         params: MediaIndexParams,
-        querystring: DownloadQuery,
+        querystring: MediaQuery,
         response: binaryAnswers
       }
     }, async (request, reply) => {
       const { metadata, output } = await storage.getOutput(request.params.run_id, type, request.params.index)
-      return await reply.sendMedia(metadata.run_id, output, isTrue(request.query.download))
+      return await send(reply, metadata.run_id, output, request.query)
     })
   }
 
@@ -100,6 +104,14 @@ const mediaRoutes: FastifyPluginAsyncTypebox = async (app) => {
       .header('Content-Disposition', `${disposition}; filename="${filename}"`)
       .send(await storage.readFile(file))
   })
+}
+
+/** The stored file, or its thumbnail when a width is asked for. */
+async function send (reply: FastifyReply, runId: string, output: MediaOutput, query: MediaQuery): Promise<FastifyReply> {
+  const download = isTrue(query.download)
+  return query.width === undefined
+    ? await reply.sendMedia(runId, output, download)
+    : await reply.sendThumbnail(runId, output, query.width, download)
 }
 
 function isTrue (flag: string | undefined): boolean {

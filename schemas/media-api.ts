@@ -13,6 +13,22 @@ export const DownloadQuery = Type.Object({
 })
 export type DownloadQuery = Static<typeof DownloadQuery>
 
+/** The widths thumbnails and posters come in: few, so that each is made once and then served from the cache. */
+export const THUMBNAIL_WIDTHS = [160, 320, 640, 1280] as const
+export type ThumbnailWidth = typeof THUMBNAIL_WIDTHS[number]
+
+export const MediaQuery = Type.Object({
+  ...DownloadQuery.properties,
+  width: Type.Optional(Type.Unsafe<ThumbnailWidth>({
+    type: 'integer',
+    enum: [...THUMBNAIL_WIDTHS],
+    description: 'answer a thumbnail of this width instead of the file: WebP when Accept names image/webp, else JPEG (Vary: Accept). ' +
+      'An image is scaled (never up: a narrower one keeps its width; of an animation the first frame), a video shows its first frame ' +
+      '(where ffmpeg is installed) or a neutral poster, sound and 3D models a neutral poster. Another width: 400 INVALID_WIDTH'
+  }))
+})
+export type MediaQuery = Static<typeof MediaQuery>
+
 export const MediaIndexParams = Type.Object({ run_id: RunId, index: Type.Integer({ minimum: 0, maximum: 100000 }) })
 
 export const RunFileParams = Type.Object({ run_id: RunId, filename: Type.String({ maxLength: 255 }) })
@@ -44,6 +60,19 @@ export const deliveryAnswers = (types: readonly MediaType[], what: string) => ({
   304: { description: 'not modified (If-None-Match, If-Modified-Since)', type: 'null' },
   ...errorResponses(400, 404, 416)
 })
+
+/** The answers of GET /api/media/<type>/…: the stored file, or with ?width= its thumbnail (422 when none can be made). */
+export const mediaAnswers = (type: MediaType) => {
+  const answers = deliveryAnswers([type], `the ${type}`)
+  return {
+    ...answers,
+    200: {
+      description: `the ${type}, with its detected MIME type; with ?width= a thumbnail (image/webp or image/jpeg, Vary: Accept)`,
+      content: { ...answers[200].content, 'image/webp': BINARY, 'image/jpeg': BINARY }
+    },
+    ...errorResponses(422)
+  }
+}
 
 /** The answers of GET /api/runs/:run_id/files/:filename: a media output (as the media routes), metadata.json or a text file. */
 export const RunFileAnswers = {

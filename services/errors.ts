@@ -146,3 +146,7 @@ export const ExpectationFailedError = createError<[string]>('EXPECTATION_FAILED'
 export const TrashedRunNotFoundError = createError<[string]>('TRASHED_RUN_NOT_FOUND', 'run %s is not in the trash (never deleted, restored already, or the trash was emptied)', 404)
 // Bulk exports (GET /api/exports).
 export const InvalidExportFormatError = createError<[string]>('INVALID_EXPORT_FORMAT', 'formats: %s', 400)
+// Thumbnails and posters (GET /api/media/<type>/:run_id/:index?width=N).
+export const InvalidThumbnailWidthError = createError<[string, string]>('INVALID_WIDTH', 'width %s is not offered; use one of %s', 400)
+// The original cannot be read as a picture (a format sharp does not read, damaged or missing on disk): the original itself still answers.
+export const ThumbnailFailedError = createError<[string, string]>('THUMBNAIL_FAILED', 'no thumbnail can be made of %s: %s', 422)

@@ -14,7 +14,7 @@ t.test('the composition root builds every service without Fastify: a pipeline ru
   const runstore = await createRunstore(testConfig(runsDir))
   t.teardown(async () => { await runstore.close() })
   t.same(runstore.pipeline.stages.map((s) => s.name), PIPELINE_STAGES.map((make) => make().name), 'the stages in the one order written down')
-  t.same(runstore.events.subscribers.sort(), ['media-cache', 'metrics', 'run index'])
+  t.same(runstore.events.subscribers.sort(), ['media-cache', 'metrics', 'run index', 'thumbnails'])
 
   const outcome = await runstore.pipeline.run({ schema: 'dada', input_text: 'Eine Blume auf der Wiese' })
   if (outcome.status !== 'completed') throw new Error(`the run did not complete: ${JSON.stringify(outcome)}`)

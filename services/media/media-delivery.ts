@@ -138,19 +138,21 @@ export class MediaDelivery {
 }
 
 function notModified (output: MediaOutput, etag: string, request: DeliveryRequest): boolean {
-  if (request.ifNoneMatch !== undefined) {
-    // If-None-Match uses the weak comparison: W/"x" matches "x".
-    return request.ifNoneMatch.split(',').some((tag) => {
-      const t = tag.trim()
-      return t === '*' || t === etag || t === `W/${etag}`
-    })
-  }
+  if (request.ifNoneMatch !== undefined) return etagMatches(request.ifNoneMatch, etag)
   if (request.ifModifiedSince !== undefined) {
     const since = Date.parse(request.ifModifiedSince)
     // Last-Modified has whole seconds; compare at that precision.
     return Number.isFinite(since) && Math.floor(Date.parse(output.created_at) / 1000) * 1000 <= since
   }
   return false
+}
+
+/** Whether an If-None-Match header names `etag` (weak comparison: W/"x" matches "x"). */
+export function etagMatches (ifNoneMatch: string, etag: string): boolean {
+  return ifNoneMatch.split(',').some((tag) => {
+    const t = tag.trim()
+    return t === '*' || t === etag || t === `W/${etag}`
+  })
 }
 
 function rangeApplies (ifRange: string | undefined, headers: HeaderValues): boolean {

@@ -143,11 +143,11 @@ t.test('a generated corpus of hostile requests: each refused with a 4xx in the c
   if (process.env.RELIABILITY_REPORT !== undefined) await appendFile(process.env.RELIABILITY_REPORT, line + '\n')
 })
 
-/** What RUNS_DIR holds beyond run folders (whose files are the ones their metadata lists) and the index. */
+/** What RUNS_DIR holds beyond run folders (whose files are the ones their metadata lists), the index and the thumbnail cache. */
 async function strayFiles (runsDir: string): Promise<string[]> {
   const stray: string[] = []
   for (const entry of await readdir(runsDir, { withFileTypes: true })) {
-    if (entry.name.startsWith('.index.sqlite')) continue
+    if (entry.name.startsWith('.index.sqlite') || entry.name === '.thumbnails') continue
     if (!entry.isDirectory() || !isRunId(entry.name)) { stray.push(entry.name); continue }
     const metadata = JSON.parse(await readFile(join(runsDir, entry.name, 'metadata.json'), 'utf8')) as { outputs: Array<{ filename: string }>, transformed_text: string | null }
     const listed = new Set(['metadata.json', 'input_text.txt', 'notes.txt', ...(metadata.transformed_text === null ? [] : ['transformed_text.txt']), ...metadata.outputs.map((o) => o.filename)])

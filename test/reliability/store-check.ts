@@ -16,6 +16,8 @@ export interface StoreCheck {
 export const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex')
 // The run index may live in the storage root; it is derived data with its own rules.
 const isIndexFile = (name: string): boolean => name.startsWith('.index.sqlite')
+// Derived data beside the runs: the thumbnail cache (THUMBNAIL_CACHE_DIR's default).
+const isThumbnailCache = (name: string): boolean => name === '.thumbnails'
 
 /**
  * What a researcher would check of a store after a crash, read straight from
@@ -31,7 +33,7 @@ export async function checkStore (runsDir: string, options: { serviceUrl?: strin
   let outputs = 0
   for (const entry of await readdir(runsDir, { withFileTypes: true })) {
     if (entry.name.startsWith('.tmp-')) { problems.push(`temporary ${entry.name} left in RUNS_DIR`); continue }
-    if (isIndexFile(entry.name)) continue
+    if (isIndexFile(entry.name) || isThumbnailCache(entry.name)) continue
     // deleted runs, restorable: test/routes/trash.test.ts checks what it holds
     if (entry.name === '.trash') continue
     if (!entry.isDirectory() || !isRunId(entry.name)) { problems.push(`stray ${entry.name} in RUNS_DIR`); continue }
