@@ -108,7 +108,7 @@ t.test('with an ffmpeg on PATH, a video shows its first frame; one ffmpeg cannot
   t.equal(frame.headers.etag, `"${outputs[0]!.sha256}.frame.160.webp"`)
   t.match(imageSize(frame.rawPayload), { width: 64, height: 48 }, 'the picture ffmpeg gave, no wider than it')
   const args = (await readFile(calls, 'utf8')).trim().split('\n')[1]!
-  t.match(args, /^-nostdin .* -i \S+\/\.thumbnails\/\.tmp-[0-9a-f]+ -frames:v 1 -vf scale=w=min\(1280\\,iw\):h=-1 -f image2pipe -c:v png pipe:1$/)
+  t.match(args, /^-nostdin .* -i \S+\/\.thumbnails\/\.tmp-[0-9a-f-]+ -frames:v 1 -vf scale=w=min\(1280\\,iw\):h=-1 -f image2pipe -c:v png pipe:1$/)
   t.same((await readdir(join(runsDir, '.thumbnails', runId))).sort(), [`${outputs[0]!.sha256}.frame.160.webp`, `${outputs[0]!.sha256}.frame.png`].sort())
   t.same((await readdir(join(runsDir, '.thumbnails'))), [runId], 'the copy ffmpeg read is gone')
 

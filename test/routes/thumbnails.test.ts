@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3'
 import t from 'tap'
 import { fileTypeFromBuffer } from 'file-type'
 import { imageSize } from 'image-size'
@@ -181,7 +182,7 @@ t.test('the same first requests at once make the thumbnail once', async (t) => {
   t.equal(app.thumbnails.made, 1)
 })
 
-t.test('a deleted run\'s thumbnails go with it; those of runs gone otherwise go at the next start', async (t) => {
+t.test('a deleted run\'s thumbnails go with it; those of runs gone otherwise go at the next start after a crash', async (t) => {
   const runsDir = await tempRunsDir(t)
   const app = await build(t, { RUNS_DIR: runsDir, ADMIN_TOKEN })
   const kept = await newRun(app)
@@ -206,8 +207,13 @@ t.test('a deleted run\'s thumbnails go with it; those of runs gone otherwise go 
   const keptFile = (await readdir(join(cache, kept)))[1]!
   const before = await stat(join(cache, kept, keptFile))
 
+  // As a crash leaves it: the index says its process never stopped cleanly (after a clean stop nothing is swept).
+  const index = new Database(join(runsDir, '.index.sqlite'))
+  index.prepare("UPDATE meta SET value = '0' WHERE key = 'clean_stop'").run()
+  index.close()
   const restarted = await buildApp(testConfig(runsDir))
   t.teardown(async () => { await restarted.close() })
+  await restarted.runstore.startup
   t.same(await readdir(cache), [kept], 'the sweep removed the thumbnails of a run that is gone, and the temp file')
   t.same(await readdir(join(cache, kept)), [keptFile])
   t.equal((await stat(join(cache, kept, keptFile))).ino, before.ino, 'a live run\'s thumbnail stays')
