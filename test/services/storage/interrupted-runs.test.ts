@@ -21,6 +21,7 @@ t.test('a start ends the runs a stopped process left running: failed with RUN_IN
 
   const second = await createRunstore(testConfig(runsDir))
   t.teardown(async () => { await second.close() })
+  await second.startup // runs left running are ended in the start's background work
   t.same(second.interruptedRuns.sort(), [withOutput.run_id, bare.run_id].sort())
 
   const onDisk = JSON.parse(await readFile(join(runsDir, withOutput.run_id, 'metadata.json'), 'utf8'))
@@ -33,6 +34,7 @@ t.test('a start ends the runs a stopped process left running: failed with RUN_IN
   t.same((await second.index.list({ status: 'failed' })).runs.map((r) => r.run_id).sort(), [withOutput.run_id, bare.run_id].sort())
 
   const third = await createRunstore(testConfig(runsDir))
+  await third.startup
   t.same(third.interruptedRuns, [], 'a later start finds nothing more to end')
   await third.close()
 })
@@ -45,6 +47,7 @@ t.test('clients polling an interrupted run stop waiting: MEDIA_NOT_FOUND instead
 
   const app = await buildApp(testConfig(runsDir), { logger: false })
   t.teardown(async () => { await app.close() })
+  await app.runstore.startup
   const media = await app.inject({ url: `/api/media/image/${run.run_id}` })
   t.equal(media.statusCode, 404)
   t.equal(media.json().code, 'MEDIA_NOT_FOUND')

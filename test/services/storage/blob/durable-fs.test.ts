@@ -8,7 +8,7 @@ t.test('tempName carries the sweep prefix and is different every time', async (t
   const names = Array.from({ length: 100 }, tempName)
   t.ok(names.every((n) => n.startsWith(TEMP_PREFIX)), 'all start with the prefix')
   t.equal(new Set(names).size, 100)
-  t.ok(names.every((n) => /^\.tmp-[0-9a-f]{16}$/.test(n)), 'no path separators or odd characters')
+  t.ok(names.every((n) => /^\.tmp-[0-9a-f]{8}-[0-9a-f]{12}$/.test(n)), 'no path separators or odd characters')
 })
 
 t.test('writeFileDurably creates a file with exactly the given content', async (t) => {
