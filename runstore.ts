@@ -242,7 +242,7 @@ async function openThumbnails (config: Config, runsDir: string, blobs: BlobStore
   // Thumbnails must never land in a run folder: the run folder is the research unit, byte for byte.
   if (inRunsDir === '' || isRunId(inRunsDir)) throw new Error(`THUMBNAIL_CACHE_DIR ${cacheDir} is RUNS_DIR or inside a run folder; choose a folder of its own`)
   const ffmpeg = await findFfmpeg(process.env.PATH)
-  const thumbnails = new Thumbnails({
+  return new Thumbnails({
     blobs,
     cacheDir,
     maxImagePixels: config.MAX_IMAGE_PIXELS,
@@ -251,7 +251,6 @@ async function openThumbnails (config: Config, runsDir: string, blobs: BlobStore
     concurrency: availableParallelism(),
     logger
   })
-  return thumbnails
 }
 
 /**

@@ -19,10 +19,10 @@ export interface CatchUpTarget {
   readonly fullScanNeeded: boolean
   /** an interrupted build had indexed every stored run above this id */
   readonly buildResumesBelow: string | null
-  setProgress: (progress: Partial<IndexProgress>) => void
+  /** what changed of the phase; the count of runs indexed goes with every call to whoever follows the progress */
+  setProgress: (progress: Partial<Omit<IndexProgress, 'indexed_runs'>>) => void
   indexedRunIds: (below: string | null, limit: number) => string[]
   applyStored: (entries: StoredEntry[], marks?: { buildBelow?: string, built?: boolean, fullScanDone?: boolean }) => Array<'added' | 'updated' | 'same' | Error>
-  indexedCount: () => number
 }
 
 const READ_BATCH = 64
@@ -40,7 +40,7 @@ const ID_CHUNK = 5000
 export async function catchUpIndex (target: CatchUpTarget, source: RunSource): Promise<ReconcileReport> {
   const report: ReconcileReport = { rebuilt: target.rebuilt, fullScan: target.building || target.fullScanNeeded, journaled: 0, added: 0, updated: 0, removed: 0, skipped: [] }
   const stored = sortedLower(await source.listRunIds())
-  target.setProgress({ stored_runs: stored.length, indexed_runs: target.indexedCount() })
+  target.setProgress({ stored_runs: stored.length })
 
   if (report.fullScan) {
     const building = target.building
@@ -48,7 +48,7 @@ export async function catchUpIndex (target: CatchUpTarget, source: RunSource): P
     const toRead = below === null ? stored : stored.filter((id) => id < below)
     if (!await readInto(target, source, toRead, report, building)) return report
     target.applyStored([], building ? { built: true, fullScanDone: true } : { fullScanDone: true })
-    target.setProgress({ phase: 'catching-up', complete: true, indexed_runs: target.indexedCount() })
+    target.setProgress({ phase: 'catching-up', complete: true })
   }
 
   const { missing, gone } = await compare(target, stored)
@@ -91,7 +91,7 @@ async function readInto (target: CatchUpTarget, source: RunSource, ids: string[]
       else if (result === 'added') report.added++
       else if (result === 'updated') report.updated++
     })
-    target.setProgress({ indexed_runs: target.indexedCount() })
+    target.setProgress({}) // a batch more is indexed
   }
   return true
 }

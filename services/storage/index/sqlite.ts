@@ -96,7 +96,8 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
   // up once there is room; any left at close make the next start read every run again.
   readonly #unwritten = new Map<string, { metadata: RunMetadata, archive: string | null } | null>()
   #journalMissed = false
-  #progress: IndexProgress
+  /** the phase of a build or catch-up; the number of runs indexed is counted when asked for */
+  #progress: Omit<IndexProgress, 'indexed_runs'>
   #catchingUp: Promise<ReconcileReport> | null = null
   #closing = false
   #onProgress: ((progress: IndexProgress) => void) | undefined
@@ -112,7 +113,7 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
     this.#ping = db.prepare('SELECT 1').pluck()
     this.#upsertTransaction = db.transaction((metadata: RunMetadata, archive: string | null) => { this.#write(metadata, archive, false) })
     this.#removeTransaction = db.transaction((runId: string) => { this.#delete(runId) })
-    this.#progress = { phase: this.building ? 'building' : 'catching-up', complete: !this.building, indexed_runs: this.#count(), stored_runs: null }
+    this.#progress = { phase: this.building ? 'building' : 'catching-up', complete: !this.building, stored_runs: null }
   }
 
   /**
@@ -211,7 +212,6 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
         this.#statement('DELETE FROM journal WHERE run_id = ?').run(id)
       })
     })()
-    this.#progress.indexed_runs = this.#count()
     return { journaled: ids.length, skipped }
   }
 
@@ -223,7 +223,6 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
         return await catchUpIndex(this, source)
       } finally {
         this.#removedDuringCatchUp = null
-        this.#progress.indexed_runs = this.#count()
         if (!this.#closing) this.#progress = { ...this.#progress, phase: 'ready', complete: true, stored_runs: null }
       }
     })()
@@ -231,7 +230,7 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
   }
 
   progress (): IndexProgress {
-    return { ...this.#progress }
+    return { ...this.#progress, indexed_runs: this.#count() }
   }
 
   async list (filters: RunListFilters = {}, paging: RunListPaging = {}): Promise<RunListResult> {
@@ -325,7 +324,7 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
     return getMeta(this.#db, 'build_below')
   }
 
-  setProgress (progress: Partial<IndexProgress>): void {
+  setProgress (progress: Partial<Omit<IndexProgress, 'indexed_runs'>>): void {
     this.#progress = { ...this.#progress, ...progress }
     this.#onProgress?.(this.progress())
   }
@@ -366,10 +365,6 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
     })()
   }
 
-  indexedCount (): number {
-    return this.#count()
-  }
-
   // ---- inside ----
 
   #total (filters: RunListFilters, countSql: string, params: Record<string, string | number>): { total: number, exact: boolean } {
@@ -406,7 +401,6 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
       this.#unwritten.set(runId, change)
       throw err
     }
-    if (this.#progress.phase !== 'building') this.#progress.indexed_runs = this.#count()
   }
 
   /** Writes the changes that failed before; each that fails again stays for the next try. */
