@@ -123,8 +123,10 @@ export function openStore (config: Config, options: { logger?: Logger, fetchPoli
 /**
  * The composition root. Reads and checks every definition file first (a
  * broken pipeline or output config stops here, before anything is touched),
- * then prepares the store (crash sweep), reconciles the index with it and
- * ends the runs a stopped process left running.
+ * then prepares the store and opens the index (reading again only the runs
+ * its journal names). What reads every run (the crash sweep, the index's
+ * build or catch-up) and ending the runs a stopped process left running
+ * happen in the background: `startup`.
  */
 export async function createRunstore (config: Config, options: { logger?: Logger } = {}): Promise<Runstore> {
   const logger = options.logger ?? SILENT

@@ -14,8 +14,8 @@ const PAGE = 200
  * even if this runs while it already takes requests. Runs in `created` are
  * driven by a client and stay as they are.
  *
- * The index must be reconciled with the store first (after an unclean
- * shutdown that reads every run, so a `running` it missed is found).
+ * The index must be complete first: its journal read again (so a
+ * `running` written just before a crash is found) and any build finished.
  */
 export async function finishInterruptedRuns (storage: RunStorage, index: RunIndex, startedAt: Date): Promise<InterruptedRuns> {
   const result: InterruptedRuns = { finished: [], failed: [] }
