@@ -17,6 +17,7 @@ import { measureLoad, type MeasuredLoad } from './load.js'
 import { noisyPng } from './png.js'
 import { benchPipeline } from './pipeline.js'
 import { benchThumbnails } from './thumbnails.js'
+import { benchIndexScaleFromEnv } from './index-scale.js'
 import { median, ms, positiveInteger, printTable } from './report.js'
 import { writeFileSynced } from '../services/storage/blob/durable-fs.js'
 
@@ -138,6 +139,7 @@ async function main (): Promise<boolean> {
     await timeStores(storage, runsDir, large, originUrl, config.MAX_IMAGE_PIXELS)
     ok = await benchPipeline() && ok
     ok = await benchThumbnails() && ok
+    ok = await benchIndexScaleFromEnv() && ok
 
     console.log()
     console.log(`load average ${loadAverage()} at the end (a busy machine blurs every number above; the ratios less so)`)
