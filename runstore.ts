@@ -68,6 +68,8 @@ export interface Runstore {
    * the interrupted runs an index build found). Never rejects.
    */
   readonly startup: Promise<StartupReport>
+  /** whether `startup` has settled */
+  readonly startupDone: () => boolean
   /** runs a stopped process had left `running`, ended as failed (RUN_INTERRUPTED) by the start's background work (filled when startup settles) */
   readonly interruptedRuns: string[]
   /** the numbers GET /metrics shows, in a registry of this instance's own */
@@ -221,11 +223,13 @@ export async function createRunstore (config: Config, options: { logger?: Logger
       if (!closed) await finishInterrupted().catch((err: unknown) => { logger.error({ err }, 'runs left running by a stopped process could not be ended') })
       return { removed: swept.removed, index: indexReport }
     })()
+    let startupDone = false
+    void startup.finally(() => { startupDone = true })
 
     metrics = new RunstoreMetrics({ events, backends, index: runIndex, blobs, logger })
     const exporter = new RunExporter({ storage, index: runIndex })
 
-    return { config, logger, fetchPolicy, blobs, events, storage, trash, index: runIndex, mediaDelivery, thumbnails, exporter, backends, pipeline, startup, interruptedRuns, metrics, close }
+    return { config, logger, fetchPolicy, blobs, events, storage, trash, index: runIndex, mediaDelivery, thumbnails, exporter, backends, pipeline, startup, startupDone: () => startupDone, interruptedRuns, metrics, close }
   } catch (err) {
     await close()
     throw err

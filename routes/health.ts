@@ -31,7 +31,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
       return await reply.code(503).send(errorBody(503, 'NOT_READY', failing.join('; ')))
     }
     const index = app.runIndex.progress()
-    return { status: 'ready' as const, checks: { storage_writable: storageWritable, index_open: indexOpen, index_complete: index.complete }, index }
+    return { status: 'ready' as const, checks: { storage_writable: storageWritable, index_open: indexOpen, index_complete: index.complete, startup_done: app.runstore.startupDone() }, index }
   })
 }
 

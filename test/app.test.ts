@@ -13,7 +13,7 @@ t.test('health, readiness', async (t) => {
   t.same((await app.inject({ url: '/health' })).json(), { status: 'ok' })
   const ready = await app.inject({ url: '/ready' })
   t.equal(ready.statusCode, 200)
-  t.same(ready.json(), { status: 'ready', checks: { storage_writable: true, index_open: true, index_complete: true }, index: { phase: 'ready', complete: true, indexed_runs: 0, stored_runs: null } })
+  t.same(ready.json(), { status: 'ready', checks: { storage_writable: true, index_open: true, index_complete: true, startup_done: true }, index: { phase: 'ready', complete: true, indexed_runs: 0, stored_runs: null } })
 
   await rm(join(runsDir, 'created-at-start'), { recursive: true })
   const notReady = await app.inject({ url: '/ready' })

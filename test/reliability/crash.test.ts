@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { PNG } from 'pngjs'
 import { tempRunsDir } from '../helper.js'
-import { startServer, type ServerProcess } from './server-process.js'
+import { startServer, startupDone, type ServerProcess } from './server-process.js'
 import { checkStore, sha256 } from './store-check.js'
 
 // `npm test` runs a short version; `npm run test:reliability` sets RELIABILITY_FULL=1.
@@ -114,6 +114,8 @@ t.test(`kill -9 while ${CLIENTS} clients write, ${ROUNDS} rounds: every acknowle
     t.same(refused, [], `round ${round}: no write was refused before the kill`)
 
     server = await start()
+    // The crash sweep and the index's catch-up run in the background of a start: the store is checked once they are done.
+    await startupDone(server.url)
     const check = await checkStore(runsDir, { serviceUrl: server.url, afterRestart: true })
     t.same(check.problems, [], `round ${round}: the store is whole after the restart (${check.runs} runs, ${check.outputs} outputs)`)
     const interruptedNow = [...check.metadata.values()].filter((m) => m.errors.some((e) => e.code === 'RUN_INTERRUPTED')).length

@@ -60,3 +60,14 @@ export async function startServer (env: Record<string, string>, timeoutMs = 60_0
     }
   }
 }
+
+/** Waits until the service says (GET /ready) that its start's background work is done. */
+export async function startupDone (url: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const answer = await fetch(`${url}/ready`).then(async (r) => await r.json() as { checks?: { startup_done?: boolean } }, () => null)
+    if (answer?.checks?.startup_done === true) return
+    if (Date.now() > deadline) throw new Error(`the service at ${url} did not finish its start's background work within ${timeoutMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}

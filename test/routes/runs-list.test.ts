@@ -222,7 +222,7 @@ t.test('/ready reports the index, and 503 when it does not answer', async (t) =>
   const app = await build(t, { ADMIN_TOKEN })
   const ready = await app.inject({ url: '/ready' })
   t.equal(ready.statusCode, 200)
-  t.same(ready.json(), { status: 'ready', checks: { storage_writable: true, index_open: true, index_complete: true }, index: { phase: 'ready', complete: true, indexed_runs: 0, stored_runs: null } })
+  t.same(ready.json(), { status: 'ready', checks: { storage_writable: true, index_open: true, index_complete: true, startup_done: true }, index: { phase: 'ready', complete: true, indexed_runs: 0, stored_runs: null } })
   app.runIndex.close()
   const notReady = await app.inject({ url: '/ready' })
   t.equal(notReady.statusCode, 503)
