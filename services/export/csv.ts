@@ -8,7 +8,7 @@ import type { Column, Row } from './runs-table.js'
  * UTF-8 too. Rows are written as they come, at the pace the reader takes them.
  */
 export function csvTable (rows: AsyncIterable<Row>, columns: readonly Column[]): Readable {
-  const csv = stringify({ header: true, bom: true, record_delimiter: 'windows', columns: columns.map((c) => c.key) })
+  const csv = stringify({ header: true, bom: true, record_delimiter: 'windows', escape_formulas: true, columns: columns.map((c) => c.key) })
   // pipeline destroys the CSV stream with any error of the rows, so the reader sees it.
   pipeline(Readable.from(rows), csv, () => {})
   return csv

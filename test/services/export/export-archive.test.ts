@@ -11,6 +11,7 @@ import { tempRunsDir, testConfig } from '../../helper.js'
 import { csvRows, pdfPages, xlsxRows } from '../../export-readers.js'
 import { pngFile } from '../../forged-png.js'
 import { unzip } from '../../unzip.js'
+import ExcelJS from 'exceljs'
 
 async function runstoreOn (t: Test): Promise<{ runstore: Runstore, runsDir: string }> {
   const runsDir = await tempRunsDir(t)
@@ -154,4 +155,24 @@ t.test('the formats a request names', async (t) => {
   t.same(parseExportFormats('html'), ['folders', 'html'], 'the gallery brings the folders it shows')
   t.throws(() => parseExportFormats('csv,docx'), { code: 'INVALID_EXPORT_FORMAT', statusCode: 400, message: /"docx".*folders, csv, xlsx, html, pdf/ })
   t.throws(() => parseExportFormats(' , '), { code: 'INVALID_EXPORT_FORMAT', message: /at least one/ })
+})
+
+t.test('texts that look like formulas stay text: an apostrophe in runs.csv, string cells in runs.xlsx', async (t) => {
+  const { runstore } = await runstoreOn(t)
+  const texts = ['=HYPERLINK("http://evil.example","klick")', '+1+1', '-2+3', '@SUM(A1)', '\tTab', '\rCR', 'Blume = schön']
+  for (const text of texts) await runstore.storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: text, user_id: 'lab' })
+  await runWith(runstore, 'mit Bild', [fixtures.png.file])
+  const archive = await exported(runstore.exporter, 'csv,xlsx')
+  const rows = csvRows(archive.get('runs.csv')!)
+  t.same(rows.map((row) => row.input_text).sort(), ['mit Bild', "'=HYPERLINK(\"http://evil.example\",\"klick\")", "'+1+1", "'-2+3", "'@SUM(A1)", "'\tTab", "'\rCR", 'Blume = schön'].sort())
+  t.match(rows.find((row) => row.input_text === 'mit Bild'), { file_size_bytes: /^\d+$/ }, 'numbers stay as they are')
+
+  const workbook = new ExcelJS.Workbook()
+  await workbook.xlsx.load(archive.get('runs.xlsx')! as unknown as ArrayBuffer)
+  const sheet = workbook.worksheets[0]!
+  const column = (sheet.getRow(1).values as string[]).indexOf('input_text')
+  const cells = texts.map((_, i) => sheet.getRow(i + 3).getCell(column))
+  t.same(cells.map((cell) => cell.type), texts.map(() => ExcelJS.ValueType.String), 'no cell is a formula')
+  // XML reads a CR back as a line feed
+  t.same(cells.map((cell) => cell.value).sort(), texts.map((text) => text.replace('\r', '\n')).sort(), 'the text as typed')
 })
