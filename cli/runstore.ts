@@ -1,8 +1,11 @@
 import { Command, CommanderError } from 'commander'
-import { loadConfig } from '../config.js'
+import { loadConfig, type Config } from '../config.js'
 import { indexPathOf, openStore } from '../runstore.js'
+import type { RunStorage } from '../services/storage/run-storage.js'
 import { openRunIndex } from '../services/storage/index/open-index.js'
+import type { RunIndex } from '../services/storage/index/run-index.js'
 import { SqliteRunIndex } from '../services/storage/index/sqlite.js'
+import { exportCommand } from './export.js'
 import { storeStats } from '../services/storage/store-stats.js'
 import { verifyStore } from '../services/storage/verify-store.js'
 
@@ -54,6 +57,12 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
       }
     })
 
+  exportCommand(program, io, {
+    config,
+    index: async (settings, storage) => await indexForReading(settings, storage, io),
+    progress: (what) => progress(io, what)
+  })
+
   program.command('reindex')
     .description('builds the run index again from the run folders (after the index was damaged, or run folders were edited by hand); the service must be stopped')
     .option('--json', 'one JSON document on stdout, for scripts')
@@ -92,8 +101,30 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
   return exitCode
 }
 
+/**
+ * The run index for a command that only reads, while the service may run:
+ * the service's index file, opened read-only (nothing in it changes, its
+ * meta included); when that cannot list every run now (missing, being
+ * built, damaged), an index built in memory from the run folders.
+ */
+async function indexForReading (config: Config, storage: RunStorage, io: CliIo): Promise<RunIndex> {
+  const path = indexPathOf(config)
+  const opened = SqliteRunIndex.openReadOnly(path)
+  if ('index' in opened) return opened.index
+  io.stderr.write(`runstore: ${opened.unusable} (${path}); the runs are read from their folders instead\n`)
+  const index = await SqliteRunIndex.open({ path: null })
+  const bar = progress(io, 'index')
+  try {
+    await index.catchUp(storage, { onProgress: (p) => { if (p.stored_runs !== null && p.stored_runs > 0) bar(Math.min(p.indexed_runs, p.stored_runs), p.stored_runs) } })
+  } catch (err) {
+    await index.close()
+    throw err
+  }
+  return index
+}
+
 /** A bar that redraws itself on a terminal; a plain line every 10 % otherwise (logs, CI). */
-function progress (io: CliIo, what: string): (done: number, total: number) => void {
+export function progress (io: CliIo, what: string): (done: number, total: number) => void {
   let lastTenth = -1
   return (done, total) => {
     if (io.stderr.isTTY === true) {

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { errorResponses } from '../schemas/common.js'
 import { ExportQuery, ExportZipResponse } from '../schemas/exports-api.js'
-import { parseExportFormats } from '../services/export/export-archive.js'
+import { exportRequestOf } from '../services/export/export-query.js'
 
 const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/api/exports', {
@@ -16,8 +16,7 @@ const exportRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: ExportZipResponse, ...errorResponses(400, 401, 403) }
     }
   }, async (request, reply) => {
-    const { formats, ...filters } = request.query
-    const { filename, stream } = await app.exporter.export({ filters, formats: parseExportFormats(formats) })
+    const { filename, stream } = await app.exporter.export(exportRequestOf(request.query))
     return await reply
       .type('application/zip')
       .header('Content-Disposition', `attachment; filename="${filename}"`)

@@ -9,7 +9,7 @@ import { htmlGallery } from './html.js'
 import { pdfReport } from './pdf.js'
 import { RUNS_FOLDER, tableColumns, tableRows } from './runs-table.js'
 import { xlsxTable } from './xlsx.js'
-import { ZipWriter } from './zip-writer.js'
+import { ZipWriter, type ExportSink } from './zip-writer.js'
 
 /** What an export can hold: the run folders, and four views of the same runs. */
 export const EXPORT_FORMATS = ['folders', 'csv', 'xlsx', 'html', 'pdf'] as const
@@ -33,10 +33,18 @@ export function parseExportFormats (value: string | undefined): ExportFormat[] {
   return EXPORT_FORMATS.filter((format) => chosen.has(format))
 }
 
-export interface ExportRequest {
-  /** the listing's filters (GET /api/runs) */
-  filters: RunListFilters
-  formats: readonly ExportFormat[]
+/** Which runs: those the listing's filters select (GET /api/runs, through the index), or these runs by id. */
+export type ExportSelection =
+  | { filters: RunListFilters, runIds?: undefined }
+  | { runIds: readonly string[], filters?: undefined }
+
+export type ExportRequest = ExportSelection & { formats: readonly ExportFormat[] }
+
+export interface ExportOptions {
+  /** when the export was made: the views' date and the entries' time (now when not given) */
+  created?: Date
+  /** told after each run's folder (or metadata) was taken, with the count so far */
+  onRun?: (done: number) => void
 }
 
 export interface RunExporterOptions {
@@ -62,18 +70,36 @@ export class RunExporter {
   }
 
   /** Checks the filters (the index's errors are thrown here, before any byte) and starts the archive. */
-  async export (request: ExportRequest, created = new Date()): Promise<{ filename: string, stream: Readable }> {
-    const pages = this.#pages(request.filters)
-    const first = await pages.next()
+  async export (request: ExportRequest, created = new Date(), options: Omit<ExportOptions, 'created'> = {}): Promise<{ filename: string, stream: Readable }> {
     const zip = new ZipWriter()
-    const runs = async function * (): AsyncGenerator<RunIndexEntry> {
-      if (first.done === true) return
-      yield * first.value
-      for await (const page of pages) yield * page
-    }
-    this.#write(zip, runs(), new Set(request.formats), { created, subtitle: describeFilters(request.filters) })
-      .catch((err: unknown) => { zip.fail(err instanceof Error ? err : new Error(String(err))) })
+    await this.writeTo(zip, request, { ...options, created })
     return { filename: exportFilename(created), stream: zip.stream }
+  }
+
+  /**
+   * The same export into any sink (a ZIP stream, a folder): checks the
+   * selection first (throws before any entry), then writes in the
+   * background; a failure on the way fails the sink.
+   */
+  async writeTo (sink: ExportSink, request: ExportRequest, options: ExportOptions = {}): Promise<void> {
+    const created = options.created ?? new Date()
+    let runs: AsyncIterable<string>
+    let subtitle: string
+    if (request.runIds !== undefined) {
+      runs = (async function * () { yield * request.runIds })()
+      subtitle = request.runIds.length === 1 ? `run ${request.runIds[0]!}` : `${request.runIds.length} runs`
+    } else {
+      const pages = this.#pages(request.filters)
+      const first = await pages.next()
+      runs = (async function * (): AsyncGenerator<string> {
+        if (first.done === true) return
+        for (const entry of first.value) yield entry.run_id
+        for await (const page of pages) for (const entry of page) yield entry.run_id
+      })()
+      subtitle = describeFilters(request.filters)
+    }
+    this.#write(sink, runs, new Set(request.formats), { created, subtitle, onRun: options.onRun })
+      .catch((err: unknown) => { sink.fail(err instanceof Error ? err : new Error(String(err))) })
   }
 
   async * #pages (filters: RunListFilters): AsyncGenerator<RunIndexEntry[]> {
@@ -85,21 +111,21 @@ export class RunExporter {
     } while (cursor !== undefined)
   }
 
-  async #write (zip: ZipWriter, runs: AsyncIterable<RunIndexEntry>, formats: ReadonlySet<ExportFormat>, about: { created: Date, subtitle: string }): Promise<void> {
+  async #write (zip: ExportSink, runs: AsyncIterable<string>, formats: ReadonlySet<ExportFormat>, about: { created: Date, subtitle: string, onRun: ExportOptions['onRun'] }): Promise<void> {
     const selection = new Selection()
     // The archive is kept one run ahead of its reader, so its queue never holds more than two runs' files.
     let ahead: Promise<boolean> = Promise.resolve(true)
-    for await (const entry of runs) {
+    for await (const runId of runs) {
       if (zip.closed) return
       let metadata: RunMetadata
       try {
         if (formats.has('folders')) {
           if (!await ahead) return
-          const folder = await addRunFolder(zip, this.#storage, entry.run_id, `${RUNS_FOLDER}/`)
+          const folder = await addRunFolder(zip, this.#storage, runId, `${RUNS_FOLDER}/`)
           metadata = folder.metadata
           ahead = folder.reached
         } else {
-          metadata = await this.#storage.getMetadata(entry.run_id)
+          metadata = await this.#storage.getMetadata(runId)
         }
       } catch (err) {
         // deleted since the index listed it: not part of this export
@@ -107,6 +133,7 @@ export class RunExporter {
         throw err
       }
       selection.add(metadata)
+      about.onRun?.(selection.runs.length)
     }
     const { created, subtitle } = about
     const title = `runstore export ${created.toISOString().slice(0, 10)}`

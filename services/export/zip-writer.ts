@@ -9,6 +9,19 @@ export interface ZipEntryOptions {
   size?: number
 }
 
+/** Where an export's entries go: a ZIP stream (ZipWriter) or a folder (FolderWriter). */
+export interface ExportSink {
+  /** finished, failed or abandoned: no more entries are taken */
+  readonly closed: boolean
+  /** resolves true once the sink reaches the entry (and calls `open`), false when it closed first */
+  add: (name: string, options: ZipEntryOptions, open: () => Promise<Readable>) => Promise<boolean>
+  addBuffer: (name: string, options: ZipEntryOptions, bytes: Buffer) => Promise<boolean>
+  /** no more entries */
+  end: () => void
+  /** ends the sink with this error */
+  fail: (err: Error) => void
+}
+
 /**
  * A ZIP written as a stream (yazl), for archives of any size. Each entry's
  * bytes are opened only when the archive reaches it, so one source is open
@@ -16,7 +29,7 @@ export interface ZipEntryOptions {
  * that error (never a ZIP that looks whole); a reader that goes away
  * (the stream destroyed) stops every open source.
  */
-export class ZipWriter {
+export class ZipWriter implements ExportSink {
   /** the archive's bytes */
   readonly stream: Readable
   readonly #zip = new ZipFile()

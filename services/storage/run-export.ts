@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream'
 import type { RunMetadata } from '../../schemas/run.js'
-import { ZipWriter } from '../export/zip-writer.js'
+import { ZipWriter, type ExportSink } from '../export/zip-writer.js'
 import { METADATA_FILE, type RunStorage } from './run-storage.js'
 
 /**
@@ -22,7 +22,7 @@ export async function exportRunZip (storage: RunStorage, runId: string): Promise
  * stored uncompressed: it is compressed already, and deflating it again only
  * costs time. `reached` settles once the archive has begun the run's files.
  */
-export async function addRunFolder (zip: ZipWriter, storage: RunStorage, runId: string, prefix: string): Promise<{ metadata: RunMetadata, reached: Promise<boolean> }> {
+export async function addRunFolder (zip: ExportSink, storage: RunStorage, runId: string, prefix: string): Promise<{ metadata: RunMetadata, reached: Promise<boolean> }> {
   const metadataFile = await storage.resolveFile(runId, METADATA_FILE)
   const bytes = await storage.readFile(metadataFile)
   const metadata = JSON.parse(bytes.toString('utf8')) as RunMetadata

@@ -91,6 +91,8 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
   /** why this file was started afresh; null when the existing one was opened */
   readonly rebuilt: ReconcileReport['rebuilt']
   readonly lastStopWasClean: boolean
+  /** opened with openReadOnly: nothing is ever written, closing included */
+  readonly readOnly: boolean
   // Changes that could not be written (its disk was full), by run id, the latest of each run
   // (null: removed). Tried again before every later change and listing, so the index catches
   // up once there is room; any left at close make the next start read every run again.
@@ -104,9 +106,10 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
   /** runs removed while a catch-up runs: what it read of them before must not bring them back */
   #removedDuringCatchUp: Set<string> | null = null
 
-  private constructor (db: Database.Database, path: string | null, rebuilt: ReconcileReport['rebuilt'], lastStopWasClean: boolean) {
+  private constructor (db: Database.Database, path: string | null, rebuilt: ReconcileReport['rebuilt'], lastStopWasClean: boolean, readOnly = false) {
     this.#db = db
     this.path = path
+    this.readOnly = readOnly
     this.lastStopWasClean = lastStopWasClean
     this.description = path === null ? 'sqlite in memory' : `sqlite:${path}`
     this.rebuilt = rebuilt
@@ -162,6 +165,38 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
     } catch (err) {
       // A disk that takes no writes fails here; the file must not stay open (nor its folder busy).
       db?.close()
+      throw err
+    }
+  }
+
+  /**
+   * The index file as the service keeps it, for a tool that only reads
+   * while the service may run: SQLite's read-only mode, no recovery of the
+   * index's journal, nothing written, closing included (so its meta goes
+   * on saying what the service's own start wrote, e.g. that it is in use).
+   * Rows of runs a crashed process was writing stay as they were until the
+   * service's next start reads them again. Unusable (with the reason) when
+   * it cannot list every run now: missing, of another version, damaged, or
+   * still being built.
+   */
+  static openReadOnly (path: string): { index: SqliteRunIndex } | { unusable: string } {
+    if (!existsSync(path)) return { unusable: 'there is no index file' }
+    let db: Database.Database | undefined
+    try {
+      db = new Database(path, { readonly: true, fileMustExist: true })
+      db.pragma('busy_timeout = 5000')
+      let unusable: string | null = null
+      if (db.pragma('user_version', { simple: true }) !== SQLITE_INDEX_VERSION) unusable = 'the index file is of another version'
+      else if (getMeta(db, 'damaged') === '1') unusable = 'the index file is damaged'
+      else if (getMeta(db, 'built') !== '1') unusable = 'the index is still being built'
+      if (unusable !== null) {
+        db.close()
+        return { unusable }
+      }
+      return { index: new SqliteRunIndex(db, path, null, getMeta(db, 'clean_stop') === '1', true) }
+    } catch (err) {
+      db?.close()
+      if (isDamage(err)) return { unusable: 'the index file is damaged' }
       throw err
     }
   }
@@ -273,6 +308,10 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
 
   async close (): Promise<void> {
     if (!this.#db.open) return
+    if (this.readOnly) {
+      this.#db.close()
+      return
+    }
     this.#closing = true
     await this.#catchingUp?.catch(() => {})
     try {
