@@ -31,6 +31,10 @@ export const ConfigSchema = Type.Object({
   OVERLOAD_RETRY_AFTER_SECONDS: Type.Integer({ default: 10, minimum: 1, description: 'Retry-After of a 503 SERVICE_OVERLOADED answer' }),
   CONFIGS_DIR: Type.String({ default: './configs', description: 'data folder with pipelines/*.json and outputs/*.json' }),
   TRASH_DAYS: Type.Integer({ default: 30, minimum: 0, description: 'days a deleted run stays restorable in the trash (RUNS_DIR/.trash) before emptying the trash removes it; 0: DELETE removes a run at once, with no way back' }),
+  ARCHIVE_AFTER_DAYS: Type.Integer({ default: 0, minimum: 0, description: 'finished runs older than this many days are packed into monthly ZIP archives (ARCHIVE_DIR) and leave the live store when archiving runs (runstore archive, POST /api/maintenance/archive, the schedule); 0: nothing is archived' }),
+  ARCHIVE_DIR: Type.Optional(Type.String({ description: 'folder of the monthly run archives (runs-YYYY-MM.zip, with a manifest of every file and its sha256); default <RUNS_DIR>/archive, whose name no run id can have; never inside a run folder' })),
+  RETENTION_DAYS: Type.Integer({ default: 0, minimum: 0, description: 'archives whose month ended more than this many days ago are removed for good when pruning (runstore prune, POST /api/maintenance/prune, the schedule), which also empties the trash of runs deleted more than TRASH_DAYS ago; 0: archives are kept for ever' }),
+  MAINTENANCE_INTERVAL_HOURS: Type.Number({ default: 0, minimum: 0, maximum: 576, description: 'the service archives (ARCHIVE_AFTER_DAYS) and prunes (RETENTION_DAYS, the trash) every this many hours, the first time one interval after its start, never two at once; 0: only when asked (CLI, admin routes); at most 576 (24 days)' }),
 
   COMFYUI_URL: Type.Optional(Type.String({ pattern: HTTP_URL, description: 'ComfyUI server, e.g. http://gpu-host:8188; the ComfyUI output configs are unavailable without it' })),
   COMFYUI_TIMEOUT_MS: Type.Integer({ default: 600000, minimum: 1, description: 'longest a ComfyUI job may take, queueing and model loading included' }),

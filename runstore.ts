@@ -20,14 +20,18 @@ import { PreOutputSafetyStage } from './services/pipeline/stages/pre-output-safe
 import type { TextStep } from './services/pipeline/types.js'
 import type { BlobStore } from './services/storage/blob/blob-store.js'
 import { LocalBlobStore } from './services/storage/blob/local.js'
-import type { ReconcileReport, RunIndex } from './services/storage/index/run-index.js'
+import type { ReconcileReport, RunIndex, RunSource } from './services/storage/index/run-index.js'
 import { openRunIndex } from './services/storage/index/open-index.js'
 import { MediaIngester } from './services/storage/ingest.js'
 import { finishInterruptedRuns } from './services/storage/interrupted-runs.js'
 import { RunEvents } from './services/storage/run-events.js'
 import { RunStorage, type WriteJournal } from './services/storage/run-storage.js'
 import { RunTrash } from './services/storage/run-trash.js'
+import { MaintenanceSchedule } from './services/storage/archive/maintenance-schedule.js'
+import { RunArchive } from './services/storage/archive/run-archive.js'
+import { StoreLock } from './services/storage/store-lock.js'
 import { isRunId } from './services/storage/run-id.js'
+import { isDiskRefusal } from './services/storage/disk-errors.js'
 import { THUMBNAIL_WIDTHS } from './schemas/media-api.js'
 
 export type Logger = Pick<BaseLogger, 'info' | 'warn' | 'error'>
@@ -53,6 +57,10 @@ export interface Runstore {
   readonly storage: RunStorage
   /** deleted runs, restorable until the trash is emptied (TRASH_DAYS) */
   readonly trash: RunTrash
+  /** old runs packed into monthly archives (ARCHIVE_AFTER_DAYS), restored, pruned (RETENTION_DAYS) */
+  readonly archives: RunArchive
+  /** archive + prune every MAINTENANCE_INTERVAL_HOURS (off at 0) */
+  readonly maintenance: MaintenanceSchedule
   /** the runs for listing, kept current by the events */
   readonly index: RunIndex
   readonly mediaDelivery: MediaDelivery
@@ -93,6 +101,7 @@ export interface Store {
   readonly events: RunEvents
   readonly storage: RunStorage
   readonly trash: RunTrash
+  readonly archives: RunArchive
 }
 
 /**
@@ -119,7 +128,39 @@ export function openStore (config: Config, options: { logger?: Logger, fetchPoli
       fetchPolicy: options.fetchPolicy ?? new FetchPolicy(listSetting(config.ALLOWED_FETCH_HOSTS))
     })
   })
-  return { blobs, events, storage, trash: new RunTrash(storage, { trashDays: config.TRASH_DAYS }) }
+  const trash = new RunTrash(storage, { trashDays: config.TRASH_DAYS })
+  const archives = new RunArchive({ storage, trash, dir: archiveDirOf(config), archiveAfterDays: config.ARCHIVE_AFTER_DAYS, retentionDays: config.RETENTION_DAYS })
+  return { blobs, events, storage, trash, archives }
+}
+
+/** ARCHIVE_DIR, else RUNS_DIR/archive: never the runs folder itself or inside a run folder. */
+export function archiveDirOf (config: Config): string {
+  const runsDir = resolve(config.RUNS_DIR)
+  const dir = resolve(config.ARCHIVE_DIR ?? join(runsDir, 'archive'))
+  const inRunsDir = relative(runsDir, dir).split(sep)[0]!
+  if (inRunsDir === '' || isRunId(inRunsDir)) throw new Error(`ARCHIVE_DIR ${dir} is RUNS_DIR or inside a run folder; choose a folder of its own`)
+  return dir
+}
+
+/**
+ * Keeps an index current with the store's change events: the server's
+ * index, and the one a maintenance command opens while the server is stopped.
+ */
+export function followStore (events: RunEvents, index: RunIndex): () => void {
+  return events.subscribe('run index', async (event) => {
+    if (event.type === 'run.deleted') await index.remove(event.run_id)
+    else if (event.type === 'run.archived') await index.upsert(event.metadata, event.archive)
+    else if (event.type !== 'output.added') await index.upsert(event.metadata)
+  })
+}
+
+/** What the index's catch-up reads: the live runs, and the archived ones so that a rebuilt index lists them too. */
+export function indexSource (store: Pick<Store, 'storage' | 'archives'>): RunSource {
+  return {
+    listRunIds: async () => await store.storage.listRunIds(),
+    readMetadata: async (runId) => await store.storage.readMetadata(runId),
+    archives: store.archives
+  }
 }
 
 /**
@@ -141,20 +182,25 @@ export async function createRunstore (config: Config, options: { logger?: Logger
   let pipeline: PipelineRunner | undefined
   let index: RunIndex | undefined
   let metrics: RunstoreMetrics | undefined
+  let lock: StoreLock | undefined
+  let maintenance: MaintenanceSchedule | undefined
   let closed = false
   // Runs still going are stopped and recorded first (their last writes reach the index), then what they used.
   const close = async (): Promise<void> => {
     if (closed) return
     closed = true
+    await maintenance?.close()
     metrics?.close()
     await pipeline?.close()
     await backends.close()
     await index?.close()
+    await lock?.release()
   }
   try {
     // The index opens after the store (it reads the runs its journal names), and journals every write from then on.
     let journal: RunIndex | undefined
-    const { blobs, events, storage, trash } = openStore(config, { logger, fetchPolicy, journal: { begin: async (runId) => { await journal?.begin(runId) } } })
+    const store = openStore(config, { logger, fetchPolicy, journal: { begin: async (runId) => { await journal?.begin(runId) } } })
+    const { blobs, events, storage, trash, archives } = store
     pipeline = new PipelineRunner({
       storage,
       backends,
@@ -172,11 +218,20 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     for (const stage of PIPELINE_STAGES) pipeline.addStage(stage())
 
     const mediaDelivery = new MediaDelivery({ blobs, cacheBytes: config.MEDIA_CACHE_BYTES, maxCachedFileBytes: config.MEDIA_CACHE_MAX_FILE_BYTES })
-    events.subscribe('media-cache', (event) => { if (event.type === 'run.deleted') mediaDelivery.evictRun(event.run_id) })
+    // An archived run leaves the store like a deleted one: nothing of it may be served from memory or the thumbnail cache.
+    const leaves = (type: string): boolean => type === 'run.deleted' || type === 'run.archived'
+    events.subscribe('media-cache', (event) => { if (leaves(event.type)) mediaDelivery.evictRun(event.run_id) })
 
     await storage.prepare()
+    // Before anything of the store is read for serving: one service per store, and no maintenance command behind its back.
+    lock = await StoreLock.acquire(runsDir, 'server').catch((err: unknown) => {
+      // A full or read-only disk must not keep the service from serving what it has; the maintenance commands then find no holder.
+      if (!isDiskRefusal(err)) throw err
+      logger.warn({ err }, 'the store lock could not be written (the disk is full or read-only): maintenance commands cannot tell that this service runs')
+      return undefined
+    })
     const thumbnails = await openThumbnails(config, runsDir, blobs, logger)
-    events.subscribe('thumbnails', async (event) => { if (event.type === 'run.deleted') await thumbnails.removeRun(event.run_id) })
+    events.subscribe('thumbnails', async (event) => { if (leaves(event.type)) await thumbnails.removeRun(event.run_id) })
 
     const indexPath = indexPathOf(config)
     const opened = await openRunIndex(indexPath, storage)
@@ -185,10 +240,7 @@ export async function createRunstore (config: Config, options: { logger?: Logger
       logger.error({ err: opened.inMemoryBecause, path: indexPath }, 'the run index file cannot be written (its disk is full or read-only): runs are listed from memory until the next start builds the file again')
     }
     if (opened.journal.journaled > 0) logger.warn({ runs: opened.journal.journaled }, 'runs a stopped process was writing were read again into the run index')
-    events.subscribe('run index', async (event) => {
-      if (event.type === 'run.deleted') await runIndex.remove(event.run_id)
-      else if (event.type !== 'output.added') await runIndex.upsert(event.metadata)
-    })
+    followStore(events, runIndex)
     const interruptedRuns: string[] = []
     const finishInterrupted = async (): Promise<void> => {
       const interrupted = await finishInterruptedRuns(storage, runIndex, startedAt)
@@ -210,7 +262,7 @@ export async function createRunstore (config: Config, options: { logger?: Logger
           logger.error({ err }, 'the crash sweep of the store failed; the next start tries again')
           return { removed: [] }
         }),
-        runIndex.catchUp(storage).catch((err: unknown) => {
+        runIndex.catchUp(indexSource(store)).catch((err: unknown) => {
           logger.error({ err }, 'the run index could not catch up with the store; `runstore reindex` builds it again')
           return { rebuilt: opened.index.rebuilt, fullScan: false, journaled: 0, added: 0, updated: 0, removed: 0, skipped: [] } satisfies ReconcileReport
         })
@@ -228,12 +280,23 @@ export async function createRunstore (config: Config, options: { logger?: Logger
 
     metrics = new RunstoreMetrics({ events, backends, index: runIndex, blobs, logger })
     const exporter = new RunExporter({ storage, index: runIndex })
+    maintenance = new MaintenanceSchedule({ intervalHours: config.MAINTENANCE_INTERVAL_HOURS, work: async () => { await runMaintenance(archives, logger) }, logger })
+    maintenance.start()
 
-    return { config, logger, fetchPolicy, blobs, events, storage, trash, index: runIndex, mediaDelivery, thumbnails, exporter, backends, pipeline, startup, startupDone: () => startupDone, interruptedRuns, metrics, close }
+    return { config, logger, fetchPolicy, blobs, events, storage, trash, archives, maintenance, index: runIndex, mediaDelivery, thumbnails, exporter, backends, pipeline, startup, startupDone: () => startupDone, interruptedRuns, metrics, close }
   } catch (err) {
     await close()
     throw err
   }
+}
+
+/** Archive, then prune, with what they did in the log: the schedule's work. */
+export async function runMaintenance (archives: RunArchive, logger: Logger): Promise<void> {
+  const archived = await archives.archive()
+  const runs = archived.archives.reduce((n, a) => n + a.runs.length, 0)
+  if (runs > 0) logger.info({ runs, archives: archived.archives.map((a) => a.archive) }, 'old runs archived')
+  const pruned = await archives.prune()
+  if (pruned.archives.length > 0 || pruned.trash.removed.length > 0) logger.info({ archives: pruned.archives.map((a) => a.archive), trashed_runs: pruned.trash.removed.length }, 'old archives and trashed runs removed for good')
 }
 
 /** Where the run index file is: RUN_INDEX_PATH, else beside the runs. */

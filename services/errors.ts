@@ -150,3 +150,8 @@ export const InvalidExportFormatError = createError<[string]>('INVALID_EXPORT_FO
 export const InvalidThumbnailWidthError = createError<[string, string]>('INVALID_WIDTH', 'width %s is not offered; use one of %s', 400)
 // The original cannot be read as a picture (a format sharp does not read, damaged or missing on disk): the original itself still answers.
 export const ThumbnailFailedError = createError<[string, string]>('THUMBNAIL_FAILED', 'no thumbnail can be made of %s: %s', 422)
+// Archives (runstore archive | restore, POST /api/archives/restore).
+export const RunArchivedError = createError<[string, string]>('RUN_ARCHIVED', 'run %s is archived in %s; restore it (POST /api/archives/restore or `runstore restore <run_id>`) to read it', 404)
+export const ArchivedRunNotFoundError = createError<[string]>('ARCHIVED_RUN_NOT_FOUND', 'no archive holds %s (never archived, restored already, or its archive was pruned)', 404)
+// A run's bytes in its archive no longer match the manifest: nothing of it is restored.
+export const ArchiveDamagedError = createError<[string, string]>('ARCHIVE_DAMAGED', 'archive %s is damaged: %s; nothing of the run was restored', 500)

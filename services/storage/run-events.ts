@@ -7,8 +7,10 @@ export type RunEvent =
   /** follows the run.updated of the same write */
   | { type: 'output.added', run_id: string, metadata: RunMetadata, output: MediaOutput }
   | { type: 'run.deleted', run_id: string }
-  /** a deleted run is back (from the trash), with the metadata it had */
+  /** a deleted or archived run is back (from the trash or its archive), with the metadata it had */
   | { type: 'run.restored', run_id: string, metadata: RunMetadata }
+  /** the run left the store for an archive (`archive`: its file name), with the metadata it was archived with */
+  | { type: 'run.archived', run_id: string, metadata: RunMetadata, archive: string }
 
 export type RunEventType = RunEvent['type']
 

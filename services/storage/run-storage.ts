@@ -391,6 +391,38 @@ export class RunStorage {
     })
   }
 
+  /**
+   * Takes runs out of the store into an archive, under all their locks at
+   * once: `pack` gets their metadata as stored now (runs gone meanwhile left
+   * out) and writes the archive durably, answering which archive holds which
+   * run; only then is each of those runs removed and announced as
+   * run.archived. A crash in between leaves the runs in the store.
+   */
+  async archiveRuns (runIds: string[], pack: (runs: RunMetadata[]) => Promise<Map<string, string>>): Promise<Array<{ run_id: string, archive: string }>> {
+    const ids = [...new Set(runIds.map((id) => assertRunId(id)))].sort()
+    const locked = async (i: number): Promise<Array<{ run_id: string, archive: string }>> => {
+      if (i < ids.length) return await this.#lock.run(ids[i]!, async () => await locked(i + 1))
+      const runs = (await Promise.all(ids.map(async (id) => await this.readMetadata(id).catch((err: unknown) => {
+        if (err instanceof RunNotFoundError) return null
+        throw err
+      })))).filter((m) => m !== null)
+      const packed = await pack(runs)
+      const archived: Array<{ run_id: string, archive: string }> = []
+      for (const metadata of runs) {
+        const archive = packed.get(metadata.run_id)
+        if (archive === undefined) continue
+        await this.#journal?.begin(metadata.run_id)
+        await this.#afterMove(this.blobs.deleteRun(metadata.run_id), () => {
+          this.#metadata.delete(metadata.run_id)
+          this.#emit({ type: 'run.archived', run_id: metadata.run_id, metadata, archive })
+        })
+        archived.push({ run_id: metadata.run_id, archive })
+      }
+      return archived
+    }
+    return await locked(0)
+  }
+
   /** A run that moved is told of also when only the sync of the move failed: it has moved either way. */
   async #afterMove (move: Promise<unknown>, moved: () => void | Promise<void>): Promise<void> {
     try {

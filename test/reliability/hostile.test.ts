@@ -147,7 +147,7 @@ t.test('a generated corpus of hostile requests: each refused with a 4xx in the c
 async function strayFiles (runsDir: string): Promise<string[]> {
   const stray: string[] = []
   for (const entry of await readdir(runsDir, { withFileTypes: true })) {
-    if (entry.name.startsWith('.index.sqlite') || entry.name === '.thumbnails') continue
+    if (entry.name.startsWith('.index.sqlite') || entry.name === '.thumbnails' || entry.name === '.runstore.lock') continue
     if (!entry.isDirectory() || !isRunId(entry.name)) { stray.push(entry.name); continue }
     const metadata = JSON.parse(await readFile(join(runsDir, entry.name, 'metadata.json'), 'utf8')) as { outputs: Array<{ filename: string }>, transformed_text: string | null }
     const listed = new Set(['metadata.json', 'input_text.txt', 'notes.txt', ...(metadata.transformed_text === null ? [] : ['transformed_text.txt']), ...metadata.outputs.map((o) => o.filename)])

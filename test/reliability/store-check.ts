@@ -33,7 +33,7 @@ export async function checkStore (runsDir: string, options: { serviceUrl?: strin
   let outputs = 0
   for (const entry of await readdir(runsDir, { withFileTypes: true })) {
     if (entry.name.startsWith('.tmp-')) { problems.push(`temporary ${entry.name} left in RUNS_DIR`); continue }
-    if (isIndexFile(entry.name) || isThumbnailCache(entry.name)) continue
+    if (isIndexFile(entry.name) || isThumbnailCache(entry.name) || entry.name === '.runstore.lock') continue
     // deleted runs, restorable: test/routes/trash.test.ts checks what it holds
     if (entry.name === '.trash') continue
     if (!entry.isDirectory() || !isRunId(entry.name)) { problems.push(`stray ${entry.name} in RUNS_DIR`); continue }

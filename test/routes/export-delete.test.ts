@@ -9,7 +9,7 @@ import { unzip } from '../unzip.js'
 
 const ADMIN_TOKEN = 'a-long-admin-token-for-tests'
 // The run index (.index.sqlite*) lives in the storage root too.
-const runFolders = async (dir: string): Promise<string[]> => (await readdir(dir)).filter((name) => !name.startsWith('.index.sqlite'))
+const runFolders = async (dir: string): Promise<string[]> => (await readdir(dir)).filter((name) => !name.startsWith('.index.sqlite') && name !== '.runstore.lock')
 
 async function runWithMedia (app: Awaited<ReturnType<typeof build>>): Promise<string> {
   const run = (await app.inject({ method: 'POST', url: '/api/runs', payload: { schema: 'dada', execution_mode: 'eco', input_text: 'Eine Blume' } })).json()

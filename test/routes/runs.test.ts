@@ -10,7 +10,7 @@ import { build, multipartBody, tempRunsDir } from '../helper.js'
 
 const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex')
 // The run index (.index.sqlite*) lives in the storage root too.
-const runFolders = async (dir: string): Promise<string[]> => (await readdir(dir)).filter((name) => !name.startsWith('.index.sqlite'))
+const runFolders = async (dir: string): Promise<string[]> => (await readdir(dir)).filter((name) => !name.startsWith('.index.sqlite') && name !== '.runstore.lock')
 
 async function createRun (app: Awaited<ReturnType<typeof build>>, body: Record<string, unknown> = {}) {
   const res = await app.inject({ method: 'POST', url: '/api/runs', payload: { schema: 'dada', execution_mode: 'eco', input_text: 'Eine Blume auf der Wiese', ...body } })

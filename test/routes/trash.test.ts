@@ -182,7 +182,7 @@ t.test('TRASH_DAYS=0: DELETE removes the run at once', async (t) => {
   const app = await build(t, { RUNS_DIR: runsDir, ADMIN_TOKEN, TRASH_DAYS: '0' })
   const runId = await runWithMedia(app)
   t.equal((await del(app, runId)).statusCode, 204)
-  t.same((await readdir(runsDir)).filter((name) => !name.startsWith('.index.sqlite')), [], 'no folder, no trash')
+  t.same((await readdir(runsDir)).filter((name) => !name.startsWith('.index.sqlite') && name !== '.runstore.lock'), [], 'no folder, no trash')
   t.same(await trashed(app), { trash_days: 0, runs: [] })
   t.match((await restore(app, runId)).json(), { statusCode: 404, code: 'TRASHED_RUN_NOT_FOUND' })
 })

@@ -1,6 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import type { RunMetadata } from '../../../schemas/run.js'
-import type { IndexProgress, ReconcileReport, RunSource } from './run-index.js'
+import type { ArchivedRunSource, IndexProgress, ReconcileReport, RunSource } from './run-index.js'
 
 /** A run as the store holds it now; null: gone. */
 export interface StoredEntry {
@@ -23,6 +23,10 @@ export interface CatchUpTarget {
   setProgress: (progress: Partial<Omit<IndexProgress, 'indexed_runs'>>) => void
   indexedRunIds: (below: string | null, limit: number) => string[]
   applyStored: (entries: StoredEntry[], marks?: { buildBelow?: string, built?: boolean, fullScanDone?: boolean }) => Array<'added' | 'updated' | 'same' | Error>
+  /** archived run ids the index lists, with their archive */
+  archivedRuns: () => Map<string, string>
+  /** writes archived runs and removes rows whose archive no longer holds them; returns how many were written */
+  applyArchived: (entries: Array<{ metadata: RunMetadata, archive: string }>, gone?: Array<{ run_id: string, archive: string }>) => number
 }
 
 const READ_BATCH = 64
@@ -63,7 +67,35 @@ export async function catchUpIndex (target: CatchUpTarget, source: RunSource): P
     target.applyStored(confirmed.map((id) => ({ run_id: id, metadata: null })))
     report.removed += confirmed.length
   }
+  if (source.archives !== undefined && !target.stopped) await catchUpArchived(target, source.archives, new Set(stored), report)
   return report
+}
+
+/**
+ * The archived runs: those the index lacks (a rebuilt index, an archive made
+ * while the service was stopped) are read from their archive and added; rows
+ * whose archive no longer holds them (restored, pruned) are removed. A run
+ * that is live in the store is never listed as archived.
+ */
+async function catchUpArchived (target: CatchUpTarget, archives: ArchivedRunSource, live: Set<string>, report: ReconcileReport): Promise<void> {
+  // Taken before the archives are read: a run archived meanwhile is not among the rows to check.
+  const indexed = target.archivedRuns()
+  const listed = await archives.listArchivedRuns()
+  const held = new Set(listed.map((r) => r.run_id.toLowerCase()))
+  const wanted = listed.filter((r) => !live.has(r.run_id.toLowerCase()) && indexed.get(r.run_id.toLowerCase()) !== r.archive)
+  for (let start = 0; start < wanted.length; start += READ_BATCH) {
+    if (target.stopped) return
+    const batch = wanted.slice(start, start + READ_BATCH)
+    try {
+      const metadata = await archives.readArchivedMetadata(batch)
+      report.added += target.applyArchived(metadata.map((m, i) => ({ metadata: m, archive: batch[i]!.archive })))
+    } catch (err) {
+      for (const run of batch) report.skipped.push({ run_id: run.run_id, reason: `in ${run.archive}: ${describe(err)}` })
+    }
+  }
+  const gone = [...indexed].filter(([id]) => !held.has(id)).map(([id, archive]) => ({ run_id: id, archive }))
+  target.applyArchived([], gone)
+  report.removed += gone.length
 }
 
 /** Reads the runs in batches and writes them; false when the index stopped meanwhile. */

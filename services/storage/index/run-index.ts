@@ -23,6 +23,8 @@ export interface RunIndex {
   /** adds or replaces the run's entry from its metadata; `archive` names the archive holding the run (null: live in the store) */
   upsert: (metadata: RunMetadata, archive?: string | null) => Promise<void>
   remove: (runId: string) => Promise<void>
+  /** the archive holding the run, as the index knows it; null for a live run or one it does not know */
+  archiveOf: (runId: string) => Promise<string | null>
   /** runs matching every given filter, newest first unless paging.order says otherwise */
   list: (filters?: RunListFilters, paging?: RunListPaging) => Promise<RunListResult>
   /**
@@ -77,6 +79,22 @@ export interface RunSource {
   listRunIds: () => Promise<string[]>
   /** the metadata as stored now (not from a cache): RunNotFoundError when the run is gone */
   readMetadata: (runId: string) => Promise<RunMetadata>
+  /** the archived runs, so that a rebuilt index lists them too; none when not given */
+  archives?: ArchivedRunSource
+}
+
+/** A run in an archive, by the archive's name. */
+export interface ArchivedRunRef {
+  run_id: string
+  archive: string
+}
+
+/** Where archived runs are (services/storage/archive/). */
+export interface ArchivedRunSource {
+  /** every archived run once, with the archive holding it (the newest when several do) */
+  listArchivedRuns: () => Promise<ArchivedRunRef[]>
+  /** their metadata.json as archived, in the order given */
+  readArchivedMetadata: (runs: ArchivedRunRef[]) => Promise<RunMetadata[]>
 }
 
 export interface ReconcileReport {

@@ -223,6 +223,10 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
     this.#change(metadata.run_id.toLowerCase(), { metadata, archive })
   }
 
+  async archiveOf (runId: string): Promise<string | null> {
+    return this.#archiveOf(runId.toLowerCase())
+  }
+
   async remove (runId: string): Promise<void> {
     const id = runId.toLowerCase()
     this.#removedDuringCatchUp?.add(id)
@@ -241,7 +245,8 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
     this.#db.transaction(() => {
       read.forEach((result, i) => {
         const id = ids[i]!
-        if (result.status === 'fulfilled') this.#write(result.value, this.#archiveOf(id), false)
+        // Found in the store: live, whatever archive the row named (an archiving cut off before the run left).
+        if (result.status === 'fulfilled') this.#write(result.value, null, false)
         else if ((result.reason as { code?: string }).code === 'RUN_NOT_FOUND') this.#delete(id)
         else skipped.push({ run_id: id, reason: describe(result.reason) })
         this.#statement('DELETE FROM journal WHERE run_id = ?').run(id)
@@ -389,7 +394,7 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
           return 'updated' as const
         }
         try {
-          return this.#write(entry.metadata, this.#archiveOf(entry.run_id.toLowerCase()), true)
+          return this.#write(entry.metadata, null, true)
         } catch (err) {
           return err instanceof Error ? err : new Error(String(err))
         }
@@ -401,6 +406,35 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
       }
       if (marks.fullScanDone === true) this.#db.prepare("DELETE FROM meta WHERE key = 'full_scan'").run()
       return results
+    })()
+  }
+
+  /** The archived runs the index lists, with their archive. */
+  archivedRuns (): Map<string, string> {
+    const rows = this.#statement('SELECT run_id, archive FROM runs WHERE archived = 1').all() as Array<{ run_id: string, archive: string }>
+    return new Map(rows.map((row) => [row.run_id, row.archive]))
+  }
+
+  /**
+   * Writes archived runs a catch-up read from the archives, and removes the
+   * rows of `gone` (run id and the archive the row named then), unless a
+   * live change came first: a row that is live now (restored, or never
+   * archived) stays as it is, and so does a row archived anew elsewhere.
+   */
+  applyArchived (entries: Array<{ metadata: RunMetadata, archive: string }>, gone: Array<{ run_id: string, archive: string }> = []): number {
+    return this.#db.transaction(() => {
+      let written = 0
+      for (const { metadata, archive } of entries) {
+        const id = metadata.run_id.toLowerCase()
+        const row = this.#statement('SELECT archived FROM runs WHERE run_id = ?').get(id) as { archived: number } | undefined
+        if (this.#removedDuringCatchUp?.has(id) === true || row?.archived === 0) continue
+        this.#write(metadata, archive, false)
+        written++
+      }
+      for (const { run_id: id, archive } of gone) {
+        if (this.#archiveOf(id) === archive) this.#delete(id)
+      }
+      return written
     })()
   }
 
@@ -471,8 +505,9 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
   /** Writes the run's row, facets and texts and clears its journal mark; with onlyIfNewer, an entry as new or newer is kept. */
   #write (metadata: RunMetadata, archive: string | null, onlyIfNewer: boolean): 'added' | 'updated' | 'same' {
     const runId = metadata.run_id.toLowerCase()
-    const known = this.#statement('SELECT seq, updated_at FROM runs WHERE run_id = ?').get(runId) as { seq: number, updated_at: string } | undefined
-    if (onlyIfNewer && known !== undefined && known.updated_at >= metadata.updated_at) return 'same'
+    const known = this.#statement('SELECT seq, updated_at, archive FROM runs WHERE run_id = ?').get(runId) as { seq: number, updated_at: string, archive: string | null } | undefined
+    // A run that came back from its archive unchanged is still news: it is live now.
+    if (onlyIfNewer && known !== undefined && known.updated_at >= metadata.updated_at && known.archive === archive) return 'same'
     const { output_count: outputCount, media_types: mediaTypes, backends } = distinctOutputs(metadata)
     const row = {
       run_id: runId,
