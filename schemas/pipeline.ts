@@ -1,6 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { MediaType } from './media.js'
 import { Name } from './common.js'
+import { OutputChoices } from './output-choices.js'
+export { OutputChoices, SkippedOutput } from './output-choices.js'
 import { EXECUTION_MODES, ExecutionMode, RunId, SAFETY_LEVELS, SafetyLevel, StageRecord } from './run.js'
 
 export const ASPECT_RATIOS = ['1:1', '16:9', '3:2', '4:3', '5:4', '4:5', '3:4', '2:3', '9:16'] as const
@@ -21,7 +23,7 @@ export const ExecuteBody = Type.Object({
     minItems: 1,
     maxItems: 8,
     uniqueItems: true,
-    description: 'output configs to run; the pipeline\'s default for the execution mode when absent'
+    description: 'output configs to run, all of them, never replaced by others; when absent, the first entry of the pipeline\'s default outputs for the execution mode that can run now'
   })),
   seed: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'random per request when absent; recorded in the run' })),
   aspect_ratio: Type.Optional(AspectRatio),
@@ -55,6 +57,7 @@ export const ExecuteAnswer = Type.Object({
   media_output: Type.Union([MediaOutputAnswer, Type.Null()], { description: 'the first stored output' }),
   media_outputs: Type.Array(MediaOutputAnswer, { description: 'every stored output, in the order of outputs[]' }),
   stages: Type.Array(StageRecord),
+  output_choices: OutputChoices,
   execution_time_ms: Type.Number()
 })
 export type ExecuteAnswer = Static<typeof ExecuteAnswer>
@@ -77,15 +80,24 @@ export const BlockedAnswer = Type.Object({
 }, { description: 'the run is kept with status "blocked"; nothing was generated after the stage that blocked' })
 export type BlockedAnswer = Static<typeof BlockedAnswer>
 
+const ModeDefaults = Type.Array(Type.Union([Type.String(), Type.Array(Type.String())]), {
+  description: 'entries in order of preference; an entry is one output config or a group that runs together'
+})
+
 export const PipelineSummary = Type.Object({
   name: Type.String({ examples: ['dada'] }),
   title: Type.String(),
   description: Type.String(),
   default_outputs: Type.Object({
-    eco: Type.Array(Type.String()),
-    fast: Type.Array(Type.String()),
-    ultra: Type.Array(Type.String())
-  })
+    eco: ModeDefaults,
+    fast: ModeDefaults,
+    ultra: ModeDefaults
+  }, { description: 'per mode, the output configs in order of preference, as the pipeline file lists them' }),
+  output_choices: Type.Object({
+    eco: OutputChoices,
+    fast: OutputChoices,
+    ultra: OutputChoices
+  }, { description: 'per mode, what a request without output_configs would run now, and why the entries before it would be passed over' })
 })
 export type PipelineSummary = Static<typeof PipelineSummary>
 

@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { MediaType } from './media.js'
+import { OutputChoices } from './output-choices.js'
 
 const Nullable = <T extends ReturnType<typeof Type.String> | ReturnType<typeof Type.Number> | ReturnType<typeof Type.Integer>>(schema: T) =>
   Type.Union([schema, Type.Null()])
@@ -86,6 +87,7 @@ export const RunMetadata = Type.Object({
   input_text: Type.String(),
   transformed_text: Type.Union([Type.String(), Type.Null()]),
   seed: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
+  output_choices: Type.Optional(OutputChoices),
   stages: Type.Array(StageRecord),
   outputs: Type.Array(MediaOutput),
   errors: Type.Array(ErrorRecord)

@@ -1,7 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import type { Static, TObject } from '@sinclair/typebox'
-import { Value } from '@sinclair/typebox/value'
+import { Value, ValueErrorType, type ValueError } from '@sinclair/typebox/value'
 
 export type DataFileError = (path: string, problem: string) => Error
 
@@ -42,13 +42,19 @@ export function parseDataFile<S extends TObject> (text: string, path: string, sc
     throw makeError(path, `not JSON (${(err as Error).message})`)
   }
   const firstError = Value.Errors(schema, value).First()
-  if (firstError !== undefined) throw makeError(path, `${fieldName(firstError.path)}: ${firstError.message}`)
+  if (firstError !== undefined) throw makeError(path, `${fieldName(firstError.path)}: ${describeError(firstError)}`)
   const definition = value as Static<S> & { name: string }
   const expectedName = basename(path, '.json')
   if (definition.name !== expectedName) {
     throw makeError(path, `name: "${definition.name}" must equal the file name "${expectedName}"`)
   }
   return definition
+}
+
+// TypeBox says only "Expected union value" of a value that fits none of a union's forms: the union's description says which there are.
+function describeError (error: ValueError): string {
+  const description = (error.schema as { description?: unknown }).description
+  return error.type === ValueErrorType.Union && typeof description === 'string' ? `Expected ${description}` : error.message
 }
 
 // "/builtin/vocabulary/2" reads better as "builtin.vocabulary[2]".

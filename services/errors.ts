@@ -37,6 +37,8 @@ export const StorageUnavailableError = createError<[{ cause: unknown }?]>('STORA
 
 // Generator backends and pipeline stages.
 export const BackendUnavailableError = createError<[string, string]>('BACKEND_UNAVAILABLE', 'backend %s is not available: %s', 503)
+// Every entry of a mode's default outputs is skipped (not configured, down); the message names each and why.
+export const NoOutputAvailableError = createError<[string, string, string]>('BACKEND_UNAVAILABLE', 'nothing the %s pipeline makes in %s mode can run now: %s', 503)
 export const BackendFailedError = createError<[string, string]>('BACKEND_FAILED', 'backend %s failed: %s', 502)
 export const BackendTimeoutError = createError<[string, string]>('BACKEND_TIMEOUT', 'backend %s timed out: %s', 504)
 export const GenerationBlockedError = createError<[string, string]>('GENERATION_BLOCKED', 'backend %s refused the prompt: %s', 403)
@@ -103,9 +105,11 @@ const QueueFull = createError<[string]>('QUEUE_FULL', 'too many generations are 
 /** A backend's queue is full; it carries about one generation's time there, which the error handler sends as Retry-After. */
 export class QueueFullError extends QueueFull {
   readonly retryAfterSeconds: number
+  readonly backend: string
 
   constructor (backend: string, retryAfterSeconds: number) {
     super(backend)
+    this.backend = backend
     this.retryAfterSeconds = retryAfterSeconds
   }
 }

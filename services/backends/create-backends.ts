@@ -23,7 +23,7 @@ export const BACKEND_FACTORIES: readonly BackendFactory[] = [builtinBackend, com
 export async function createBackends (config: Config, deps: BackendDeps, factories: readonly BackendFactory[] = BACKEND_FACTORIES): Promise<BackendRegistry> {
   const dir = join(resolve(config.CONFIGS_DIR), 'outputs')
   const outputConfigs = await loadOutputConfigs(dir)
-  const registry = new BackendRegistry(outputConfigs, { limit: config.GENERATION_QUEUE_LIMIT })
+  const registry = new BackendRegistry(outputConfigs, { limit: config.GENERATION_QUEUE_LIMIT, downMs: config.BACKEND_DOWN_MS })
   for (const factory of factories) {
     const backend = factory.create(config, deps)
     if (backend.name !== factory.name) throw new Error(`the ${factory.name} factory made a backend named ${backend.name}`)

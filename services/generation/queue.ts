@@ -54,6 +54,11 @@ export class GenerationQueue {
     return this.#reserved + this.#waiting.length
   }
 
+  /** true when reserve() would throw QUEUE_FULL now */
+  get full (): boolean {
+    return this.#running + this.waiting >= this.#concurrency + this.#limit
+  }
+
   /** Seconds a refused client should wait: about one generation here (5 before the first has run), within 1..300. */
   get retryAfterSeconds (): number {
     const seconds = this.#generationSeconds ?? DEFAULT_GENERATION_SECONDS
@@ -68,7 +73,7 @@ export class GenerationQueue {
 
   /** Takes a place or throws QUEUE_FULL (503, with retryAfterSeconds). Every reservation must be run or released. */
   reserve (): QueueReservation {
-    if (this.#running + this.waiting >= this.#concurrency + this.#limit) throw new QueueFullError(this.name, this.retryAfterSeconds)
+    if (this.full) throw new QueueFullError(this.name, this.retryAfterSeconds)
     this.#reserved++
     let settled = false
     const settle = (): boolean => {

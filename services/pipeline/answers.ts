@@ -29,6 +29,7 @@ export function executeAnswer (run: FinishedRun, metadata: RunMetadata, elapsedM
     media_output: mediaOutputs[0] ?? null,
     media_outputs: mediaOutputs,
     stages: metadata.stages,
+    output_choices: request.output_choices,
     execution_time_ms: Math.round(elapsedMs * 100) / 100
   }
 }

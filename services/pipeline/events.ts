@@ -1,4 +1,4 @@
-import type { BlockedAnswer, ExecuteAnswer, MediaOutputAnswer } from '../../schemas/pipeline.js'
+import type { BlockedAnswer, ExecuteAnswer, MediaOutputAnswer, OutputChoices } from '../../schemas/pipeline.js'
 import type { ExecutionMode, SafetyLevel, StageRecord } from '../../schemas/run.js'
 import type { ErrorBody } from '../errors.js'
 
@@ -9,6 +9,8 @@ export interface RunCreatedEvent {
   safety_level: SafetyLevel
   seed: number
   output_configs: string[]
+  /** why these output configs: the defaults passed over on the way */
+  output_choices: OutputChoices
   stages: string[]
 }
 

@@ -7,10 +7,19 @@ import { loadDataFiles } from '../data-files.js'
 
 export const TEMPLATE_PLACEHOLDERS = ['prompt', 'vocabulary', 'prefix', 'suffix'] as const
 
-const OutputConfigNames = Type.Array(Type.String({ minLength: 1 }), {
-  minItems: 1,
-  description: 'output configs (configs/outputs/*.json) used when a request names none'
-})
+const OutputConfigName = Type.String({ minLength: 1, description: 'an output config (configs/outputs/*.json)' })
+const OutputGroup = Type.Array(OutputConfigName, { minItems: 1, uniqueItems: true, description: 'output configs that run together, side by side (e.g. an image and a sound)' })
+
+/**
+ * What a mode runs when a request names no output configs: a preference list,
+ * whose first entry that can run now is taken. An entry is one output config
+ * or a group that runs together; a single name stands for a list of one.
+ */
+export const ModeOutputs = Type.Union([
+  OutputConfigName,
+  Type.Array(Type.Union([OutputConfigName, OutputGroup]), { minItems: 1 })
+], { description: 'an output config\'s name, or a non-empty list in order of preference (the first entry that can run now is taken) whose entries are names or non-empty groups of different names that run together' })
+export type ModeOutputs = Static<typeof ModeOutputs>
 
 export const PipelineDefinition = Type.Object({
   name: Type.String({ pattern: '^[a-z0-9][a-z0-9_-]*$', description: 'the id the API takes as "schema"; equals the file name' }),
@@ -26,13 +35,19 @@ export const PipelineDefinition = Type.Object({
     suffixes: Type.Optional(Type.Array(Type.String()))
   }, { additionalProperties: false, description: 'what the offline interceptor applies' }),
   default_outputs: Type.Object({
-    eco: OutputConfigNames,
-    fast: OutputConfigNames,
-    ultra: OutputConfigNames
+    eco: ModeOutputs,
+    fast: ModeOutputs,
+    ultra: ModeOutputs
   }, { additionalProperties: false })
 }, { additionalProperties: false })
 
 export type PipelineDefinition = Static<typeof PipelineDefinition>
+
+/** A mode's default outputs as a list of entries, each a list of the configs that run together. */
+export function outputPreferences (outputs: ModeOutputs): string[][] {
+  if (typeof outputs === 'string') return [[outputs]]
+  return outputs.map((entry) => typeof entry === 'string' ? [entry] : entry)
+}
 
 /** Every pipeline file of `dir`, by name; a broken file stops the load with its file and field named. */
 export async function loadPipelines (dir: string): Promise<Map<string, PipelineDefinition>> {

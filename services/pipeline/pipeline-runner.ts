@@ -1,11 +1,12 @@
 import type { BlockedAnswer, ExecuteAnswer, PipelineSummary } from '../../schemas/pipeline.js'
-import type { ExecutionMode } from '../../schemas/run.js'
+import { EXECUTION_MODES, type ExecutionMode } from '../../schemas/run.js'
 import type { BackendRegistry } from '../backends/registry.js'
 import { describeError, isPublicError, ServiceStoppingError, type ErrorBody } from '../errors.js'
 import type { RunStorage } from '../storage/run-storage.js'
 import { blockedAnswer, executeAnswer } from './answers.js'
 import type { ErrorEvent, PipelineEvent, PipelineEventListener } from './events.js'
-import type { PipelineDefinition } from './pipeline-definitions.js'
+import { chooseOutputs } from './output-choice.js'
+import { outputPreferences, type PipelineDefinition } from './pipeline-definitions.js'
 import { checkDefaultOutputs, prepareRun, type ExecuteRequest, type PreparedRun } from './prepare-run.js'
 import { RunContext, type PipelineStage, type RunBlock } from './run-context.js'
 import type { TextProviders } from './types.js'
@@ -71,8 +72,15 @@ export class PipelineRunner {
     return this.#stages
   }
 
+  /** Each pipeline with its default outputs per mode, and what each mode would run now. */
   listPipelines (): PipelineSummary[] {
-    return [...this.#pipelines.values()].map((p) => ({ name: p.name, title: p.title, description: p.description, default_outputs: p.default_outputs }))
+    return [...this.#pipelines.values()].map((p) => ({
+      name: p.name,
+      title: p.title,
+      description: p.description,
+      default_outputs: mapModes((mode) => outputPreferences(p.default_outputs[mode]).map((entry) => entry.length === 1 ? entry[0]! : entry)),
+      output_choices: mapModes((mode) => chooseOutputs(p, mode, this.#backends))
+    }))
   }
 
   textProviders (mode: ExecutionMode): TextProviders {
@@ -144,7 +152,8 @@ export class PipelineRunner {
         input_text: request.input_text,
         user_id: request.user_id,
         safety_level: request.safety_level,
-        seed: request.seed
+        seed: request.seed,
+        output_choices: request.output_choices
       })
       context = new RunContext({
         runId: metadata.run_id,
@@ -167,6 +176,7 @@ export class PipelineRunner {
           safety_level: request.safety_level,
           seed: request.seed,
           output_configs: request.output_configs,
+          output_choices: request.output_choices,
           stages: this.#stages.map((s) => s.name)
         }
       })
@@ -217,4 +227,8 @@ export class PipelineRunner {
     if (!isPublicError(err)) this.#logger?.error({ err, run_id: runId }, 'pipeline run failed')
     return describeError(err)
   }
+}
+
+function mapModes<T> (value: (mode: ExecutionMode) => T): Record<ExecutionMode, T> {
+  return Object.fromEntries(EXECUTION_MODES.map((mode) => [mode, value(mode)])) as Record<ExecutionMode, T>
 }

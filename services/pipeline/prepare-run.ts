@@ -1,13 +1,14 @@
 import { randomInt } from 'node:crypto'
 import { join } from 'node:path'
-import type { AspectRatio } from '../../schemas/pipeline.js'
+import type { AspectRatio, OutputChoices, SkippedOutput } from '../../schemas/pipeline.js'
 import type { ExecutionMode, SafetyLevel } from '../../schemas/run.js'
 import type { OutputConfig } from '../backends/output-configs.js'
 import type { BackendRegistry } from '../backends/registry.js'
 import type { GeneratorBackend } from '../backends/types.js'
-import { PipelineDefinitionError, PipelineNotFoundError } from '../errors.js'
+import { PipelineDefinitionError, PipelineNotFoundError, QueueFullError } from '../errors.js'
 import type { QueueReservation } from '../generation/queue.js'
-import type { PipelineDefinition } from './pipeline-definitions.js'
+import { noOutputCanRun, unavailableEntry } from './output-choice.js'
+import { outputPreferences, type PipelineDefinition } from './pipeline-definitions.js'
 
 /** What a client asks for; absent fields take the defaults below. */
 export interface ExecuteRequest {
@@ -34,6 +35,8 @@ export interface RunRequest {
   aspect_ratio: AspectRatio | null
   /** what the generators should avoid: the request's, else the pipeline's, else empty */
   negative_prompt: string
+  /** where output_configs came from, and the defaults passed over on the way (recorded in the run and its answer) */
+  output_choices: OutputChoices
 }
 
 /** One output config of a run, with its place in its backend's queue already taken. */
@@ -43,7 +46,12 @@ export interface PlannedOutput {
   width: number
   height: number
   reservation: QueueReservation
+  /** tells the backends how its generation ended (a failure marks the backend down for a while) */
+  noteResult: (error: unknown) => void
 }
+
+/** What prepareRun needs of the backend registry. */
+export type OutputResolver = Pick<BackendRegistry, 'resolve' | 'availability' | 'queue' | 'noteGeneration'>
 
 /** A validated request holding its queue places; run it with execute() or give the places back with release(). */
 export interface PreparedRun {
@@ -58,30 +66,21 @@ const SIZE_STEP = 64
 
 /**
  * Decides every default of a request (execution mode eco, safety level kids,
- * the pipeline's default outputs for the mode, a random seed, the pipeline's
- * negative prompt) and reserves a queue place for each output config,
- * writing nothing. Throws PIPELINE_NOT_FOUND and OUTPUT_CONFIG_NOT_FOUND
- * (404), BACKEND_UNAVAILABLE and QUEUE_FULL (503, with retryAfterSeconds);
- * a refused request keeps no place.
+ * the first entry of the pipeline's default outputs for the mode that can run
+ * now, a random seed, the pipeline's negative prompt) and reserves a queue
+ * place for each output config, writing nothing. Output configs the request
+ * names are taken as they are, never replaced. Throws PIPELINE_NOT_FOUND and
+ * OUTPUT_CONFIG_NOT_FOUND (404), BACKEND_UNAVAILABLE and QUEUE_FULL (503,
+ * with retryAfterSeconds) when nothing can run; a refused request keeps no place.
  */
-export function prepareRun (input: ExecuteRequest, pipelines: Map<string, PipelineDefinition>, backends: Pick<BackendRegistry, 'resolve'>): PreparedRun {
+export function prepareRun (input: ExecuteRequest, pipelines: Map<string, PipelineDefinition>, backends: OutputResolver): PreparedRun {
   const pipeline = pipelines.get(input.schema)
   if (pipeline === undefined) throw new PipelineNotFoundError(input.schema.slice(0, 100))
   const mode = input.execution_mode ?? 'eco'
-  const names = input.output_configs ?? pipeline.default_outputs[mode]
   const aspectRatio = input.aspect_ratio ?? null
-  const resolved = names.map((name) => backends.resolve(name))
-  const outputs: PlannedOutput[] = []
-  const release = (): void => { for (const output of outputs) output.reservation.release() }
-  try {
-    for (const { config, backend, queue } of resolved) {
-      const { width, height } = outputSize(config, aspectRatio)
-      outputs.push({ config, backend, width, height, reservation: queue.reserve() })
-    }
-  } catch (err) {
-    release()
-    throw err
-  }
+  const { outputs, choices } = input.output_configs === undefined
+    ? planDefaults(pipeline, mode, aspectRatio, backends)
+    : { outputs: planOutputs(input.output_configs, aspectRatio, backends), choices: { source: 'request' as const, chosen: input.output_configs, skipped: [] } }
   return {
     request: {
       schema: pipeline.name,
@@ -93,12 +92,55 @@ export function prepareRun (input: ExecuteRequest, pipelines: Map<string, Pipeli
       // Per request, never shared: a seed is part of what a child made.
       seed: input.seed ?? randomInt(0, 2 ** 32),
       aspect_ratio: aspectRatio,
-      negative_prompt: input.negative_prompt ?? pipeline.negative_prompt ?? ''
+      negative_prompt: input.negative_prompt ?? pipeline.negative_prompt ?? '',
+      output_choices: choices
     },
     pipeline,
     outputs,
-    release
+    release: () => { releaseAll(outputs) }
   }
+}
+
+/** The first entry of the mode's preference list that can run now, with its places taken, and the entries passed over. */
+function planDefaults (pipeline: PipelineDefinition, mode: ExecutionMode, aspectRatio: AspectRatio | null, backends: OutputResolver): { outputs: PlannedOutput[], choices: OutputChoices } {
+  const skipped: SkippedOutput[] = []
+  for (const entry of outputPreferences(pipeline.default_outputs[mode])) {
+    const skip = unavailableEntry(entry, backends)
+    if (skip !== null) {
+      skipped.push(skip)
+      continue
+    }
+    try {
+      return { outputs: planOutputs(entry, aspectRatio, backends), choices: { source: 'default_outputs', chosen: entry, skipped } }
+    } catch (err) {
+      // Two configs of one entry on the same backend may find room for one place and not for both.
+      if (!(err instanceof QueueFullError)) throw err
+      const config = entry.find((name) => backends.resolve(name).config.backend === err.backend)!
+      skipped.push({ output_configs: entry, config, backend: err.backend, reason: 'queue_full', detail: err.message })
+    }
+  }
+  throw noOutputCanRun(pipeline.name, mode, skipped, (backend) => backends.queue(backend).retryAfterSeconds)
+}
+
+/** Every named config with its queue place taken, or none: a refusal gives back the places already taken. */
+function planOutputs (names: readonly string[], aspectRatio: AspectRatio | null, backends: OutputResolver): PlannedOutput[] {
+  const resolved = names.map((name) => backends.resolve(name))
+  const outputs: PlannedOutput[] = []
+  try {
+    for (const { config, backend, queue } of resolved) {
+      const { width, height } = outputSize(config, aspectRatio)
+      const noteResult = (error: unknown): void => { backends.noteGeneration(backend.name, error) }
+      outputs.push({ config, backend, width, height, reservation: queue.reserve(), noteResult })
+    }
+  } catch (err) {
+    releaseAll(outputs)
+    throw err
+  }
+  return outputs
+}
+
+function releaseAll (outputs: readonly PlannedOutput[]): void {
+  for (const output of outputs) output.reservation.release()
 }
 
 /**
@@ -120,8 +162,8 @@ export function outputSize (config: Pick<OutputConfig, 'defaults'>, aspectRatio:
 /** Every default output of every pipeline must name an output config, or the service does not start. */
 export function checkDefaultOutputs (pipelines: Map<string, PipelineDefinition>, backends: Pick<BackendRegistry, 'hasOutputConfig'>, pipelinesDir: string): void {
   for (const pipeline of pipelines.values()) {
-    for (const [mode, names] of Object.entries(pipeline.default_outputs)) {
-      const unknown = names.find((name) => !backends.hasOutputConfig(name))
+    for (const [mode, outputs] of Object.entries(pipeline.default_outputs)) {
+      const unknown = outputPreferences(outputs).flat().find((name) => !backends.hasOutputConfig(name))
       if (unknown !== undefined) {
         throw new PipelineDefinitionError(join(pipelinesDir, `${pipeline.name}.json`), `default_outputs.${mode}: no output config named ${unknown}`)
       }

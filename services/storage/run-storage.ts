@@ -2,6 +2,7 @@ import { FileNotFoundError, InvalidStatusTransitionError, MediaNotFoundError, Me
 import { LruCache } from '../cache/lru.js'
 import type { Readable } from 'node:stream'
 import type { MediaType } from '../../schemas/media.js'
+import type { OutputChoices } from '../../schemas/output-choices.js'
 import type { ErrorRecord, MediaOutput, MediaSourceRecord, RunMetadata, RunStatus, StageRecord } from '../../schemas/run.js'
 import { BlobExistsError, BlobNotFoundError, UnsyncedWriteError, type BlobFile, type BlobStore, type ByteRange } from './blob/blob-store.js'
 import type { MediaIngester, MediaInput, StagedFile } from './ingest.js'
@@ -23,6 +24,8 @@ export interface CreateRunInput {
   user_id?: string | null
   safety_level?: string | null
   seed?: number | null
+  /** which output configs a pipeline run got and why those preferred were passed over */
+  output_choices?: OutputChoices
 }
 
 export type NewErrorRecord = Omit<ErrorRecord, 'at'> & { at?: string }
@@ -141,6 +144,7 @@ export class RunStorage {
       input_text: input.input_text,
       transformed_text: null,
       ...(input.seed === undefined ? {} : { seed: input.seed }),
+      ...(input.output_choices === undefined ? {} : { output_choices: input.output_choices }),
       stages: [],
       outputs: [],
       errors: []

@@ -93,7 +93,8 @@ t.test('a German prompt, end to end with the builtin providers: translated, tran
 })
 
 t.test('the body: defaults, unknown fields ignored, bad values refused; unknown names 404 and unusable backends 503, nothing written', async (t) => {
-  const { app, runsDir } = await setup(t)
+  const cloudOnly = await pipelineLike('cloud_only', (p) => { p.default_outputs.fast = ['gpt_image', 'openrouter_image'] })
+  const { app, runsDir } = await setup(t, {}, [cloudOnly])
   const extra = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'a cat', output_configs: ['tiny_image'], frontend_version: '2.1', prompt_id: 'x' } })
   t.equal(extra.statusCode, 200, 'fields it does not know are ignored')
   t.equal(extra.json().seed, (await readJson(join(runsDir, extra.json().run_id, 'metadata.json'))).seed)
@@ -136,10 +137,15 @@ t.test('the body: defaults, unknown fields ignored, bad values refused; unknown 
     t.same(Object.keys(res.json()).sort(), ['code', 'error', 'message', 'statusCode'])
     t.match(res.json(), { statusCode: 404, error: 'Not Found', code })
   }
-  for (const payload of [{ schema: 'dada', input_text: 'a cat', execution_mode: 'fast' }, { schema: 'dada', input_text: 'a cat', output_configs: ['sd35_large'] }]) {
+  const unusable = [
+    [{ schema: 'dada', input_text: 'a cat', output_configs: ['sd35_large'] }, 'backend comfyui is not available: COMFYUI_URL is not set'],
+    [{ schema: 'cloud_only', input_text: 'a cat', execution_mode: 'fast' }, 'nothing the cloud_only pipeline makes in fast mode can run now: ' +
+      'gpt_image (not_configured: OPENAI_API_KEY is not set); openrouter_image (not_configured: OPENROUTER_API_KEY is not set)']
+  ] as const
+  for (const [payload, message] of unusable) {
     const res = await app.inject({ method: 'POST', url: EXECUTE, payload })
     t.equal(res.statusCode, 503)
-    t.match(res.json(), { statusCode: 503, code: 'BACKEND_UNAVAILABLE', message: /OPENAI_API_KEY|COMFYUI_URL|not available/ })
+    t.same(res.json(), { statusCode: 503, error: 'Service Unavailable', code: 'BACKEND_UNAVAILABLE', message })
     t.notOk(res.headers['retry-after'], 'waiting does not help an unconfigured backend')
   }
   t.equal((await app.storage.listRunIds()).length, before, 'nothing was written for any of them')
@@ -255,12 +261,26 @@ t.test('GET /api/schema/pipelines lists pipelines and output configs with availa
   t.equal(res.statusCode, 200)
   const list = res.json()
   t.same(list.pipelines.map((p: any) => p.name), ['bauhaus', 'dada', 'fairytale', 'futurism'])
+  const notConfigured = (configs: string[], backend: string, detail: string) => ({ output_configs: configs, config: configs[0], backend, reason: 'not_configured', detail })
+  const comfyui = notConfigured(['sd35_large'], 'comfyui', 'COMFYUI_URL is not set')
+  const openai = notConfigured(['gpt_image'], 'openai', 'OPENAI_API_KEY is not set')
+  const openrouter = notConfigured(['openrouter_image'], 'openrouter', 'OPENROUTER_API_KEY is not set')
   t.same(list.pipelines.find((p: any) => p.name === 'dada'), {
     name: 'dada',
     title: 'Dada',
     description: 'Collage, chance and joyful nonsense, as in Zurich and Berlin around 1916–1922 (Hannah Höch, Kurt Schwitters, Hans Arp).',
-    default_outputs: { eco: ['builtin_image'], fast: ['gpt_image'], ultra: ['gpt_image', 'openrouter_image'] }
-  })
+    default_outputs: {
+      eco: ['sd35_large', 'builtin_image'],
+      fast: ['gpt_image', 'openrouter_image', 'builtin_image'],
+      ultra: [['gpt_image', 'openrouter_image'], 'gpt_image', 'openrouter_image', 'sd35_large', 'builtin_image']
+    },
+    output_choices: {
+      eco: { source: 'default_outputs', chosen: ['builtin_image'], skipped: [comfyui] },
+      fast: { source: 'default_outputs', chosen: ['builtin_image'], skipped: [openai, openrouter] },
+      ultra: { source: 'default_outputs', chosen: ['builtin_image'], skipped: [{ ...openai, output_configs: ['gpt_image', 'openrouter_image'] }, openai, openrouter, comfyui] }
+    }
+  }, 'no key and no URL: every mode makes its picture with the builtin generator, and says what it passed over')
+  t.same(list.pipelines.find((p: any) => p.name === 'fairytale').output_choices.ultra.chosen, ['builtin_image', 'builtin_audio'], 'a group runs together')
   const configs = Object.fromEntries(list.output_configs.map((c: any) => [c.name, c]))
   t.same(configs.builtin_image, { name: 'builtin_image', description: configs.builtin_image.description, media_type: 'image', backend: 'builtin', available: true, unavailable_reason: null })
   t.match(configs.builtin_audio, { media_type: 'audio', available: true })

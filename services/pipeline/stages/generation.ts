@@ -54,6 +54,9 @@ async function generate (context: RunContext, planned: PlannedOutput): Promise<v
         onStored: async (output) => { await context.addStored(output) }
       })
     })
+    // A backend that ends without media must not end as a success without a picture.
+    const failure = stored.error ?? (stored.outputs.length === 0 ? new BackendFailedError(backend.name, 'it finished without any media') : null)
+    planned.noteResult(failure)
     const filenames = stored.outputs.map((o) => o.filename)
     const configuredModel = typeof config.params.model === 'string' ? config.params.model : null
     const report: StepReport = {
@@ -71,9 +74,7 @@ async function generate (context: RunContext, planned: PlannedOutput): Promise<v
         outputs: stored.outputs.map((o) => ({ index: o.index, filename: o.filename, type: o.type }))
       }
     }
-    if (stored.error !== null) return { ...report, status: isRefusal(stored.error) ? 'blocked' : 'failed', error: stored.error }
-    // A backend that ends without media must not end as a success without a picture.
-    if (stored.outputs.length === 0) return { ...report, error: new BackendFailedError(backend.name, 'it finished without any media') }
+    if (failure !== null) return { ...report, status: isRefusal(failure) ? 'blocked' : 'failed', error: failure }
     return report
   }, { config: config.name, media_type: config.media_type })
 }

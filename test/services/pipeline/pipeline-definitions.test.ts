@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { BuiltinSafetyChecker } from '../../../services/pipeline/builtin-safety.js'
-import { loadPipelines } from '../../../services/pipeline/pipeline-definitions.js'
+import { loadPipelines, outputPreferences } from '../../../services/pipeline/pipeline-definitions.js'
 
 const configDir = join(import.meta.dirname, '../../../configs/pipelines')
 
@@ -23,7 +23,10 @@ t.test('the shipped pipelines load', async (t) => {
   for (const pipeline of pipelines.values()) {
     t.ok(pipeline.instruction.length > 50, `${pipeline.name} has an instruction`)
     t.ok(pipeline.builtin.vocabulary.length >= 8)
-    t.same(pipeline.default_outputs.eco, ['builtin_image'], 'eco works on a fresh clone')
+    for (const mode of ['eco', 'fast', 'ultra'] as const) {
+      t.same(outputPreferences(pipeline.default_outputs[mode]).at(-1)!.filter((name) => name.startsWith('builtin_')).length > 0, true, `${pipeline.name} ${mode} ends in the builtin generator: it works on a fresh clone`)
+    }
+    t.same(outputPreferences(pipeline.default_outputs.eco)[0], ['sd35_large'], 'eco takes ComfyUI first')
   }
 })
 
@@ -56,7 +59,10 @@ t.test('broken files name the file and the field', async (t) => {
     ['wrong type', (p) => { p.builtin.vocabulary = 'words'; return p }, /builtin\.vocabulary: Expected array/],
     ['empty entry', (p) => { p.builtin.vocabulary[2] = ''; return p }, /builtin\.vocabulary\[2\]: Expected string length greater or equal to 1/],
     ['unknown field', (p) => { p.colour = 'red'; return p }, /colour: Unexpected property/],
-    ['no outputs', (p) => { p.default_outputs.fast = []; return p }, /default_outputs\.fast: Expected array length/],
+    ['no outputs', (p) => { p.default_outputs.fast = []; return p }, /default_outputs\.fast: Expected an output config's name, or a non-empty list in order of preference/],
+    ['an empty group', (p) => { p.default_outputs.fast = [[]]; return p }, /default_outputs\.fast: Expected an output config's name, or a non-empty list in order of preference/],
+    ['a config twice in a group', (p) => { p.default_outputs.fast = [['gpt_image', 'gpt_image']]; return p }, /default_outputs\.fast: Expected an output config's name, or a non-empty list in order of preference/],
+    ['not a name', (p) => { p.default_outputs.fast = 3; return p }, /default_outputs\.fast: Expected an output config's name, or a non-empty list in order of preference/],
     ['name differs from file', (p) => { p.name = 'dadaism'; return p }, /name: "dadaism" must equal the file name "dada"/],
     ['template without prompt', (p) => { p.builtin.template = 'something {vocabulary}'; return p }, /builtin\.template: must contain \{prompt\}/],
     ['unknown placeholder', (p) => { p.builtin.template = '{prompt} in {style}'; return p }, /builtin\.template: unknown placeholder \{style\}/],

@@ -165,6 +165,7 @@ t.test('a run is created running (one write: nothing runs it in between), then c
   t.same(events.map((e) => e.type === 'stage_started' || e.type === 'stage_completed' ? `${e.type}:${e.data.stage}` : e.type), EVENTS_OF_ONE_OUTPUT)
   t.same(events[0]!.data, {
     run_id: metadata.run_id, schema: 'dada', execution_mode: 'eco', safety_level: 'kids', seed: 42, output_configs: ['tiny_image'],
+    output_choices: { source: 'request', chosen: ['tiny_image'], skipped: [] },
     stages: ['pre_interception', 'interception', 'pre_output_safety', 'generation']
   })
   t.same(events.find((e) => e.type === 'media_stored')!.data, answer.media_output)
@@ -215,7 +216,7 @@ t.test('validation comes before anything is written: 404 and 503, queue places g
   t.throws(() => runner.prepare({ schema: 'cubism', input_text: 'x' }), { code: 'PIPELINE_NOT_FOUND', statusCode: 404 })
   t.throws(() => runner.prepare({ schema: 'dada', input_text: 'x', output_configs: ['nope'] }), { code: 'OUTPUT_CONFIG_NOT_FOUND', statusCode: 404 })
   t.throws(() => runner.prepare({ schema: 'dada', input_text: 'x', output_configs: ['tiny_image', 'sd35_large'] }), { code: 'BACKEND_UNAVAILABLE', statusCode: 503, message: /comfyui/ })
-  t.throws(() => runner.prepare({ schema: 'dada', input_text: 'x', execution_mode: 'fast' }), { code: 'BACKEND_UNAVAILABLE' }, 'fast defaults to gpt_image, not registered here')
+  t.throws(() => runner.prepare({ schema: 'dada', input_text: 'x', output_configs: ['gpt_image'] }), { code: 'BACKEND_UNAVAILABLE' }, 'a named config is never replaced by another')
 
   // Two places on one backend (one running, one waiting); a third is refused, and the refused request keeps none.
   const a = runner.prepare({ schema: 'dada', input_text: 'x', output_configs: ['gated_image'] })
@@ -340,7 +341,7 @@ t.test('stages are added once, and run in the order they were added', async (t) 
   t.equal(answer.transformed_text, null)
   t.equal(answer.final_output, 'a cat')
   t.same(runner.listPipelines().map((p) => p.name), ['bauhaus', 'dada', 'fairytale', 'futurism'])
-  t.same(runner.listPipelines().find((p) => p.name === 'dada')!.default_outputs.eco, ['builtin_image'])
+  t.same(runner.listPipelines().find((p) => p.name === 'dada')!.default_outputs.eco, ['sd35_large', 'builtin_image'])
 })
 
 t.test('close(): runs still going are stopped and recorded as failed; new ones are refused', async (t) => {
@@ -398,11 +399,15 @@ t.test('outputSize: the config\'s size, or the aspect ratio at about the same ar
 t.test('checkDefaultOutputs names the pipeline file and the mode', async (t) => {
   const pipelines = await loadPipelines(new URL('pipelines', CONFIGS).pathname)
   const dada = pipelines.get('dada') as PipelineDefinition
-  const known = new Set(['builtin_image', 'builtin_audio', 'gpt_image', 'openrouter_image'])
+  const known = new Set(['builtin_image', 'builtin_audio', 'gpt_image', 'openrouter_image', 'sd35_large'])
   t.doesNotThrow(() => { checkDefaultOutputs(pipelines, { hasOutputConfig: (n) => known.has(n) }, '/configs/pipelines') })
   const broken = new Map([['dada', { ...dada, default_outputs: { ...dada.default_outputs, fast: ['gpt_imag'] } }]])
   t.throws(() => { checkDefaultOutputs(broken, { hasOutputConfig: (n) => known.has(n) }, '/configs/pipelines') }, {
     code: 'INVALID_PIPELINE_DEFINITION',
     message: 'pipeline file /configs/pipelines/dada.json is invalid: default_outputs.fast: no output config named gpt_imag'
   })
+  const inGroup = new Map([['dada', { ...dada, default_outputs: { ...dada.default_outputs, ultra: [['gpt_image', 'sd35_larg'], 'builtin_image'] } }]])
+  t.throws(() => { checkDefaultOutputs(inGroup, { hasOutputConfig: (n) => known.has(n) }, '/configs/pipelines') }, { message: /default_outputs\.ultra: no output config named sd35_larg$/ }, 'a name inside a group too')
+  const single = new Map([['dada', { ...dada, default_outputs: { ...dada.default_outputs, eco: 'builtin_imag' } }]])
+  t.throws(() => { checkDefaultOutputs(single, { hasOutputConfig: (n) => known.has(n) }, '/configs/pipelines') }, { message: /default_outputs\.eco: no output config named builtin_imag$/ }, 'and a single name')
 })
