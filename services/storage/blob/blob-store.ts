@@ -40,6 +40,10 @@ export interface BlobStore {
    * (metadata.json) makes the others count. None is put in place before the
    * `alongside` writes settle (a staged media file's flush to disk).
    * UnsyncedWriteError: in place, durability unknown; nothing may be undone.
+   * A store shared by several processes writes metadata.json only over the
+   * version it last read or wrote for this run; BlobConflictError when
+   * another writer came between (nothing of metadata.json changed: read it
+   * again and apply the change to what is there now).
    */
   writeFiles: (runId: string, files: readonly BlobFile[], alongside?: ReadonlyArray<Promise<void>>) => Promise<void>
 
@@ -64,6 +68,13 @@ export interface BlobStore {
 
   /** The content (or an inclusive byte range of it) as a stream; BlobNotFoundError when there is none. */
   open: (runId: string, name: string, range?: ByteRange) => Promise<Readable>
+
+  /**
+   * A URL from which a client may fetch the file itself for a while (a
+   * presigned URL of an object store), answering with these headers; null
+   * when the store serves no such URLs and the bytes come through the service.
+   */
+  directUrl: (runId: string, name: string, headers: DirectUrlHeaders) => Promise<string | null>
 
   /** Size and time of a file, or null when there is none. */
   stat: (runId: string, name: string) => Promise<BlobStat | null>
@@ -123,6 +134,12 @@ export interface TrashedRun {
   deletedAt: Date
 }
 
+export interface DirectUrlHeaders {
+  contentType: string
+  contentDisposition: string
+  cacheControl: string
+}
+
 export type BlobFile = readonly [name: string, data: string | Buffer]
 
 /** Inclusive, like HTTP's Range. */
@@ -159,6 +176,15 @@ export class BlobExistsError extends Error {
   constructor (runId: string, name?: string) {
     super(name === undefined ? `run ${runId} exists already` : `run ${runId} already has a file ${name}`)
     this.name = 'BlobExistsError'
+  }
+}
+
+/** metadata.json changed since this store last read or wrote it: another process wrote the run meanwhile. */
+export class BlobConflictError extends Error {
+  readonly code = 'BLOB_CONFLICT'
+  constructor (runId: string, cause?: unknown) {
+    super(`run ${runId} was written by another process meanwhile`, { cause })
+    this.name = 'BlobConflictError'
   }
 }
 

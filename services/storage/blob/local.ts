@@ -5,6 +5,7 @@ import type { Readable } from 'node:stream'
 import { isRunId } from '../run-id.js'
 import { BlobExistsError, BlobNotFoundError, UnsyncedWriteError, type BlobFile, type BlobSpace, type BlobStat, type BlobStore, type ByteRange, type StagedBlob, type TrashedRun } from './blob-store.js'
 import { writingToDisk } from '../disk-errors.js'
+import { byTrashTime, fileName, parseTrashEntry, trashEntryName } from './trash-entry.js'
 import { TEMP_PREFIX, fsyncPath, isOwnTemp, linkWithoutOverwrite, newTempTag, settleAll, tempName, writeFileSynced, writeFilesDurably } from './durable-fs.js'
 
 // The crash sweep reads which files a run lists; the run records own the format.
@@ -14,8 +15,6 @@ const WRITE_PROBE_BYTES = 4096
 // Trashed runs wait in the storage root's own file system, so that going in and coming back are one rename each.
 // Not a run id and not a temp name: neither listRuns nor the crash sweep takes it for anything of theirs.
 const TRASH_DIR = '.trash'
-// `<run_id>@<when, e.g. 20261203T101500123Z>`: the time is in the entry's name, so the folder stays as it was.
-const TRASH_ENTRY = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})@(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z$/i
 
 /**
  * Runs as folders on the local disk: `<root>/<run_id>/<file>`. Folders appear
@@ -132,6 +131,11 @@ export class LocalBlobStore implements BlobStore {
     return stream
   }
 
+  async directUrl (): Promise<null> {
+    // The bytes of a run folder are reachable through the service only.
+    return null
+  }
+
   async stat (runId: string, name: string): Promise<BlobStat | null> {
     try {
       const info = await stat(this.#path(runId, name))
@@ -188,7 +192,7 @@ export class LocalBlobStore implements BlobStore {
     return names.flatMap((name) => {
       const entry = parseTrashEntry(name)
       return entry === null ? [] : [entry]
-    }).sort((a, b) => b.deletedAt.getTime() - a.deletedAt.getTime() || (a.runId < b.runId ? 1 : -1))
+    }).sort(byTrashTime)
   }
 
   async readTrashed (entry: TrashedRun, name: string): Promise<Buffer> {
@@ -255,9 +259,9 @@ export class LocalBlobStore implements BlobStore {
     return join(this.#dir(runId), fileName(name))
   }
 
-  #trashPath ({ runId, deletedAt }: TrashedRun): string {
-    // 2026-12-03T10:15:00.123Z → 20261203T101500123Z: no colons, and it still sorts by time
-    return join(this.root, TRASH_DIR, `${checkedRunId(runId)}@${deletedAt.toISOString().replace(/[-:.]/g, '')}`)
+  #trashPath (entry: TrashedRun): string {
+    checkedRunId(entry.runId)
+    return join(this.root, TRASH_DIR, trashEntryName(entry))
   }
 }
 
@@ -266,22 +270,6 @@ function checkedRunId (runId: string): string {
   return runId
 }
 
-/** A trash entry's run and time, from its name; null for anything else in the folder. */
-function parseTrashEntry (name: string): TrashedRun | null {
-  const match = TRASH_ENTRY.exec(name)
-  if (match === null) return null
-  const [, runId, year, month, day, hours, minutes, seconds, millis] = match
-  const deletedAt = new Date(`${year}-${month}-${day}T${hours}:${minutes}:${seconds}.${millis}Z`)
-  return Number.isNaN(deletedAt.getTime()) ? null : { runId: runId!, deletedAt }
-}
-
-function fileName (name: string): string {
-  // Names come from metadata the service wrote; a separator would leave the run's folder.
-  if (name === '' || name.includes('/') || name.includes('\\') || name === '.' || name === '..') {
-    throw new TypeError(`not a file name: ${JSON.stringify(name).slice(0, 80)}`)
-  }
-  return name
-}
 
 /** After a folder was renamed from one place to another: both sides synced, or UnsyncedWriteError (it has moved, nothing may be undone). */
 async function syncMove (from: string, to: string, what: string): Promise<void> {
