@@ -30,6 +30,8 @@ export const ConfigSchema = Type.Object({
   OVERLOAD_SAMPLE_INTERVAL_MS: Type.Integer({ default: 1000, minimum: 10, description: 'how often the event loop is measured for the OVERLOAD_MAX_* checks' }),
   OVERLOAD_RETRY_AFTER_SECONDS: Type.Integer({ default: 10, minimum: 1, description: 'Retry-After of a 503 SERVICE_OVERLOADED answer' }),
   CONFIGS_DIR: Type.String({ default: './configs', description: 'data folder with pipelines/*.json and outputs/*.json' }),
+  AUTO_EXPORT_FORMATS: Type.String({ default: '', pattern: '^\\s*((csv|xlsx|html|pdf|zip)\\s*(,\\s*(csv|xlsx|html|pdf|zip)\\s*)*)?$', description: 'what is written into EXPORT_DIR/<YYYY-MM-DD>/<run_id>/ when a run ends (completed, failed or blocked), a comma list of csv, xlsx, html, pdf (runs.csv, runs.xlsx, index.html with the run folder, report.pdf: the views of GET /api/exports for that one run) and zip (<run_id>.zip: the run folder and the views named); empty: no auto export' }),
+  EXPORT_DIR: Type.String({ default: './exports', description: 'folder the auto export writes into (AUTO_EXPORT_FORMATS); unfinished exports are noted in its .pending folder and done again at the next start' }),
   TRASH_DAYS: Type.Integer({ default: 30, minimum: 0, description: 'days a deleted run stays restorable in the trash (RUNS_DIR/.trash) before emptying the trash removes it; 0: DELETE removes a run at once, with no way back' }),
 
   COMFYUI_URL: Type.Optional(Type.String({ pattern: HTTP_URL, description: 'ComfyUI server, e.g. http://gpu-host:8188; the ComfyUI output configs are unavailable without it' })),
