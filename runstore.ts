@@ -3,6 +3,7 @@ import { join, relative, resolve, sep } from 'node:path'
 import type { BaseLogger } from 'pino'
 import { listSetting, type Config } from './config.js'
 import { createBackends } from './services/backends/create-backends.js'
+import { AutoExport, autoExportFormats } from './services/export/auto-export.js'
 import { RunExporter } from './services/export/export-archive.js'
 import type { BackendRegistry } from './services/backends/registry.js'
 import { FetchPolicy } from './services/http/address-policy.js'
@@ -68,6 +69,8 @@ export interface Runstore {
   readonly thumbnails: Thumbnails
   /** bulk exports: the selected runs' folders with a table, a gallery and a report, as one ZIP stream */
   readonly exporter: RunExporter
+  /** each run's export written into EXPORT_DIR when it ends (AUTO_EXPORT_FORMATS); null when off */
+  readonly autoExport: AutoExport | null
   readonly backends: BackendRegistry
   readonly pipeline: PipelineRunner
   /**
@@ -91,6 +94,8 @@ export interface StartupReport {
   removed: string[]
   /** the index's catch-up with the store, with the journal read at start */
   index: ReconcileReport
+  /** auto exports a stopped process had not finished, queued again */
+  pendingExports: string[]
 }
 
 const SILENT: Logger = { info () {}, warn () {}, error () {} }
@@ -184,6 +189,7 @@ export async function createRunstore (config: Config, options: { logger?: Logger
   let metrics: RunstoreMetrics | undefined
   let lock: StoreLock | undefined
   let maintenance: MaintenanceSchedule | undefined
+  let autoExport: AutoExport | null = null
   let closed = false
   // Runs still going are stopped and recorded first (their last writes reach the index), then what they used.
   const close = async (): Promise<void> => {
@@ -192,6 +198,8 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     await maintenance?.close()
     metrics?.close()
     await pipeline?.close()
+    // after the pipeline: the runs it stopped have ended and are noted for export
+    await autoExport?.close()
     await backends.close()
     await index?.close()
     await lock?.release()
@@ -256,7 +264,19 @@ export async function createRunstore (config: Config, options: { logger?: Logger
         if (result !== 'ok') logger.error({ path: indexPath, found: result.slice(0, 500) }, 'the run index file is damaged: the next start builds it again (or run `runstore reindex` with the service stopped)')
       }, (err: unknown) => { logger.error({ err, path: indexPath }, 'the run index file could not be checked') })
     }
+    const exporter = new RunExporter({ storage, index: runIndex })
+    const exportFormats = autoExportFormats(config.AUTO_EXPORT_FORMATS)
+    if (exportFormats.length > 0) {
+      autoExport = new AutoExport({ exporter, storage, dir: config.EXPORT_DIR, formats: exportFormats, logger })
+      autoExport.subscribe(events)
+    }
     const startup = (async (): Promise<StartupReport> => {
+      // First: the runs that finishInterruptedRuns ends below are noted after these, and exported too.
+      const pendingExports = await autoExport?.resumePending().catch((err: unknown) => {
+        logger.error({ err, dir: config.EXPORT_DIR }, 'the auto exports a stopped process left could not be read; the next start tries again')
+        return []
+      }) ?? []
+      if (pendingExports.length > 0) logger.warn({ count: pendingExports.length }, 'auto exports a stopped process had not finished are done again')
       const [swept, report] = await Promise.all([
         sweep.catch((err: unknown) => {
           logger.error({ err }, 'the crash sweep of the store failed; the next start tries again')
@@ -273,17 +293,16 @@ export async function createRunstore (config: Config, options: { logger?: Logger
       logReconcile(logger, indexReport)
       // Found through the index, so once it is complete (a build lacks most runs before).
       if (!closed) await finishInterrupted().catch((err: unknown) => { logger.error({ err }, 'runs left running by a stopped process could not be ended') })
-      return { removed: swept.removed, index: indexReport }
+      return { removed: swept.removed, index: indexReport, pendingExports }
     })()
     let startupDone = false
     void startup.finally(() => { startupDone = true })
 
     metrics = new RunstoreMetrics({ events, backends, index: runIndex, blobs, logger })
-    const exporter = new RunExporter({ storage, index: runIndex })
     maintenance = new MaintenanceSchedule({ intervalHours: config.MAINTENANCE_INTERVAL_HOURS, work: async () => { await runMaintenance(archives, logger) }, logger })
     maintenance.start()
 
-    return { config, logger, fetchPolicy, blobs, events, storage, trash, archives, maintenance, index: runIndex, mediaDelivery, thumbnails, exporter, backends, pipeline, startup, startupDone: () => startupDone, interruptedRuns, metrics, close }
+    return { config, logger, fetchPolicy, blobs, events, storage, trash, archives, maintenance, index: runIndex, mediaDelivery, thumbnails, exporter, autoExport, backends, pipeline, startup, startupDone: () => startupDone, interruptedRuns, metrics, close }
   } catch (err) {
     await close()
     throw err

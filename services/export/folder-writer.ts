@@ -1,4 +1,5 @@
-import { mkdir, open } from 'node:fs/promises'
+import { createWriteStream } from 'node:fs'
+import { mkdir, utimes } from 'node:fs/promises'
 import { dirname, relative, resolve, sep } from 'node:path'
 import { Readable, Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
@@ -73,18 +74,16 @@ export class FolderWriter implements ExportSink {
     if (inside === '' || inside.startsWith('..' + sep) || inside === '..') throw new Error(`an export entry outside its folder: ${JSON.stringify(name)}`)
     await this.#mkdirs(dirname(path))
     const source = this.#source = await openSource()
-    const handle = await open(path, 'wx')
     try {
       let bytes = 0
       const counted = new Transform({ transform (chunk: Buffer, _encoding, callback) { bytes += chunk.length; callback(null, chunk) } })
-      await pipeline(source, counted, handle.createWriteStream({ autoClose: false }))
+      await pipeline(source, counted, createWriteStream(path, { flags: 'wx' }))
       if (options.size !== undefined && bytes !== options.size) throw new Error(`${name}: ${bytes} bytes read, ${options.size} expected`)
-      await handle.utimes(options.mtime, options.mtime)
-      await handle.sync()
     } finally {
       this.#source = undefined
-      await handle.close()
     }
+    await utimes(path, options.mtime, options.mtime)
+    await fsyncPath(path)
   }
 
   async #mkdirs (dir: string): Promise<void> {

@@ -1,9 +1,10 @@
-import type { MediaOutput, RunMetadata } from '../../schemas/run.js'
+import type { MediaOutput, RunMetadata, RunStatus } from '../../schemas/run.js'
 
 /** What subscribers hear once a change is durable in the store. */
 export type RunEvent =
   | { type: 'run.created', run_id: string, metadata: RunMetadata }
-  | { type: 'run.updated', run_id: string, metadata: RunMetadata }
+  /** previous_status: the status before this write (a run ended when it moves from one that is not final to one that is) */
+  | { type: 'run.updated', run_id: string, metadata: RunMetadata, previous_status: RunStatus }
   /** follows the run.updated of the same write */
   | { type: 'output.added', run_id: string, metadata: RunMetadata, output: MediaOutput }
   | { type: 'run.deleted', run_id: string }

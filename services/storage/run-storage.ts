@@ -85,6 +85,11 @@ export interface WriteJournal {
 
 const TERMINAL: ReadonlySet<RunStatus> = new Set(['completed', 'failed', 'blocked'])
 
+/** Whether a run in this status has ended: its status never changes again. */
+export function isFinalStatus (status: RunStatus): boolean {
+  return TERMINAL.has(status)
+}
+
 /**
  * The run records: metadata.json and the rules it follows (status moves
  * forward only, outputs are only ever added, every write to one run is
@@ -479,7 +484,7 @@ export class RunStorage {
       next.updated_at = new Date().toISOString()
       const written = (): void => {
         this.#metadata.set(id, next)
-        this.#emit({ type: 'run.updated', run_id: id, metadata: next })
+        this.#emit({ type: 'run.updated', run_id: id, metadata: next, previous_status: current.status })
         onWritten?.(next)
       }
       await this.#journal?.begin(id)
