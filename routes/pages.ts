@@ -1,9 +1,10 @@
-import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyError, FastifyPluginAsync } from 'fastify'
 import compress from '@fastify/compress'
 import fastifyStatic from '@fastify/static'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { errorBody } from '../services/errors.js'
 
 /**
  * The folder of the pages. From the sources this file is routes/pages.ts and
@@ -48,6 +49,12 @@ const pageRoutes: FastifyPluginAsync<{ publicDir?: string }> = async (app, optio
       void reply.header('Cache-Control', path.endsWith('.html') ? HTML_CACHE : ASSET_CACHE)
       void reply.header('X-Content-Type-Options', 'nosniff')
     }
+  })
+  // A path that leaves the assets folder (send's 403, a malformed one's 400) is no asset: 404 in the
+  // contract's shape. Anything else goes on to the app's error handler.
+  app.setErrorHandler(async (err: FastifyError, request, reply) => {
+    if ((err.statusCode ?? 500) >= 500) throw err
+    return await reply.code(404).header('Cache-Control', 'no-store').send(errorBody(404, 'ASSET_NOT_FOUND', `no asset ${request.url.split('?')[0] ?? ''}`))
   })
   for (const [url, file] of Object.entries(PAGES)) {
     app.get(url, { schema: { hide: true } }, async (_request, reply) => await reply.sendFile(file, root))

@@ -123,7 +123,6 @@ function tile (run) {
   item.dataset.runId = run.run_id
   const button = document.createElement('button')
   button.type = 'button'
-  button.setAttribute('aria-label', t('gallery.open', { time: formatTime(run.timestamp), text: run.input_text }))
   const src = thumbnailOf(run)
   if (src !== null) {
     const img = document.createElement('img')
