@@ -32,6 +32,16 @@ export const ConfigSchema = Type.Object({
   CONFIGS_DIR: Type.String({ default: './configs', description: 'data folder with pipelines/*.json and outputs/*.json' }),
   TRASH_DAYS: Type.Integer({ default: 30, minimum: 0, description: 'days a deleted run stays restorable in the trash (RUNS_DIR/.trash) before emptying the trash removes it; 0: DELETE removes a run at once, with no way back' }),
 
+  STORAGE_DRIVER: Type.Union([Type.Literal('local'), Type.Literal('s3')], { default: 'local', description: 'where runs are stored: local (folders in RUNS_DIR) or s3 (an S3-compatible bucket; RUNS_DIR then holds only the index, the thumbnail cache and media on their way in)' }),
+  S3_BUCKET: Type.Optional(Type.String({ minLength: 3, description: 'bucket of the runs (STORAGE_DRIVER=s3; required there)' })),
+  S3_PREFIX: Type.String({ default: '', description: 'key prefix of the runs in the bucket (runs → runs/<run_id>/metadata.json); empty: the bucket\'s root' }),
+  S3_ENDPOINT: Type.Optional(Type.String({ pattern: HTTP_URL, description: 'endpoint of an S3-compatible server (MinIO, Ceph, Garage, a cloud\'s S3 API); AWS S3 when unset' })),
+  S3_REGION: Type.String({ default: 'us-east-1', description: 'region of the bucket (self-hosted servers mostly take any)' }),
+  S3_ACCESS_KEY_ID: Type.Optional(Type.String({ description: 'access key; with S3_SECRET_ACCESS_KEY, else the SDK\'s default chain (AWS_* variables, shared files, instance or container roles)' })),
+  S3_SECRET_ACCESS_KEY: Type.Optional(Type.String({ description: 'secret key belonging to S3_ACCESS_KEY_ID' })),
+  S3_FORCE_PATH_STYLE: Type.Boolean({ default: false, description: 'address the bucket in the path (http://host/bucket/key) instead of the host name; most self-hosted servers need true' }),
+  S3_MEDIA_REDIRECT: Type.Boolean({ default: false, description: 'media answers (without Range, conditional headers or ?width) redirect (302) to a presigned URL valid for 10 minutes, so the bytes come from the bucket or its CDN; clients must follow redirects' }),
+
   COMFYUI_URL: Type.Optional(Type.String({ pattern: HTTP_URL, description: 'ComfyUI server, e.g. http://gpu-host:8188; the ComfyUI output configs are unavailable without it' })),
   COMFYUI_TIMEOUT_MS: Type.Integer({ default: 600000, minimum: 1, description: 'longest a ComfyUI job may take, queueing and model loading included' }),
   COMFYUI_REQUEST_TIMEOUT_MS: Type.Integer({ default: 30000, minimum: 1, description: 'longest one ComfyUI request may wait (POST /prompt, a /history poll, the first bytes and each pause of a /view download)' }),
