@@ -38,6 +38,16 @@ export const ConfigSchema = Type.Object({
   RETENTION_DAYS: Type.Integer({ default: 0, minimum: 0, description: 'archives whose month ended more than this many days ago are removed for good when pruning (runstore prune, POST /api/maintenance/prune, the schedule), which also empties the trash of runs deleted more than TRASH_DAYS ago; 0: archives are kept for ever' }),
   MAINTENANCE_INTERVAL_HOURS: Type.Number({ default: 0, minimum: 0, maximum: 576, description: 'the service archives (ARCHIVE_AFTER_DAYS) and prunes (RETENTION_DAYS, the trash) every this many hours, the first time one interval after its start, never two at once; 0: only when asked (CLI, admin routes); at most 576 (24 days)' }),
 
+  STORAGE_DRIVER: Type.Union([Type.Literal('local'), Type.Literal('s3')], { default: 'local', description: 'where runs are stored: local (folders in RUNS_DIR) or s3 (an S3-compatible bucket; RUNS_DIR then holds only the index, the thumbnail cache and media on their way in)' }),
+  S3_BUCKET: Type.Optional(Type.String({ minLength: 3, description: 'bucket of the runs (STORAGE_DRIVER=s3; required there)' })),
+  S3_PREFIX: Type.String({ default: '', description: 'key prefix of the runs in the bucket (runs → runs/<run_id>/metadata.json); empty: the bucket\'s root' }),
+  S3_ENDPOINT: Type.Optional(Type.String({ pattern: HTTP_URL, description: 'endpoint of an S3-compatible server (MinIO, Ceph, Garage, a cloud\'s S3 API); AWS S3 when unset' })),
+  S3_REGION: Type.String({ default: 'us-east-1', description: 'region of the bucket (self-hosted servers mostly take any)' }),
+  S3_ACCESS_KEY_ID: Type.Optional(Type.String({ description: 'access key; with S3_SECRET_ACCESS_KEY, else the SDK\'s default chain (AWS_* variables, shared files, instance or container roles)' })),
+  S3_SECRET_ACCESS_KEY: Type.Optional(Type.String({ description: 'secret key belonging to S3_ACCESS_KEY_ID' })),
+  S3_FORCE_PATH_STYLE: Type.Boolean({ default: false, description: 'address the bucket in the path (http://host/bucket/key) instead of the host name; most self-hosted servers need true' }),
+  S3_MEDIA_REDIRECT: Type.Boolean({ default: false, description: 'media answers (without Range, conditional headers or ?width) redirect (302) to a presigned URL valid for 10 minutes, so the bytes come from the bucket or its CDN; clients must follow redirects' }),
+
   COMFYUI_URL: Type.Optional(Type.String({ pattern: HTTP_URL, description: 'ComfyUI server, e.g. http://gpu-host:8188; the ComfyUI output configs are unavailable without it' })),
   COMFYUI_TIMEOUT_MS: Type.Integer({ default: 600000, minimum: 1, description: 'longest a ComfyUI job may take, queueing and model loading included' }),
   COMFYUI_REQUEST_TIMEOUT_MS: Type.Integer({ default: 30000, minimum: 1, description: 'longest one ComfyUI request may wait (POST /prompt, a /history poll, the first bytes and each pause of a /view download)' }),

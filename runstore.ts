@@ -20,7 +20,7 @@ import { PreInterceptionStage } from './services/pipeline/stages/pre-interceptio
 import { PreOutputSafetyStage } from './services/pipeline/stages/pre-output-safety.js'
 import type { TextStep } from './services/pipeline/types.js'
 import type { BlobStore } from './services/storage/blob/blob-store.js'
-import { LocalBlobStore } from './services/storage/blob/local.js'
+import { createBlobStore } from './services/storage/blob/create-blob-store.js'
 import type { ReconcileReport, RunIndex, RunSource } from './services/storage/index/run-index.js'
 import { openRunIndex } from './services/storage/index/open-index.js'
 import { MediaIngester } from './services/storage/ingest.js'
@@ -116,7 +116,7 @@ export interface Store {
  */
 export function openStore (config: Config, options: { logger?: Logger, fetchPolicy?: FetchPolicy, journal?: WriteJournal } = {}): Store {
   const logger = options.logger ?? SILENT
-  const blobs = new LocalBlobStore(resolve(config.RUNS_DIR))
+  const blobs = createBlobStore(config)
   const events = new RunEvents({
     onListenerError: (err, event, listener) => { logger.error({ err, run_id: event.run_id, listener }, `${listener} missed a change`) }
   })

@@ -57,6 +57,7 @@ const mediaBytes = (types: readonly MediaType[], what: string, statusCode: 200 |
 export const deliveryAnswers = (types: readonly MediaType[], what: string) => ({
   200: mediaBytes(types, what, 200),
   206: mediaBytes(types, what, 206),
+  302: { description: 'with S3_MEDIA_REDIRECT: the bytes are at the presigned URL in Location (valid for 10 minutes; a Range is sent there again)', type: 'null' },
   304: { description: 'not modified (If-None-Match, If-Modified-Since)', type: 'null' },
   ...errorResponses(400, 404, 416)
 })

@@ -13,7 +13,7 @@ export interface DeliveryRequest {
 }
 
 export interface Delivery {
-  statusCode: 200 | 206 | 304
+  statusCode: 200 | 206 | 302 | 304
   /** shared between answers of the same output: read, never change */
   headers: HeaderValues
   body: Buffer | Readable | null
@@ -79,6 +79,15 @@ export class MediaDelivery {
       delete notModifiedHeaders['Content-Disposition']
       return { statusCode: 304, headers: notModifiedHeaders, body: null }
     }
+
+    // A store that hands out URLs of its own (S3_MEDIA_REDIRECT) serves the bytes, ranges too; the service only says where.
+    const direct = await this.#blobs.directUrl(runId, output.filename, {
+      contentType: String(headers['Content-Type']),
+      contentDisposition: String(headers['Content-Disposition']),
+      cacheControl: String(headers['Cache-Control'])
+    })
+    // Not cached on the way: the URL expires, the output's URL does not.
+    if (direct !== null) return { statusCode: 302, headers: { Location: direct, 'Cache-Control': 'private, no-store' }, body: null }
 
     const range = request.range !== undefined && rangeApplies(request.ifRange, headers)
       ? parseRange(request.range, size)

@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream'
 import type { MediaType } from '../../schemas/media.js'
 import type { OutputChoices } from '../../schemas/output-choices.js'
 import type { ErrorRecord, MediaOutput, MediaSourceRecord, RunMetadata, RunStatus, StageRecord } from '../../schemas/run.js'
-import { BlobExistsError, BlobNotFoundError, UnsyncedWriteError, type BlobFile, type BlobStore, type ByteRange } from './blob/blob-store.js'
+import { BlobConflictError, BlobExistsError, BlobNotFoundError, UnsyncedWriteError, type BlobFile, type BlobStore, type ByteRange } from './blob/blob-store.js'
 import type { MediaIngester, MediaInput, StagedFile } from './ingest.js'
 import { KeyedLock } from './keyed-lock.js'
 import { probeMediaFile, type MediaProbe } from './probe.js'
@@ -82,6 +82,9 @@ export interface WriteJournal {
   /** must not throw: a write never fails for its journal */
   begin: (runId: string) => Promise<void>
 }
+
+// Writers of one run on several instances take turns; past this many lost races the write fails rather than spin.
+const MAX_WRITE_ATTEMPTS = 8
 
 const TERMINAL: ReadonlySet<RunStatus> = new Set(['completed', 'failed', 'blocked'])
 
@@ -215,6 +218,7 @@ export class RunStorage {
   async finishInterrupted (runId: string, createdBefore: Date, error: NewErrorRecord): Promise<boolean> {
     let finished = false
     await this.#update(runId, (metadata) => {
+      finished = false
       if (metadata.status !== 'running' || Date.parse(metadata.timestamp) >= createdBefore.getTime()) return null
       metadata.status = 'failed'
       metadata.errors.push(stripInternal({ ...error, at: error.at ?? new Date().toISOString() }))
@@ -477,27 +481,34 @@ export class RunStorage {
     const { rollback, alongside, onWritten } = options
     const id = assertRunId(runId)
     return await this.#lock.run(id, async () => {
-      const current = await this.getMetadata(id)
-      const next = structuredClone(current)
-      const files = await mutate(next)
-      if (files === null) return current
-      next.updated_at = new Date().toISOString()
-      const written = (): void => {
-        this.#metadata.set(id, next)
-        this.#emit({ type: 'run.updated', run_id: id, metadata: next, previous_status: current.status })
-        onWritten?.(next)
+      let current = await this.getMetadata(id)
+      for (let attempt = 1; ; attempt++) {
+        const next = structuredClone(current)
+        const files = await mutate(next)
+        if (files === null) return current
+        next.updated_at = new Date().toISOString()
+        const written = (): void => {
+          this.#metadata.set(id, next)
+          this.#emit({ type: 'run.updated', run_id: id, metadata: next, previous_status: current.status })
+          onWritten?.(next)
+        }
+        await this.#journal?.begin(id)
+        try {
+          await this.blobs.writeFiles(id, [...files, [METADATA_FILE, serialise(next)]], alongside)
+        } catch (err) {
+          // metadata.json is already the new one: memory and the subscribers follow it, nothing is rolled back.
+          if (err instanceof UnsyncedWriteError) written()
+          else if (rollback !== undefined) await rollback()
+          // Another instance wrote the run meanwhile (a shared store): the change is applied again to what it wrote.
+          if (err instanceof BlobConflictError && attempt < MAX_WRITE_ATTEMPTS) {
+            current = await this.#readMetadata(id)
+            continue
+          }
+          throw err
+        }
+        written()
+        return next
       }
-      await this.#journal?.begin(id)
-      try {
-        await this.blobs.writeFiles(id, [...files, [METADATA_FILE, serialise(next)]], alongside)
-      } catch (err) {
-        // metadata.json is already the new one: memory and the subscribers follow it, nothing is rolled back.
-        if (err instanceof UnsyncedWriteError) written()
-        else if (rollback !== undefined) await rollback()
-        throw err
-      }
-      written()
-      return next
     })
   }
 

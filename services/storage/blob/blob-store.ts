@@ -30,7 +30,7 @@ export interface BlobStore {
   /**
    * Makes a new run with these files, all or nothing: a reader sees the
    * run with every file or not at all. The last file (metadata.json) is the
-   * one that makes the run exist.
+   * one that makes the run exist. BlobExistsError when the run exists (nothing of it is replaced).
    */
   createRun: (runId: string, files: readonly BlobFile[]) => Promise<void>
 

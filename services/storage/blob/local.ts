@@ -82,7 +82,8 @@ export class LocalBlobStore implements BlobStore {
         await fsyncPath(this.root)
       } catch (err) {
         await rm(building, { recursive: true, force: true })
-        throw err
+        const code = (err as NodeJS.ErrnoException).code
+        throw code === 'ENOTEMPTY' || code === 'EEXIST' ? new BlobExistsError(runId) : err
       }
     })
   }
