@@ -202,3 +202,25 @@ t.test('a folder export fails for an entry outside its folder, a wrong byte coun
   t.equal(await readFile(join(dir, 'd', 'sub', 'ok.txt'), 'utf8'), 'ok')
   t.equal((await stat(join(dir, 'd', 'sub', 'ok.txt'))).mtime.getTime(), mtime.getTime(), 'the entry\'s time')
 })
+
+t.test('an EXPORT_DIR that cannot be written: logged at start and at the end of a run, the run itself ends as always', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const exportDir = join(runsDir, 'not-a-folder')
+  await writeFile(exportDir, 'a file where the folder should be')
+  const { runstore, logs } = await start(t, runsDir, exportDir, 'csv')
+  t.same((await runstore.startup).pendingExports, [])
+  t.match(logs.find((l) => l.level === 'error'), { message: 'the auto exports a stopped process left could not be read; the next start tries again', details: { dir: exportDir } })
+  const runId = await endedRun(runstore)
+  await runstore.autoExport!.idle()
+  t.equal((await runstore.storage.getMetadata(runId)).status, 'completed')
+  t.ok(logs.some((l) => l.level === 'error' && l.message === 'auto export missed a change' && l.details.run_id === runId))
+  t.equal(await readFile(exportDir, 'utf8'), 'a file where the folder should be')
+
+  // a .pending that is no folder: the start says so and goes on
+  const otherDir = join(runsDir, 'exports')
+  await mkdir(otherDir)
+  await writeFile(join(otherDir, PENDING_FOLDER), '')
+  const other = await start(t, runsDir, otherDir, 'csv')
+  t.same((await other.runstore.startup).pendingExports, [])
+  t.ok(other.logs.some((l) => l.level === 'error' && l.message === 'the auto exports a stopped process left could not be read; the next start tries again'))
+})
