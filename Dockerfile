@@ -30,6 +30,7 @@ COPY package.json package-lock.json ./
 COPY --from=production-dependencies /deps/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY configs ./configs
+COPY public ./public
 RUN mkdir -p /data/runs && chown -R node:node /data
 USER node
 VOLUME ["/data/runs"]
