@@ -37,6 +37,7 @@ COPY package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY configs ./configs
+COPY public ./public
 # `runstore verify|stats|reindex` on the PATH, as `npx runstore` in a checkout.
 RUN ln -s /app/dist/cli/main.js /usr/local/bin/runstore && mkdir -p /data/runs && chown -R node:node /data
 USER node
