@@ -12,6 +12,8 @@ import { unzip } from '../unzip.js'
 import { CLIENT_DIR, compileClient, generateTypes, installClientTools } from './generate-client.js'
 
 const ADMIN_TOKEN = 'openapi-client-admin-token'
+// An install on a fresh clone and a compiler run over a few thousand generated lines take longer than a route test.
+t.setTimeout(600_000)
 
 await installClientTools()
 const app = await build(t, { ADMIN_TOKEN })
