@@ -49,11 +49,11 @@ t.test('the OpenAPI document describes every route, tagged', async (t) => {
   const image = doc.paths['/api/media/image/{run_id}'].get
   t.equal(image.responses['200'].content['image/*'].schema.format, 'binary', 'media answers are binary, of their kind of type')
   t.same(Object.keys(doc.paths['/api/media/model3d/{run_id}/{index}'].get.responses['206'].content), ['model/*'])
-  t.same(Object.keys(image.responses).sort(), ['200', '206', '304', '400', '404', '416', '422', '503'], '503: any route but /health and /metrics may be refused while the service is overloaded')
+  t.same(Object.keys(image.responses).sort(), ['200', '206', '302', '304', '400', '404', '416', '422', '503'], '503: any route but /health and /metrics may be refused while the service is overloaded')
   t.equal(image.responses['416'].content['application/json'].schema.properties.code.type, 'string', 'a 416 is a JSON error like the others')
   t.ok(doc.paths['/api/media/video/{run_id}'].head, 'HEAD of the media routes is documented')
   t.notOk(doc.paths['/api/media/info/{run_id}'].head, 'and only there')
-  t.same(Object.keys(doc.paths['/api/runs/{run_id}/files/{filename}'].get.responses).sort(), ['200', '206', '304', '400', '404', '416', '503'])
+  t.same(Object.keys(doc.paths['/api/runs/{run_id}/files/{filename}'].get.responses).sort(), ['200', '206', '302', '304', '400', '404', '416', '503'])
   const upload = doc.paths['/api/runs/{run_id}/media'].post.requestBody.content
   t.ok(upload['multipart/form-data'], 'multipart upload described')
   t.ok(upload['application/json'], 'JSON sources described')

@@ -10,11 +10,11 @@ import { RunStorage, outputFilename } from '../../../services/storage/run-storag
 import { fixtures } from '../../fixtures/media.js'
 import { startMediaServer, serveBytes, serveStatus, serveStall, serveTruncated, redirectTo, serveChunked } from '../../fakes/media-server.js'
 import { tempRunsDir } from '../../helper.js'
+import { blobStoreOf, eachDriver, type StorageDriver } from '../../storage-drivers.js'
 
-async function makeStorage (t: Parameters<typeof tempRunsDir>[0], options: { maxBytes?: number, fetchTimeoutMs?: number, allow?: string[], maxRedirects?: number } = {}): Promise<RunStorage> {
-  const runsDir = await tempRunsDir(t)
+async function makeStorage (t: Parameters<typeof tempRunsDir>[0], options: { maxBytes?: number, fetchTimeoutMs?: number, allow?: string[], maxRedirects?: number } = {}, driver: StorageDriver = 'local'): Promise<RunStorage> {
   const storage = new RunStorage({
-    blobs: new LocalBlobStore(runsDir),
+    blobs: (await blobStoreOf(t, driver)).blobs,
     ingester: new MediaIngester({
       maxBytes: options.maxBytes ?? 10 * 1024 * 1024,
       fetchTimeoutMs: options.fetchTimeoutMs ?? 5000,
@@ -29,36 +29,36 @@ async function makeStorage (t: Parameters<typeof tempRunsDir>[0], options: { max
 const rootOf = (storage: RunStorage): string => (storage.blobs as LocalBlobStore).root
 const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex')
 const readJson = async (path: string): Promise<any> => JSON.parse(await readFile(path, 'utf8'))
+// Read through the blob store, so the same assertions hold on every driver.
+const readText = async (storage: RunStorage, runId: string, name: string): Promise<string> => (await storage.blobs.read(runId, name)).toString('utf8')
+const storedMetadata = async (storage: RunStorage, runId: string): Promise<any> => JSON.parse(await readText(storage, runId, 'metadata.json'))
 const newRun = async (storage: RunStorage) => await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'Eine Blume auf der Wiese', user_id: 'DOE_J' })
 
-t.test('createRun makes a whole run folder with metadata.json and input_text.txt', async (t) => {
-  const storage = await makeStorage(t)
+eachDriver(t, 'createRun makes a whole run folder with metadata.json and input_text.txt', async (t, driver) => {
+  const storage = await makeStorage(t, {}, driver)
   const run = await newRun(storage)
   t.match(run.run_id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'a UUIDv7')
-  const dir = join(rootOf(storage), run.run_id)
-  t.same((await readdir(dir)).sort(), ['input_text.txt', 'metadata.json'])
-  t.equal(await readFile(join(dir, 'input_text.txt'), 'utf8'), 'Eine Blume auf der Wiese')
-  const onDisk = await readJson(join(dir, 'metadata.json'))
+  t.same(await storage.blobs.list(run.run_id), ['input_text.txt', 'metadata.json'])
+  t.equal(await readText(storage, run.run_id, 'input_text.txt'), 'Eine Blume auf der Wiese')
+  const onDisk = await storedMetadata(storage, run.run_id)
   t.same(onDisk, run)
   t.match(onDisk, { metadata_version: 1, status: 'created', schema: 'dada', execution_mode: 'eco', user_id: 'DOE_J', transformed_text: null, outputs: [], stages: [], errors: [] })
-  t.same(await readdir(rootOf(storage)), [run.run_id], 'no temporary folder left')
 
   const later = await newRun(storage)
   t.ok(later.run_id > run.run_id, 'ids sort by creation time')
   t.same(await storage.listRunIds(), [later.run_id, run.run_id], 'newest first')
 })
 
-t.test('updates: transformed text, status, stages, errors; internal fields never written', async (t) => {
-  const storage = await makeStorage(t)
+eachDriver(t, 'updates: transformed text, status, stages, errors; internal fields never written', async (t, driver) => {
+  const storage = await makeStorage(t, {}, driver)
   const run = await newRun(storage)
-  const dir = join(rootOf(storage), run.run_id)
   await storage.setTransformedText(run.run_id, 'A surreal flower')
-  t.equal(await readFile(join(dir, 'transformed_text.txt'), 'utf8'), 'A surreal flower')
+  t.equal(await readText(storage, run.run_id, 'transformed_text.txt'), 'A surreal flower')
   await storage.setStatus(run.run_id, 'running')
   await storage.recordStage(run.run_id, { stage: 'translation', status: 'completed', output: 'A flower', provider: 'builtin', duration_ms: 3, _debug: 'secret' } as any)
   await storage.recordError(run.run_id, { stage: 'generation', code: 'BACKEND_FAILED', message: 'boom', details: { _trace: 'x', node: '9' } })
   const done = await storage.setStatus(run.run_id, 'completed')
-  const onDisk = await readJson(join(dir, 'metadata.json'))
+  const onDisk = await storedMetadata(storage, run.run_id)
   t.same(onDisk, done)
   t.equal(onDisk.transformed_text, 'A surreal flower')
   t.equal(onDisk.status, 'completed')
@@ -68,13 +68,13 @@ t.test('updates: transformed text, status, stages, errors; internal fields never
   t.ok(Date.parse(onDisk.updated_at) >= Date.parse(onDisk.timestamp))
 
   await t.rejects(storage.setStatus(run.run_id, 'running'), { code: 'INVALID_STATUS', statusCode: 409 }, 'a finished run stays finished')
-  t.equal((await readJson(join(dir, 'metadata.json'))).status, 'completed')
+  t.equal((await storedMetadata(storage, run.run_id)).status, 'completed')
   t.same(await storage.setStatus(run.run_id, 'completed'), await storage.getMetadata(run.run_id), 'setting the same status again is harmless')
   const fresh = await newRun(storage)
   await storage.setStatus(fresh.run_id, 'running')
   await t.rejects(storage.setStatus(fresh.run_id, 'created'), { code: 'INVALID_STATUS' }, 'a run never goes back to created')
   await storage.update(fresh.run_id, { seed: 42 })
-  t.equal((await readJson(join(rootOf(storage), fresh.run_id, 'metadata.json'))).seed, 42)
+  t.equal((await storedMetadata(storage, fresh.run_id)).seed, 42)
 })
 
 t.test('reading never creates anything; ids are checked before any path is built', async (t) => {
@@ -172,44 +172,43 @@ t.test('addMedia from every kind of source, typed by the bytes', async (t) => {
   t.same(storage.listFiles(metadata), ['metadata.json', 'input_text.txt', ...metadata.outputs.map((o: any) => o.filename)])
 })
 
-t.test('no file is ever overwritten, not even a stray one', async (t) => {
-  const storage = await makeStorage(t)
+eachDriver(t, 'no file is ever overwritten, not even a stray one', async (t, driver) => {
+  const storage = await makeStorage(t, {}, driver)
   const run = await newRun(storage)
-  const dir = join(rootOf(storage), run.run_id)
-  await writeFile(join(dir, 'output_image.png'), 'placed by hand')
+  // placed by hand: a file the metadata does not list
+  await storage.blobs.writeFiles(run.run_id, [['output_image.png', 'placed by hand']])
   const png = await readFile(fixtures.png.file)
   const output = await storage.addMedia(run.run_id, png, { config: 'c', backend: 'b' })
   t.equal(output.filename, 'output_image_2.png')
-  t.equal(await readFile(join(dir, 'output_image.png'), 'utf8'), 'placed by hand')
+  t.equal(await readText(storage, run.run_id, 'output_image.png'), 'placed by hand')
   t.equal(outputFilename('audio', 1, 'wav'), 'output_audio.wav')
   t.equal(outputFilename('audio', 3, 'wav'), 'output_audio_3.wav')
 })
 
-t.test('50 concurrent addMedia calls on one run give 50 outputs and a valid metadata.json', async (t) => {
-  const storage = await makeStorage(t)
+eachDriver(t, '50 concurrent addMedia calls on one run give 50 outputs and a valid metadata.json', async (t, driver) => {
+  const storage = await makeStorage(t, {}, driver)
   const run = await newRun(storage)
   const png = await readFile(fixtures.png.file)
   const wav = await readFile(fixtures.wav.file)
   const results = await Promise.all(Array.from({ length: 50 }, async (_, i) =>
     await storage.addMedia(run.run_id, i % 5 === 0 ? Readable.from([wav]) : png, { config: `c${i}`, backend: 'test' })))
-  const metadata = await readJson(join(rootOf(storage), run.run_id, 'metadata.json'))
+  const metadata = await storedMetadata(storage, run.run_id)
   t.equal(metadata.outputs.length, 50)
   t.same(metadata.outputs.map((o: any) => o.index), Array.from({ length: 50 }, (_, i) => i))
   t.equal(new Set(metadata.outputs.map((o: any) => o.filename)).size, 50, 'all names distinct')
   t.same(new Set(results.map((r) => r.config)), new Set(metadata.outputs.map((o: any) => o.config)))
-  const files = (await readdir(join(rootOf(storage), run.run_id))).filter((n) => n.startsWith('output_'))
+  const files = (await storage.blobs.list(run.run_id)).filter((n) => n.startsWith('output_'))
   t.equal(files.length, 50)
   t.equal(metadata.outputs.filter((o: any) => o.type === 'audio').length, 10)
   for (const o of metadata.outputs) {
-    t.equal(sha256(await readFile(join(rootOf(storage), run.run_id, o.filename))), o.sha256, o.filename)
+    t.equal(sha256(await storage.blobs.read(run.run_id, o.filename)), o.sha256, o.filename)
   }
 })
 
-t.test('a failed ingest leaves no file and no entry behind', async (t) => {
-  const storage = await makeStorage(t, { maxBytes: 64 * 1024, fetchTimeoutMs: 400 })
+eachDriver(t, 'a failed ingest leaves no file and no entry behind', async (t, driver) => {
+  const storage = await makeStorage(t, { maxBytes: 64 * 1024, fetchTimeoutMs: 400 }, driver)
   const run = await newRun(storage)
-  const dir = join(rootOf(storage), run.run_id)
-  const before = await readFile(join(dir, 'metadata.json'), 'utf8')
+  const before = await readText(storage, run.run_id, 'metadata.json')
   const png = await readFile(fixtures.png.file)
   const big = Buffer.alloc(64 * 1024 + 1, 1)
   const server = await startMediaServer({
@@ -240,13 +239,13 @@ t.test('a failed ingest leaves no file and no entry behind', async (t) => {
     ['a redirect loop', { kind: 'url', url: `${server.url}/loop` }, {}, { code: 'SOURCE_FAILED', statusCode: 502 }],
     ['text served as image/png', { kind: 'url', url: `${server.url}/text.png` }, {}, { code: 'UNSUPPORTED_MEDIA_TYPE', statusCode: 415 }],
     ['not a URL', { kind: 'url', url: 'not a url' }, {}, { code: 'INVALID_SOURCE', statusCode: 400 }],
-    ['a missing file', { kind: 'file', path: join(dir, 'nope.png') }, {}, { code: 'INVALID_SOURCE', statusCode: 400 }],
+    ['a missing file', { kind: 'file', path: join(await tempRunsDir(t), 'nope.png') }, {}, { code: 'INVALID_SOURCE', statusCode: 400 }],
     ['an unknown source kind', { kind: 'carrier-pigeon' } as any, {}, { code: 'INVALID_SOURCE', statusCode: 400 }]
   ]
   for (const [name, input, options, error] of cases) {
     await t.rejects(storage.addMedia(run.run_id, input, { config: 'c', backend: 'b', ...options }), error, name)
-    t.same((await readdir(dir)).sort(), ['input_text.txt', 'metadata.json'], `${name}: no file left`)
-    t.equal(await readFile(join(dir, 'metadata.json'), 'utf8'), before, `${name}: metadata unchanged`)
+    t.same(await storage.blobs.list(run.run_id), ['input_text.txt', 'metadata.json'], `${name}: no file left`)
+    t.equal(await readText(storage, run.run_id, 'metadata.json'), before, `${name}: metadata unchanged`)
   }
 })
 
