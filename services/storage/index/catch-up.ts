@@ -8,7 +8,7 @@ export interface StoredEntry {
   metadata: RunMetadata | null
 }
 
-/** What an index offers the catch-up (SqliteRunIndex is one). */
+/** What an index offers the catch-up (SqliteRunIndex answers at once, PostgresRunIndex with promises). */
 export interface CatchUpTarget {
   readonly rebuilt: ReconcileReport['rebuilt']
   /** the index is being built from the store; rows are missing until it ends */
@@ -21,9 +21,12 @@ export interface CatchUpTarget {
   readonly buildResumesBelow: string | null
   /** what changed of the phase; the count of runs indexed goes with every call to whoever follows the progress */
   setProgress: (progress: Partial<Omit<IndexProgress, 'indexed_runs'>>) => void
-  indexedRunIds: (below: string | null, limit: number) => string[]
-  applyStored: (entries: StoredEntry[], marks?: { buildBelow?: string, built?: boolean, fullScanDone?: boolean }) => Array<'added' | 'updated' | 'same' | Error>
+  indexedRunIds: (below: string | null, limit: number) => string[] | Promise<string[]>
+  applyStored: (entries: StoredEntry[], marks?: { buildBelow?: string, built?: boolean, fullScanDone?: boolean }) => StoredResults | Promise<StoredResults>
 }
+
+/** how each entry of applyStored went */
+export type StoredResults = Array<'added' | 'updated' | 'same' | Error>
 
 const READ_BATCH = 64
 const ID_CHUNK = 5000
@@ -47,7 +50,7 @@ export async function catchUpIndex (target: CatchUpTarget, source: RunSource): P
     const below = building ? target.buildResumesBelow : null
     const toRead = below === null ? stored : stored.filter((id) => id < below)
     if (!await readInto(target, source, toRead, report, building)) return report
-    target.applyStored([], building ? { built: true, fullScanDone: true } : { fullScanDone: true })
+    await target.applyStored([], building ? { built: true, fullScanDone: true } : { fullScanDone: true })
     target.setProgress({ phase: 'catching-up', complete: true })
   }
 
@@ -60,7 +63,7 @@ export async function catchUpIndex (target: CatchUpTarget, source: RunSource): P
     const batch = gone.slice(start, start + READ_BATCH)
     const reads = await Promise.allSettled(batch.map(async (id) => await source.readMetadata(id)))
     const confirmed = batch.filter((_, i) => isGone(reads[i]!))
-    target.applyStored(confirmed.map((id) => ({ run_id: id, metadata: null })))
+    await target.applyStored(confirmed.map((id) => ({ run_id: id, metadata: null })))
     report.removed += confirmed.length
   }
   return report
@@ -85,7 +88,7 @@ async function readInto (target: CatchUpTarget, source: RunSource, ids: string[]
       }
     })
     if (target.stopped) return false
-    const results = target.applyStored(entries, building ? { buildBelow: batch.at(-1)! } : {})
+    const results = await target.applyStored(entries, building ? { buildBelow: batch.at(-1)! } : {})
     results.forEach((result, i) => {
       if (result instanceof Error) report.skipped.push({ run_id: entries[i]!.run_id, reason: result.message })
       else if (result === 'added') report.added++
@@ -101,7 +104,7 @@ async function compare (target: CatchUpTarget, stored: string[]): Promise<{ miss
   const missing: string[] = []
   const gone: string[] = []
   let i = 0
-  let chunk = target.indexedRunIds(null, ID_CHUNK)
+  let chunk = await target.indexedRunIds(null, ID_CHUNK)
   for (;;) {
     for (const id of chunk) {
       while (i < stored.length && stored[i]! > id) missing.push(stored[i++]!)
@@ -110,7 +113,7 @@ async function compare (target: CatchUpTarget, stored: string[]): Promise<{ miss
     }
     if (chunk.length < ID_CHUNK || target.stopped) break
     await nextTurn()
-    chunk = target.indexedRunIds(chunk.at(-1)!, ID_CHUNK)
+    chunk = await target.indexedRunIds(chunk.at(-1)!, ID_CHUNK)
   }
   missing.push(...stored.slice(i))
   return { missing, gone }
