@@ -11,6 +11,8 @@ export const ConfigSchema = Type.Object({
   HOST: Type.String({ default: '127.0.0.1', description: 'address to listen on (0.0.0.0 in a container)' }),
   RUNS_DIR: Type.String({ default: './runs', description: 'storage root: one folder per run' }),
   RUN_INDEX_PATH: Type.Optional(Type.String({ description: 'SQLite index behind GET /api/runs, derived from the run folders and rebuilt from them when missing or damaged; default <RUNS_DIR>/.index.sqlite. Keep it on a local disk (SQLite WAL does not work on network file systems)' })),
+  DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://', description: 'PostgreSQL (postgres://user:password@host:port/database): when set, the run index lives there, shared by every instance over the same store, instead of RUN_INDEX_PATH. Its tables come from SQL migrations applied at start' })),
+  DATABASE_POOL_SIZE: Type.Integer({ default: 10, minimum: 1, maximum: 1000, description: 'connections to DATABASE_URL that the run index keeps at most, per instance (one more is held while it is open)' }),
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info', description: 'pino log level' }),
   MAX_UPLOAD_BYTES: Type.Integer({ default: 100 * 1024 * 1024, minimum: 1, description: 'largest media file accepted from an upload, data URI or URL, and from a generator' }),
   MAX_IMAGE_PIXELS: Type.Integer({ default: 50_000_000, minimum: 1, description: 'largest image accepted, in pixels (width × height; 50 000 000 is about 8660 × 5773): a small file can claim a size whose decoding takes a thumbnailer or an export down' }),

@@ -22,7 +22,7 @@ import type { TextStep } from './services/pipeline/types.js'
 import type { BlobStore } from './services/storage/blob/blob-store.js'
 import { createBlobStore } from './services/storage/blob/create-blob-store.js'
 import type { ReconcileReport, RunIndex, RunSource } from './services/storage/index/run-index.js'
-import { openRunIndex } from './services/storage/index/open-index.js'
+import { openConfiguredIndex } from './services/storage/index/open-index.js'
 import { MediaIngester } from './services/storage/ingest.js'
 import { finishInterruptedRuns } from './services/storage/interrupted-runs.js'
 import { RunEvents } from './services/storage/run-events.js'
@@ -241,8 +241,8 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     const thumbnails = await openThumbnails(config, runsDir, blobs, logger)
     events.subscribe('thumbnails', async (event) => { if (leaves(event.type)) await thumbnails.removeRun(event.run_id) })
 
-    const indexPath = indexPathOf(config)
-    const opened = await openRunIndex(indexPath, storage)
+    const opened = await openConfiguredIndex({ databaseUrl: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE, path: indexPathOf(config) }, storage)
+    const indexPath = opened.where
     const runIndex: RunIndex = index = journal = opened.index
     if (opened.inMemoryBecause !== null) {
       logger.error({ err: opened.inMemoryBecause, path: indexPath }, 'the run index file cannot be written (its disk is full or read-only): runs are listed from memory until the next start builds the file again')
@@ -256,11 +256,11 @@ export async function createRunstore (config: Config, options: { logger?: Logger
       if (interrupted.finished.length > 0) logger.warn({ count: interrupted.finished.length, first: interrupted.finished.slice(0, 20) }, 'runs left running by a stopped process ended as failed (RUN_INTERRUPTED)')
       if (interrupted.failed.length > 0) logger.error({ err: interrupted.failed[0]!.err, count: interrupted.failed.length, first: interrupted.failed.slice(0, 20).map((f) => f.run_id) }, 'runs left running by a stopped process could not be ended now; the next start tries again')
     }
-    if (!runIndex.progress().complete) logger.warn({ path: indexPath, reason: opened.index.rebuilt }, 'the run index is being built from the stored runs in the background; listings are incomplete until it ends (GET /ready shows the progress)')
+    if (!runIndex.progress().complete) logger.warn({ path: indexPath, reason: opened.rebuilt }, 'the run index is being built from the stored runs in the background; listings are incomplete until it ends (GET /ready shows the progress)')
     // After a clean stop nothing is half-made: the sweep, which reads every run folder, is for crashes; so is the index file's check.
     const sweep = runIndex.lastStopWasClean ? Promise.resolve({ removed: [] }) : storage.init()
-    if (!runIndex.lastStopWasClean && runIndex.progress().complete) {
-      void opened.index.checkIntegrity().then((result) => {
+    if (!runIndex.lastStopWasClean && runIndex.progress().complete && opened.checkIntegrity !== null) {
+      void opened.checkIntegrity().then((result) => {
         if (result !== 'ok') logger.error({ path: indexPath, found: result.slice(0, 500) }, 'the run index file is damaged: the next start builds it again (or run `runstore reindex` with the service stopped)')
       }, (err: unknown) => { logger.error({ err, path: indexPath }, 'the run index file could not be checked') })
     }
@@ -284,7 +284,7 @@ export async function createRunstore (config: Config, options: { logger?: Logger
         }),
         runIndex.catchUp(indexSource(store)).catch((err: unknown) => {
           logger.error({ err }, 'the run index could not catch up with the store; `runstore reindex` builds it again')
-          return { rebuilt: opened.index.rebuilt, fullScan: false, journaled: 0, added: 0, updated: 0, removed: 0, skipped: [] } satisfies ReconcileReport
+          return { rebuilt: opened.rebuilt, fullScan: false, journaled: 0, added: 0, updated: 0, removed: 0, skipped: [] } satisfies ReconcileReport
         })
       ])
       if (swept.removed.length > 0) logger.warn({ removed: swept.removed }, 'removed leftovers of an interrupted write')

@@ -18,10 +18,35 @@ export function testConfig (runsDir: string, env: Record<string, string> = {}): 
   return loadConfig({ RUNS_DIR: runsDir, LOG_LEVEL: 'silent', ALLOWED_FETCH_HOSTS: '127.0.0.1', OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: '0', ...env })
 }
 
+/** Settings a whole test file adds to every app it builds: DATABASE_URL, when a suite runs against PostgreSQL. */
+type IndexEnv = (t: Test, runsDir: string) => Promise<Record<string, string>>
+let indexEnv: IndexEnv = async () => ({})
+let removeIndex = async (runsDir: string): Promise<void> => {
+  for (const suffix of ['', '-wal', '-shm']) await rm(join(runsDir, `.index.sqlite${suffix}`), { force: true })
+}
+let driver: 'sqlite' | 'postgres' = 'sqlite'
+
+/** Makes build() add these settings; a test file that runs another's suite per driver calls it before importing that file. */
+export function useIndexEnv (name: 'postgres', env: IndexEnv, remove: (runsDir: string) => Promise<void>): void {
+  driver = name
+  indexEnv = env
+  removeIndex = remove
+}
+
+/** Which index the apps of this test file use. */
+export function indexDriver (): 'sqlite' | 'postgres' {
+  return driver
+}
+
+/** Removes the index of the store in runsDir (of a stopped app), as an operator who deletes it does. */
+export async function destroyIndex (runsDir: string): Promise<void> {
+  await removeIndex(runsDir)
+}
+
 /** The app on a temporary RUNS_DIR, closed when the test ends; use app.inject. */
 export async function build (t: Test, env: Record<string, string> = {}): Promise<FastifyInstance> {
   const runsDir = env.RUNS_DIR ?? await tempRunsDir(t)
-  const app = await buildApp(testConfig(runsDir, env))
+  const app = await buildApp(testConfig(runsDir, { ...await indexEnv(t, runsDir), ...env }))
   // Clients are generated from /openapi.json: an answer whose status the route does not declare is a broken contract.
   app.addHook('onSend', async (request, reply) => {
     const declared = request.routeOptions.schema?.response as Record<string, unknown> | undefined

@@ -2,7 +2,7 @@ import t from 'tap'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fixtures } from '../fixtures/media.js'
-import { build, tempRunsDir } from '../helper.js'
+import { build, destroyIndex, indexDriver, tempRunsDir } from '../helper.js'
 
 type App = Awaited<ReturnType<typeof build>>
 
@@ -190,13 +190,14 @@ t.test('the index survives a restart, and is rebuilt when its file is gone', asy
   t.same((await list(second, '?limit=200')).body, before)
   await second.close()
 
-  await rm(join(runsDir, '.index.sqlite'))
+  await destroyIndex(runsDir)
   const third = await build(t, { RUNS_DIR: runsDir })
   t.match((await third.runstore.startup).index, { rebuilt: 'missing', added: 4 })
   t.same((await list(third, '?limit=200')).body, before)
   t.same(await listIds(third, '?media_type=image&backend=openai'), [cat.run_id])
   t.same(await listIds(third, '?user_id=ROE_R'), [song.run_id, cat.run_id])
   await third.close()
+  if (indexDriver() !== 'sqlite') return
 
   await writeFile(join(runsDir, '.index.sqlite'), 'garbage, not SQLite')
   await rm(join(runsDir, flower.run_id), { recursive: true })
@@ -207,7 +208,7 @@ t.test('the index survives a restart, and is rebuilt when its file is gone', asy
   t.same(await listIds(fourth, ''), [house.run_id, song.run_id, cat.run_id])
 })
 
-t.test('RUN_INDEX_PATH puts the index elsewhere', async (t) => {
+t.test('RUN_INDEX_PATH puts the index elsewhere', { skip: indexDriver() !== 'sqlite' && 'RUN_INDEX_PATH is where the SQLite index is' }, async (t) => {
   const runsDir = await tempRunsDir(t)
   const elsewhere = await tempRunsDir(t)
   const app = await build(t, { RUNS_DIR: runsDir, RUN_INDEX_PATH: join(elsewhere, 'index', 'runs.sqlite') })

@@ -8,7 +8,7 @@ export interface StoredEntry {
   metadata: RunMetadata | null
 }
 
-/** What an index offers the catch-up (SqliteRunIndex is one). */
+/** What an index offers the catch-up (SqliteRunIndex answers at once, PostgresRunIndex with promises). */
 export interface CatchUpTarget {
   readonly rebuilt: ReconcileReport['rebuilt']
   /** the index is being built from the store; rows are missing until it ends */
@@ -21,13 +21,16 @@ export interface CatchUpTarget {
   readonly buildResumesBelow: string | null
   /** what changed of the phase; the count of runs indexed goes with every call to whoever follows the progress */
   setProgress: (progress: Partial<Omit<IndexProgress, 'indexed_runs'>>) => void
-  indexedRunIds: (below: string | null, limit: number) => string[]
-  applyStored: (entries: StoredEntry[], marks?: { buildBelow?: string, built?: boolean, fullScanDone?: boolean }) => Array<'added' | 'updated' | 'same' | Error>
+  indexedRunIds: (below: string | null, limit: number) => string[] | Promise<string[]>
+  applyStored: (entries: StoredEntry[], marks?: { buildBelow?: string, built?: boolean, fullScanDone?: boolean }) => StoredResults | Promise<StoredResults>
   /** archived run ids the index lists, with their archive */
-  archivedRuns: () => Map<string, string>
+  archivedRuns: () => Map<string, string> | Promise<Map<string, string>>
   /** writes archived runs and removes rows whose archive no longer holds them; returns how many were written */
-  applyArchived: (entries: Array<{ metadata: RunMetadata, archive: string }>, gone?: Array<{ run_id: string, archive: string }>) => number
+  applyArchived: (entries: Array<{ metadata: RunMetadata, archive: string }>, gone?: Array<{ run_id: string, archive: string }>) => number | Promise<number>
 }
+
+/** how each entry of applyStored went */
+export type StoredResults = Array<'added' | 'updated' | 'same' | Error>
 
 const READ_BATCH = 64
 const ID_CHUNK = 5000
@@ -51,7 +54,7 @@ export async function catchUpIndex (target: CatchUpTarget, source: RunSource): P
     const below = building ? target.buildResumesBelow : null
     const toRead = below === null ? stored : stored.filter((id) => id < below)
     if (!await readInto(target, source, toRead, report, building)) return report
-    target.applyStored([], building ? { built: true, fullScanDone: true } : { fullScanDone: true })
+    await target.applyStored([], building ? { built: true, fullScanDone: true } : { fullScanDone: true })
     target.setProgress({ phase: 'catching-up', complete: true })
   }
 
@@ -64,7 +67,7 @@ export async function catchUpIndex (target: CatchUpTarget, source: RunSource): P
     const batch = gone.slice(start, start + READ_BATCH)
     const reads = await Promise.allSettled(batch.map(async (id) => await source.readMetadata(id)))
     const confirmed = batch.filter((_, i) => isGone(reads[i]!))
-    target.applyStored(confirmed.map((id) => ({ run_id: id, metadata: null })))
+    await target.applyStored(confirmed.map((id) => ({ run_id: id, metadata: null })))
     report.removed += confirmed.length
   }
   if (source.archives !== undefined && !target.stopped) await catchUpArchived(target, source.archives, new Set(stored), report)
@@ -79,7 +82,7 @@ export async function catchUpIndex (target: CatchUpTarget, source: RunSource): P
  */
 async function catchUpArchived (target: CatchUpTarget, archives: ArchivedRunSource, live: Set<string>, report: ReconcileReport): Promise<void> {
   // Taken before the archives are read: a run archived meanwhile is not among the rows to check.
-  const indexed = target.archivedRuns()
+  const indexed = await target.archivedRuns()
   const listed = await archives.listArchivedRuns()
   const held = new Set(listed.map((r) => r.run_id.toLowerCase()))
   const wanted = listed.filter((r) => !live.has(r.run_id.toLowerCase()) && indexed.get(r.run_id.toLowerCase()) !== r.archive)
@@ -88,13 +91,13 @@ async function catchUpArchived (target: CatchUpTarget, archives: ArchivedRunSour
     const batch = wanted.slice(start, start + READ_BATCH)
     try {
       const metadata = await archives.readArchivedMetadata(batch)
-      report.added += target.applyArchived(metadata.map((m, i) => ({ metadata: m, archive: batch[i]!.archive })))
+      report.added += await target.applyArchived(metadata.map((m, i) => ({ metadata: m, archive: batch[i]!.archive })))
     } catch (err) {
       for (const run of batch) report.skipped.push({ run_id: run.run_id, reason: `in ${run.archive}: ${describe(err)}` })
     }
   }
   const gone = [...indexed].filter(([id]) => !held.has(id)).map(([id, archive]) => ({ run_id: id, archive }))
-  target.applyArchived([], gone)
+  await target.applyArchived([], gone)
   report.removed += gone.length
 }
 
@@ -117,7 +120,7 @@ async function readInto (target: CatchUpTarget, source: RunSource, ids: string[]
       }
     })
     if (target.stopped) return false
-    const results = target.applyStored(entries, building ? { buildBelow: batch.at(-1)! } : {})
+    const results = await target.applyStored(entries, building ? { buildBelow: batch.at(-1)! } : {})
     results.forEach((result, i) => {
       if (result instanceof Error) report.skipped.push({ run_id: entries[i]!.run_id, reason: result.message })
       else if (result === 'added') report.added++
@@ -133,7 +136,7 @@ async function compare (target: CatchUpTarget, stored: string[]): Promise<{ miss
   const missing: string[] = []
   const gone: string[] = []
   let i = 0
-  let chunk = target.indexedRunIds(null, ID_CHUNK)
+  let chunk = await target.indexedRunIds(null, ID_CHUNK)
   for (;;) {
     for (const id of chunk) {
       while (i < stored.length && stored[i]! > id) missing.push(stored[i++]!)
@@ -142,7 +145,7 @@ async function compare (target: CatchUpTarget, stored: string[]): Promise<{ miss
     }
     if (chunk.length < ID_CHUNK || target.stopped) break
     await nextTurn()
-    chunk = target.indexedRunIds(chunk.at(-1)!, ID_CHUNK)
+    chunk = await target.indexedRunIds(chunk.at(-1)!, ID_CHUNK)
   }
   missing.push(...stored.slice(i))
   return { missing, gone }

@@ -1,5 +1,6 @@
 import { isDiskRefusal } from '../disk-errors.js'
-import type { ReconcileReport, RunSource } from './run-index.js'
+import { PostgresRunIndex } from './postgres.js'
+import type { ReconcileReport, RunIndex, RunSource } from './run-index.js'
 import { SqliteRunIndex } from './sqlite.js'
 
 export interface OpenedIndex {
@@ -35,4 +36,35 @@ export async function openRunIndex (path: string, source: RunSource): Promise<Op
     const memory = await SqliteRunIndex.open({ path: null })
     return { index: memory, journal: { journaled: 0, skipped: [] }, inMemoryBecause: err }
   }
+}
+
+export interface ConfiguredIndex {
+  index: RunIndex
+  journal: OpenedIndex['journal']
+  /** why a SQLite index is in memory; null otherwise */
+  inMemoryBecause: unknown
+  /** the check of the index's own storage after a stop that was not clean; null when the database server does its own */
+  checkIntegrity: (() => Promise<string>) | null
+  /** what the logs name as the index's place */
+  where: string
+  /** why the index is being built from the store; null when it was complete at start */
+  rebuilt: ReconcileReport['rebuilt']
+}
+
+/**
+ * The index the settings name: PostgreSQL when databaseUrl is set (shared by
+ * several instances), else the SQLite file at path; its journal caught up.
+ */
+export async function openConfiguredIndex (settings: { databaseUrl?: string | undefined, poolSize: number, path: string }, source: RunSource): Promise<ConfiguredIndex> {
+  if (settings.databaseUrl !== undefined) {
+    const index = await PostgresRunIndex.open({ url: settings.databaseUrl, poolSize: settings.poolSize })
+    try {
+      return { index, journal: await index.recoverJournal(source), inMemoryBecause: null, checkIntegrity: null, where: index.description, rebuilt: index.rebuilt }
+    } catch (err) {
+      await index.close()
+      throw err
+    }
+  }
+  const opened = await openRunIndex(settings.path, source)
+  return { ...opened, checkIntegrity: async () => await opened.index.checkIntegrity(), where: settings.path, rebuilt: opened.index.rebuilt }
 }

@@ -5,7 +5,7 @@ import { dirname } from 'node:path'
 import type { MediaType } from '../../../schemas/media.js'
 import type { RunMetadata } from '../../../schemas/run.js'
 import { IndexDamagedError } from '../../errors.js'
-import { catchUpIndex, describe, type CatchUpTarget, type StoredEntry } from './catch-up.js'
+import { catchUpIndex, describe, type CatchUpTarget, type StoredEntry, type StoredResults } from './catch-up.js'
 import { checkIndexFile } from './integrity-check.js'
 import {
   COUNT_LIMIT, distinctOutputs, encodeCursor, preferredSortKey,
@@ -385,7 +385,7 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
    * a live change came first (a newer updated_at, or a removal meanwhile).
    * Returns how each entry went.
    */
-  applyStored (entries: StoredEntry[], marks: { buildBelow?: string, built?: boolean, fullScanDone?: boolean } = {}): Array<'added' | 'updated' | 'same' | Error> {
+  applyStored (entries: StoredEntry[], marks: { buildBelow?: string, built?: boolean, fullScanDone?: boolean } = {}): StoredResults {
     return this.#db.transaction(() => {
       const results = entries.map((entry) => {
         if (this.#removedDuringCatchUp?.has(entry.run_id.toLowerCase()) === true) return 'same' as const

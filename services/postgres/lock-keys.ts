@@ -1,0 +1,11 @@
+/**
+ * The first key of every advisory lock runstore takes (the second is the
+ * thing locked), one per use, so that no two uses ever wait on each other.
+ * Other applications of the same database would have to pick other numbers.
+ */
+export const LOCK_SPACE = {
+  /** (migrations, 0): held while migrating */
+  migrations: 0x72730001,
+  /** (indexSession, session id): held while a run index is open */
+  indexSession: 0x72730002
+} as const

@@ -1,0 +1,114 @@
+import t from 'tap'
+import pg from 'pg'
+import { PostgresRunIndex } from '../../../../services/storage/index/postgres.js'
+import type { RunSource } from '../../../../services/storage/index/run-index.js'
+import { freshDatabase } from '../../../postgres.js'
+import { tempRunsDir } from '../../../helper.js'
+import { ids, indexSuite, newStorage, type IndexDriver, type Test } from './index-suite.js'
+
+async function query<T extends pg.QueryResultRow> (url: string, sql: string, params: unknown[] = []): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    return (await client.query<T>(sql, params)).rows
+  } finally {
+    await client.end()
+  }
+}
+
+async function openPostgres (url: string, source: RunSource): Promise<{ index: PostgresRunIndex, journal: { journaled: number, skipped: Array<{ run_id: string, reason: string }> } }> {
+  const index = await PostgresRunIndex.open({ url, poolSize: 4 })
+  return { index, journal: await index.recoverJournal(source) }
+}
+
+// The database of a store: the same one for the same runsDir, as a file beside the runs would be.
+const databases = new Map<string, string>()
+
+const postgres: IndexDriver = {
+  name: 'postgres',
+  location: async (t, runsDir) => {
+    let url = databases.get(runsDir)
+    if (url === undefined) {
+      url = await freshDatabase(t)
+      databases.set(runsDir, url)
+    }
+    return url
+  },
+  open: openPostgres,
+  destroy: async (url) => { await query(url, 'DROP SCHEMA public CASCADE; CREATE SCHEMA public') },
+  checkSize: async (t, _url, sizeBytes) => { t.ok(sizeBytes !== null && sizeBytes > 0, `its tables take ${sizeBytes} bytes`) },
+  checkClosed: async (t, url) => { t.same(await query(url, 'SELECT id FROM run_index_sessions'), [], 'a clean close leaves no session behind') }
+}
+
+indexSuite(postgres)
+
+async function opened (t: Test, url: string, runsDir: string): Promise<PostgresRunIndex> {
+  const { index } = await openPostgres(url, newStorage(runsDir))
+  t.teardown(async () => { await index.close() })
+  return index
+}
+
+t.test('instances starting at once migrate once; a database migrated by a newer release is refused', async (t) => {
+  const url = await freshDatabase(t)
+  const runsDir = await tempRunsDir(t)
+  const all = await Promise.all([1, 2, 3, 4].map(async () => await opened(t, url, runsDir)))
+  t.same(await query(url, 'SELECT version, name FROM schema_migrations'), [{ version: '001', name: '001_run_index.sql' }])
+  t.same(all.map((index) => index.description), all.map(() => `postgres:${new URL(url).host}${new URL(url).pathname}`))
+  await query(url, "INSERT INTO schema_migrations (version, name) VALUES ('999', '999_future.sql')")
+  await t.rejects(PostgresRunIndex.open({ url, poolSize: 1 }), /migrated by a newer runstore \(migrations 999\)/)
+  await t.rejects(PostgresRunIndex.open({ url: url.replace(/\/[^/]+$/, '/no_such_database'), poolSize: 1 }), /no_such_database/)
+})
+
+t.test('a stop without close is seen by the next start, a close or a live instance is not', async (t) => {
+  const url = await freshDatabase(t)
+  const runsDir = await tempRunsDir(t)
+  const first = await opened(t, url, runsDir)
+  t.equal(first.lastStopWasClean, false, 'a new index: whatever the store holds is worth a sweep')
+  await first.close()
+  t.notOk(await first.isOpen())
+  const second = await opened(t, url, runsDir)
+  t.equal(second.lastStopWasClean, true)
+  const third = await opened(t, url, runsDir)
+  t.equal(third.lastStopWasClean, true, 'the second instance is alive, not stopped')
+  // Both instances die: their connections end, which frees their locks.
+  await query(url, 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()')
+  const fourth = await opened(t, url, runsDir)
+  t.equal(fourth.lastStopWasClean, false)
+  t.same((await query(url, 'SELECT count(*)::int AS n FROM run_index_sessions'))[0], { n: 1 }, 'the stopped sessions are gone, this one is listed')
+  await t.resolves(second.close(), 'closing over a dead connection does not throw')
+  const fifth = await opened(t, url, runsDir)
+  t.equal(fifth.lastStopWasClean, true)
+})
+
+t.test('instances share the index: what one writes, another lists; an older update never overwrites a newer one', async (t) => {
+  const url = await freshDatabase(t)
+  const runsDir = await tempRunsDir(t)
+  const storage = newStorage(runsDir)
+  await storage.init()
+  const one = await opened(t, url, runsDir)
+  const two = await opened(t, url, runsDir)
+  const run = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'Eine Blume' })
+  const later = await storage.setStatus(run.run_id, 'running')
+  await Promise.all([one.upsert(later), two.upsert(run)])
+  t.same((await two.list()).runs.map((r) => [r.run_id, r.status]), [[run.run_id, 'running']])
+  t.match(await one.stats(), { runs: 1, byStatus: { running: 1 } })
+  await two.remove(run.run_id)
+  t.same(await ids(one), [])
+})
+
+t.test('text PostgreSQL cannot hold (NUL) is searched and filtered like any other', async (t) => {
+  const url = await freshDatabase(t)
+  const runsDir = await tempRunsDir(t)
+  const storage = newStorage(runsDir)
+  await storage.init()
+  const index = await opened(t, url, runsDir)
+  const withNul = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'ab\0cd', user_id: 'A\0B' })
+  const without = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'abcd' })
+  await index.upsert(withNul)
+  await index.upsert(without)
+  t.same((await index.list({ q: 'b\0c' })).runs.map((r) => [r.input_text, r.user_id]), [['ab\0cd', 'A\0B']], 'the entry keeps its NUL')
+  t.same(await ids(index, { q: '\0' }), [withNul.run_id])
+  t.same(await ids(index, { q: 'bc' }), [without.run_id])
+  t.same(await ids(index, { user_id: 'A\0B' }), [withNul.run_id])
+  t.same(await ids(index, { user_id: '\0', q: '\\%_' }), [])
+})
