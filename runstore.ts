@@ -290,6 +290,33 @@ export async function createRunstore (config: Config, options: { logger?: Logger
   }
 }
 
+/** The store for a maintenance command that writes, with the index kept current, under the store lock. */
+export interface MaintenanceStore extends Store {
+  readonly index: RunIndex
+  close: () => Promise<void>
+}
+
+/**
+ * For `runstore archive | prune | restore` while the service is stopped:
+ * the store lock first (StoreLockedError while a service or another command
+ * holds it), then the store and its index, which follows every change as in
+ * the service. No crash sweep, no backends.
+ */
+export async function openMaintenanceStore (config: Config, role: string): Promise<MaintenanceStore> {
+  const lock = await StoreLock.acquire(resolve(config.RUNS_DIR), role)
+  let index: RunIndex | undefined
+  try {
+    const store = openStore(config, { journal: { begin: async (runId) => { await index?.begin(runId) } } })
+    const opened = await openRunIndex(indexPathOf(config), store.storage)
+    index = opened.index
+    followStore(store.events, opened.index)
+    return { ...store, index: opened.index, close: async () => { await opened.index.close(); await lock.release() } }
+  } catch (err) {
+    await lock.release()
+    throw err
+  }
+}
+
 /** Archive, then prune, with what they did in the log: the schedule's work. */
 export async function runMaintenance (archives: RunArchive, logger: Logger): Promise<void> {
   const archived = await archives.archive()
