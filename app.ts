@@ -26,6 +26,7 @@ import backendRoutes from './routes/backends.js'
 import metricsRoutes from './routes/metrics.js'
 import exportRoutes from './routes/exports.js'
 import trashRoutes from './routes/trash.js'
+import archiveRoutes from './routes/archives.js'
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 // strictTypes off: the multipart body schema deliberately has no `type` (see routes/runs.ts)
@@ -97,6 +98,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(metricsRoutes)
     await app.register(exportRoutes)
     await app.register(trashRoutes)
+    await app.register(archiveRoutes)
   } catch (err) {
     await runstore.close()
     throw err
