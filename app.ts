@@ -26,6 +26,7 @@ import backendRoutes from './routes/backends.js'
 import metricsRoutes from './routes/metrics.js'
 import exportRoutes from './routes/exports.js'
 import trashRoutes from './routes/trash.js'
+import archiveRoutes from './routes/archives.js'
 import pageRoutes from './routes/pages.js'
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -98,6 +99,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     await app.register(metricsRoutes)
     await app.register(exportRoutes)
     await app.register(trashRoutes)
+    await app.register(archiveRoutes)
     await app.register(pageRoutes)
   } catch (err) {
     await runstore.close()

@@ -241,7 +241,7 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     const thumbnails = await openThumbnails(config, runsDir, blobs, logger)
     events.subscribe('thumbnails', async (event) => { if (leaves(event.type)) await thumbnails.removeRun(event.run_id) })
 
-    const opened = await openConfiguredIndex({ databaseUrl: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE, path: indexPathOf(config) }, storage)
+    const opened = await openConfiguredIndex(indexSettingsOf(config), storage)
     const indexPath = opened.where
     const runIndex: RunIndex = index = journal = opened.index
     if (opened.inMemoryBecause !== null) {
@@ -305,6 +305,38 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     return { config, logger, fetchPolicy, blobs, events, storage, trash, archives, maintenance, index: runIndex, mediaDelivery, thumbnails, exporter, autoExport, backends, pipeline, startup, startupDone: () => startupDone, interruptedRuns, metrics, close }
   } catch (err) {
     await close()
+    throw err
+  }
+}
+
+/** The store for a maintenance command that writes, with the index kept current, under the store lock. */
+export interface MaintenanceStore extends Store {
+  readonly index: RunIndex
+  close: () => Promise<void>
+}
+
+/**
+ * For `runstore archive | prune | restore` while the service is stopped:
+ * the store lock first (StoreLockedError while a service or another command
+ * holds it), then the store and its index, which follows every change as in
+ * the service. No crash sweep, no backends.
+ */
+/** Where the run index is: PostgreSQL when DATABASE_URL is set, otherwise the SQLite file. */
+export function indexSettingsOf (config: Config): { databaseUrl: string | undefined, poolSize: number, path: string } {
+  return { databaseUrl: config.DATABASE_URL, poolSize: config.DATABASE_POOL_SIZE, path: indexPathOf(config) }
+}
+
+export async function openMaintenanceStore (config: Config, role: string): Promise<MaintenanceStore> {
+  const lock = await StoreLock.acquire(resolve(config.RUNS_DIR), role)
+  let index: RunIndex | undefined
+  try {
+    const store = openStore(config, { journal: { begin: async (runId) => { await index?.begin(runId) } } })
+    const opened = await openConfiguredIndex(indexSettingsOf(config), store.storage)
+    index = opened.index
+    followStore(store.events, opened.index)
+    return { ...store, index: opened.index, close: async () => { await opened.index.close(); await lock.release() } }
+  } catch (err) {
+    await lock.release()
     throw err
   }
 }

@@ -1,7 +1,9 @@
 import { Command, CommanderError } from 'commander'
 import { loadConfig, type Config } from '../config.js'
-import { indexPathOf, openStore } from '../runstore.js'
+import { indexPathOf, indexSource, openMaintenanceStore, openStore, type MaintenanceStore } from '../runstore.js'
+import { isCodedError } from '../services/errors.js'
 import type { RunStorage } from '../services/storage/run-storage.js'
+import { StoreLock, StoreLockedError } from '../services/storage/store-lock.js'
 import { openRunIndex } from '../services/storage/index/open-index.js'
 import type { RunIndex } from '../services/storage/index/run-index.js'
 import { SqliteRunIndex } from '../services/storage/index/sqlite.js'
@@ -23,12 +25,24 @@ export interface CliIo {
 export async function runCli (argv: string[], io: CliIo): Promise<number> {
   let exitCode = 0
   const program = new Command('runstore')
-    .description('maintenance of a runstore store: checks and counts, safe while the service runs')
+    .description('maintenance of a runstore store: verify and stats read only and are safe while the service runs; archive, prune, restore and reindex write and are refused (exit 3) while it holds the store lock')
     .option('--runs-dir <dir>', 'storage root (default: RUNS_DIR, else ./runs)')
     .exitOverride()
     .configureOutput({ writeOut: (text) => io.stdout.write(text), writeErr: (text) => io.stderr.write(text) })
   const config = () => loadConfig({ ...io.env, ...(program.opts().runsDir === undefined ? {} : { RUNS_DIR: program.opts().runsDir as string }) })
   const store = () => openStore(config())
+  // Commands that write take the store lock: never behind a running service's back.
+  const writing = async <T>(role: string, work: (store: MaintenanceStore) => Promise<T>): Promise<T> => {
+    const opened = await openMaintenanceStore(config(), role)
+    try {
+      return await work(opened)
+    } finally {
+      await opened.close()
+    }
+  }
+  const print = (json: boolean | undefined, document: unknown, lines: string[]): void => {
+    io.stdout.write(json === true ? JSON.stringify(document, null, 2) + '\n' : lines.map((l) => l + '\n').join(''))
+  }
 
   program.command('verify')
     .description('every metadata.json valid, every listed file stored with its size and sha256, every stored file listed; exits 1 naming each problem')
@@ -64,35 +78,88 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
   })
 
   program.command('reindex')
-    .description('builds the run index again from the run folders (after the index was damaged, or run folders were edited by hand); the service must be stopped')
+    .description('builds the run index again from the run folders and the archives (after the index was damaged, or run folders were edited by hand). Refused (exit 3) while the service runs')
     .option('--json', 'one JSON document on stdout, for scripts')
     .action(async (options: { json?: boolean }) => {
       const settings = config()
-      const { storage } = openStore(settings)
+      const { storage, archives } = openStore(settings)
       await storage.listRunIds() // the store must exist before the old index goes
-      const path = indexPathOf(settings)
-      await SqliteRunIndex.remove(path)
-      const { index } = await openRunIndex(path, storage)
-      const bar = progress(io, 'reindex')
-      let report
+      const lock = await StoreLock.acquire(settings.RUNS_DIR, 'runstore reindex')
       try {
-        report = await index.catchUp(storage, { onProgress: (p) => { if (p.stored_runs !== null && p.stored_runs > 0) bar(Math.min(p.indexed_runs, p.stored_runs), p.stored_runs) } })
+        const path = indexPathOf(settings)
+        await SqliteRunIndex.remove(path)
+        const { index } = await openRunIndex(path, storage)
+        const bar = progress(io, 'reindex')
+        let report
+        try {
+          report = await index.catchUp(indexSource({ storage, archives }), { onProgress: (p) => { if (p.stored_runs !== null && p.stored_runs > 0) bar(Math.min(p.indexed_runs, p.stored_runs), p.stored_runs) } })
+        } finally {
+          await index.close()
+        }
+        if (options.json === true) {
+          io.stdout.write(JSON.stringify({ index: path, runs: report.added, skipped: report.skipped }, null, 2) + '\n')
+        } else {
+          for (const s of report.skipped) io.stdout.write(`${s.run_id}: skipped: ${s.reason}\n`)
+          io.stdout.write(`${report.added} runs indexed into ${path}; ${report.skipped.length} skipped\n`)
+        }
+        if (report.skipped.length > 0) exitCode = 1
       } finally {
-        await index.close()
+        await lock.release()
       }
-      if (options.json === true) {
-        io.stdout.write(JSON.stringify({ index: path, runs: report.added, skipped: report.skipped }, null, 2) + '\n')
-      } else {
-        for (const s of report.skipped) io.stdout.write(`${s.run_id}: skipped: ${s.reason}\n`)
-        io.stdout.write(`${report.added} runs indexed into ${path}; ${report.skipped.length} skipped\n`)
-      }
-      if (report.skipped.length > 0) exitCode = 1
+    })
+
+  program.command('archive')
+    .description('packs finished runs older than ARCHIVE_AFTER_DAYS into monthly ZIP archives (ARCHIVE_DIR) with a manifest of every file and its sha256; they leave the live store. Refused (exit 3) while the service runs: use POST /api/maintenance/archive then')
+    .option('--dry-run', 'only say which runs would go into which archive')
+    .option('--json', 'one JSON document on stdout, for scripts')
+    .action(async (options: { dryRun?: boolean, json?: boolean }) => {
+      const report = await writing('runstore archive', async ({ archives }) => await archives.archive({ dryRun: options.dryRun === true, onProgress: progress(io, 'archive') }))
+      const runs = report.archives.reduce((n, a) => n + a.runs.length, 0)
+      print(options.json, report, report.archive_after_days === 0
+        ? ['ARCHIVE_AFTER_DAYS is 0: nothing is archived']
+        : [...report.archives.map((a) => `${a.archive}: ${a.runs.length} run${a.runs.length === 1 ? '' : 's'}`),
+            `${runs} runs ${report.dry_run ? 'would be archived' : 'archived'} into ${report.archives.length} archive${report.archives.length === 1 ? '' : 's'}${report.dry_run ? ' (dry run: nothing changed)' : ''}`])
+    })
+
+  program.command('prune')
+    .description('removes archives whose month ended more than RETENTION_DAYS ago and empties the trash of runs deleted more than TRASH_DAYS ago, for good. Refused (exit 3) while the service runs')
+    .option('--dry-run', 'only say what would be removed')
+    .option('--json', 'one JSON document on stdout, for scripts')
+    .action(async (options: { dryRun?: boolean, json?: boolean }) => {
+      const report = await writing('runstore prune', async ({ archives }) => await archives.prune({ dryRun: options.dryRun === true }))
+      const verb = report.dry_run ? 'would remove' : 'removed'
+      print(options.json, report, [
+        ...report.archives.map((a) => `${a.archive}: ${a.runs} runs ${verb}`),
+        ...report.trash.removed.map((r) => `trash ${r.run_id} (deleted ${r.deleted_at}) ${verb}`),
+        `${report.archives.length} archives and ${report.trash.removed.length} trashed runs ${verb}${report.retention_days === 0 ? ' (RETENTION_DAYS is 0: archives are kept)' : ''}${report.dry_run ? ' (dry run: nothing changed)' : ''}`
+      ])
+    })
+
+  program.command('restore')
+    .description('brings an archived run (a run id) or every archived run of a month (YYYY-MM) back into the live store, each file checked against the sha256 in its archive\'s manifest. Refused (exit 3) while the service runs: use POST /api/archives/restore then')
+    .argument('<run_id|month>', 'a run id, or a month as YYYY-MM')
+    .option('--json', 'one JSON document on stdout, for scripts')
+    .action(async (target: string, options: { json?: boolean }) => {
+      const report = await writing('runstore restore', async ({ archives }) => await archives.restore(target))
+      print(options.json, report, [
+        ...report.restored.map((id) => `${id}: restored`),
+        ...report.skipped.map((s) => `${s.run_id}: skipped: ${s.reason}`),
+        `${report.restored.length} runs restored; ${report.skipped.length} skipped`
+      ])
     })
 
   try {
     await program.parseAsync(argv, { from: 'user' })
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode
+    if (err instanceof StoreLockedError) {
+      io.stderr.write(`runstore: ${err.message}\n`)
+      return 3
+    }
+    if (isCodedError(err)) {
+      io.stderr.write(`runstore: ${err.message}\n`)
+      return 1
+    }
     // A tool's user wants the reason in one line, not a stack.
     const { code, path } = err as NodeJS.ErrnoException
     io.stderr.write(`runstore: ${code === 'ENOENT' && path !== undefined ? `no store at ${path}` : (err as Error).message}\n`)

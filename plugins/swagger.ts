@@ -22,6 +22,7 @@ export default fp(async function swaggerPlugin (app) {
         { name: 'pipeline', description: 'run a pipeline on a prompt (translation, safety, interception, generation) and store what it makes' },
         { name: 'runs', description: 'run folders and their metadata, for clients that drive their own generation' },
         { name: 'media', description: 'stored media, served with Range, ETag and caching headers' },
+        { name: 'archives', description: 'old runs in monthly ZIP archives: archiving, restoring, pruning (admin)' },
         { name: 'exports', description: 'many runs at once, for research: folders, tables, a gallery and a report in one ZIP' },
         { name: 'service', description: 'health, readiness, backends and metrics' }
       ]

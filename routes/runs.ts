@@ -6,7 +6,7 @@ import { errorResponses, isName, RunIdParams, STORAGE_FAILURES } from '../schema
 import { isMediaType } from '../schemas/media.js'
 import { MediaOutput, RunMetadata, RunStatus } from '../schemas/run.js'
 import { AddMediaJson, AddMediaMultipart, CreateRunBody, DeletedResponse, ListRunsQuery, PatchRunBody, RunList, RunSummary, RunZipResponse } from '../schemas/runs-api.js'
-import { InvalidSourceError, isCodedError, UnsupportedMediaError } from '../services/errors.js'
+import { InvalidSourceError, isCodedError, RunArchivedError, RunNotFoundError, UnsupportedMediaError } from '../services/errors.js'
 import { addMediaFromPrompt } from '../services/generation/prompt-intake.js'
 import type { RunIndexEntry } from '../services/storage/index/run-index.js'
 import { outputUrl } from '../services/media/media-url.js'
@@ -65,9 +65,13 @@ const runRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['runs'],
       summary: 'the run\'s metadata (the same document as its metadata.json)',
       params: RunIdParams,
+      description: 'An archived run answers 404 RUN_ARCHIVED, naming its archive: POST /api/archives/restore brings it back.',
       response: { 200: RunMetadata, ...errorResponses(400, 404) }
     }
-  }, async (request) => await storage.getMetadata(request.params.run_id))
+  }, async (request) => await storage.getMetadata(request.params.run_id).catch(async (err: unknown) => {
+    const archive = err instanceof RunNotFoundError ? await app.runIndex.archiveOf(request.params.run_id) : null
+    throw archive === null ? err : new RunArchivedError(request.params.run_id, archive)
+  }))
 
   app.get('/api/runs/:run_id/export.zip', {
     schema: {

@@ -40,6 +40,15 @@ export interface ArchiveSummary {
   created_at: string
 }
 
+export interface ArchiveOptions {
+  /** only say what would be archived */
+  dryRun?: boolean
+  /** default: the current time */
+  now?: Date
+  /** after each part: runs done of the runs due */
+  onProgress?: (done: number, total: number) => void
+}
+
 export interface ArchiveReport {
   dry_run: boolean
   archive_after_days: number
@@ -125,11 +134,11 @@ export class RunArchive implements ArchivedRunSource {
   }
 
   /** Packs the finished runs older than ARCHIVE_AFTER_DAYS into their months' archives (with dryRun: only says which). */
-  async archive (options: { dryRun?: boolean, now?: Date } = {}): Promise<ArchiveReport> {
+  async archive (options: ArchiveOptions = {}): Promise<ArchiveReport> {
     return await this.#exclusive(async () => await this.#archive(options))
   }
 
-  async #archive (options: { dryRun?: boolean, now?: Date }): Promise<ArchiveReport> {
+  async #archive (options: ArchiveOptions): Promise<ArchiveReport> {
     const dryRun = options.dryRun ?? false
     const report: ArchiveReport = { dry_run: dryRun, archive_after_days: this.archiveAfterDays, archives: [] }
     if (this.archiveAfterDays === 0) return report
@@ -138,11 +147,13 @@ export class RunArchive implements ArchivedRunSource {
     const due = await this.#dueRuns(cutoff)
     const copies = await this.#archivedCopies()
     const parts = new Map((await this.#files()).map((f) => [f.month, f.part]))
+    let done = 0
     for (const [month, runs] of [...groupBy(due, (m) => m.timestamp.slice(0, 7))].sort(([a], [b]) => a.localeCompare(b))) {
       for (let start = 0; start < runs.length; start += PART_RUNS) {
         const part = (parts.get(month) ?? 0) + 1
         const name = archiveName(month, part)
         const ids = runs.slice(start, start + PART_RUNS).map((m) => m.run_id)
+        done += ids.length
         if (dryRun) {
           parts.set(month, part)
           report.archives.push({ archive: name, month, runs: ids })
@@ -169,6 +180,7 @@ export class RunArchive implements ArchivedRunSource {
         for (const [archive, runsOf] of groupBy(archived, (a) => a.archive)) {
           report.archives.push({ archive, month, runs: runsOf.map((r) => r.run_id) })
         }
+        options.onProgress?.(done, due.length)
       }
     }
     return report
