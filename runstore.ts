@@ -6,6 +6,7 @@ import { createBackends } from './services/backends/create-backends.js'
 import { AutoExport, autoExportFormats } from './services/export/auto-export.js'
 import { RunExporter } from './services/export/export-archive.js'
 import type { BackendRegistry } from './services/backends/registry.js'
+import { PostgresQueue } from './services/generation/postgres-queue.js'
 import { FetchPolicy } from './services/http/address-policy.js'
 import { findFfmpeg } from './services/media/ffmpeg.js'
 import { MediaDelivery } from './services/media/media-delivery.js'
@@ -183,7 +184,15 @@ export async function createRunstore (config: Config, options: { logger?: Logger
   const pipelinesDir = join(resolve(config.CONFIGS_DIR), 'pipelines')
 
   const fetchPolicy = new FetchPolicy(listSetting(config.ALLOWED_FETCH_HOSTS))
-  const backends = await createBackends(config, { fetchPolicy })
+  // With DATABASE_URL the backends' slots and waiting lines are shared by every instance on that database.
+  const sharedQueues = config.DATABASE_URL === undefined ? undefined : await PostgresQueue.open({ url: config.DATABASE_URL })
+  let backends: BackendRegistry
+  try {
+    backends = await createBackends(config, { fetchPolicy, sharedQueues })
+  } catch (err) {
+    await sharedQueues?.close()
+    throw err
+  }
   let pipeline: PipelineRunner | undefined
   let index: RunIndex | undefined
   let metrics: RunstoreMetrics | undefined
@@ -201,6 +210,7 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     // after the pipeline: the runs it stopped have ended and are noted for export
     await autoExport?.close()
     await backends.close()
+    await sharedQueues?.close()
     await index?.close()
     await lock?.release()
   }

@@ -1,6 +1,6 @@
 import type { MediaType } from '../../schemas/media.js'
 import { BackendUnavailableError, isCodedError, OutputConfigNotFoundError } from '../errors.js'
-import { GenerationQueue } from '../generation/queue.js'
+import { GenerationQueue, type SharedQueues } from '../generation/queue.js'
 import type { OutputConfig } from './output-configs.js'
 import type { GeneratorBackend } from './types.js'
 
@@ -20,6 +20,8 @@ export interface QueueSettings {
   downMs?: number
   /** the clock failures are timed with, in ms; Date.now() when not given */
   now?: () => number
+  /** the slots and lines shared with other instances; this process alone when not given */
+  shared?: SharedQueues | undefined
 }
 
 /** Why an output config cannot run now: no key or URL, its backend failed recently, or its queue is full. */
@@ -62,7 +64,8 @@ export class BackendRegistry {
     this.#backends.set(backend.name, backend)
     this.#queues.set(backend.name, new GenerationQueue(backend.name, {
       concurrency: options.concurrency,
-      limit: this.#queueSettings.limit
+      limit: this.#queueSettings.limit,
+      shared: this.#queueSettings.shared?.line(backend.name, options.concurrency)
     }))
   }
 

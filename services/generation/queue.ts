@@ -6,11 +6,33 @@ const MAX_RETRY_AFTER_SECONDS = 300
 // Weight of the newest generation in the moving average of their durations.
 const NEWEST_WEIGHT = 0.2
 
+/** Where the queues of all instances meet (PostgresQueue): one shared line per backend. */
+export interface SharedQueues {
+  line: (backend: string, concurrency: number) => SharedLine
+}
+
 export interface GenerationQueueOptions {
   concurrency: number
   limit: number
   /** the clock generations are timed with, in milliseconds; performance.now() when not given */
   now?: (() => number) | undefined
+  /** the slots and the waiting line shared with other instances (PostgreSQL); this process alone when not given */
+  shared?: SharedLine | undefined
+}
+
+/**
+ * What other instances of the same backend hold. The concurrency is kept
+ * strictly by the slots; the waiting line is counted from what each instance
+ * last told the others, so two instances refusing at the same instant may
+ * let the line grow by a place or two past the limit, never the GPU's load.
+ */
+export interface SharedLine {
+  /** waits for one of the backend's slots across all instances; resolves with the function that frees it */
+  acquire: () => Promise<() => Promise<void>>
+  /** places (running or waiting) the other live instances hold, as last heard */
+  readonly elsewhere: number
+  /** tells the other instances how many places this one holds now */
+  publish: (places: number) => void
 }
 
 /** One generation that ran here: how long it waited for a place and how long it took, in seconds. */
@@ -31,8 +53,12 @@ export class GenerationQueue {
   readonly #concurrency: number
   readonly #limit: number
   readonly #now: () => number
+  /** places taken here: running, or waiting for a slot shared with other instances */
   #running = 0
   #reserved = 0
+  /** holding a place here, waiting for a slot shared with other instances */
+  #waitingForSlot = 0
+  readonly #shared: SharedLine | undefined
   readonly #waiting: Array<() => void> = []
   /** moving average of how long one generation took, once one has run */
   #generationSeconds: number | null = null
@@ -43,20 +69,21 @@ export class GenerationQueue {
     this.#concurrency = options.concurrency
     this.#limit = options.limit
     this.#now = options.now ?? (() => performance.now())
+    this.#shared = options.shared
   }
 
   get running (): number {
-    return this.#running
+    return this.#running - this.#waitingForSlot
   }
 
   /** places taken but not running: waiting in line, or reserved by a run still in its text stages */
   get waiting (): number {
-    return this.#reserved + this.#waiting.length
+    return this.#reserved + this.#waiting.length + this.#waitingForSlot
   }
 
   /** true when reserve() would throw QUEUE_FULL now */
   get full (): boolean {
-    return this.#running + this.waiting >= this.#concurrency + this.#limit
+    return this.running + this.waiting + (this.#shared?.elsewhere ?? 0) >= this.#concurrency + this.#limit
   }
 
   /** Seconds a refused client should wait: about one generation here (5 before the first has run), within 1..300. */
@@ -75,6 +102,7 @@ export class GenerationQueue {
   reserve (): QueueReservation {
     if (this.full) throw new QueueFullError(this.name, this.retryAfterSeconds)
     this.#reserved++
+    this.#publish()
     let settled = false
     const settle = (): boolean => {
       if (settled) return false
@@ -87,15 +115,23 @@ export class GenerationQueue {
         if (!settle()) throw new Error('reservation already used')
         const queued = this.#now()
         await this.#acquire()
+        let freeSlot: () => Promise<void>
+        try {
+          freeSlot = await this.#acquireShared()
+        } catch (err) {
+          this.#release()
+          throw err
+        }
         const start = this.#now()
         try {
           return await work()
         } finally {
           this.#observe({ waitSeconds: (start - queued) / 1000, seconds: (this.#now() - start) / 1000 })
+          await freeSlot()
           this.#release()
         }
       },
-      release: () => { settle() }
+      release: () => { if (settle()) this.#publish() }
     }
   }
 
@@ -105,6 +141,21 @@ export class GenerationQueue {
       return
     }
     await new Promise<void>((resolve) => this.#waiting.push(resolve))
+  }
+
+  /** The slot across instances, once this instance's own place is taken (so at most `concurrency` of its jobs ask). */
+  async #acquireShared (): Promise<() => Promise<void>> {
+    if (this.#shared === undefined) return async () => {}
+    this.#waitingForSlot++
+    try {
+      return await this.#shared.acquire()
+    } finally {
+      this.#waitingForSlot--
+    }
+  }
+
+  #publish (): void {
+    this.#shared?.publish(this.running + this.waiting)
   }
 
   #observe (generation: TimedGeneration): void {
@@ -124,6 +175,7 @@ export class GenerationQueue {
     const next = this.#waiting.shift()
     if (next !== undefined) next() // the place passes straight to the next in line
     else this.#running--
+    this.#publish()
   }
 }
 

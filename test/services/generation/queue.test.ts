@@ -121,3 +121,25 @@ t.test('listeners hear of each generation: its wait for a place and its own time
   await queue.reserve().run(async () => {})
   t.equal(heard.length, 2, 'no more after unsubscribing')
 })
+
+t.test('a shared line counts the places held elsewhere, and a slot it cannot give fails the run and frees the place here', async (t) => {
+  const published: number[] = []
+  let fail = true
+  const shared = {
+    elsewhere: 1,
+    publish: (places: number) => { published.push(places) },
+    acquire: async () => {
+      if (fail) throw new Error('the database is away')
+      return async () => {}
+    }
+  }
+  const queue = new GenerationQueue('gpu', { concurrency: 1, limit: 1, shared })
+  const place = queue.reserve()
+  t.ok(queue.full, 'one place here and one elsewhere fill one running and one waiting')
+  t.throws(() => queue.reserve(), { code: 'QUEUE_FULL' })
+  await t.rejects(place.run(async () => 'never'), /the database is away/)
+  t.same([queue.running, queue.waiting], [0, 0])
+  fail = false
+  t.equal(await queue.reserve().run(async () => 'ran'), 'ran')
+  t.same(published, [1, 0, 1, 0], 'every change of the places held here is told')
+})

@@ -1,0 +1,200 @@
+import { randomInt } from 'node:crypto'
+import pg from 'pg'
+import { LOCK_SPACE } from '../postgres/lock-keys.js'
+import { migrate } from '../postgres/migrate.js'
+import type { SharedLine } from './queue.js'
+
+// Tells every instance that a slot was freed or a count changed; the payload is the sender's instance id.
+const CHANNEL = 'runstore_queue'
+// A slot freed by a connection that died sends no notification: a waiting job looks again this often anyway.
+const POLL_MS = 1000
+
+export interface PostgresQueueOptions {
+  url: string
+  /** how often waiting jobs and the counts of other instances are looked at again without a notification, in ms */
+  pollMs?: number
+}
+
+/**
+ * The generation queues of one instance, shared through PostgreSQL with the
+ * other instances on the same database. A job runs while its connection
+ * holds the advisory lock of one of its backend's `concurrency` slots, so a
+ * killed instance's slots free themselves when its connections die. The
+ * waiting line is counted from queue_places, one row per instance and
+ * backend, which counts while the instance's session connection holds its
+ * own advisory lock.
+ */
+export class PostgresQueue {
+  readonly instance: number
+  readonly #url: string
+  readonly #pollMs: number
+  /** holds the instance lock, listens, and writes this instance's rows */
+  readonly #session: pg.Client
+  #pool: pg.Pool | undefined
+  #slots = 0
+  readonly #lines = new Map<string, PostgresLine>()
+  readonly #wakers = new Set<() => void>()
+  #timer: NodeJS.Timeout | undefined
+  #writes: Promise<void> = Promise.resolve()
+  #closed = false
+
+  private constructor (url: string, session: pg.Client, instance: number, pollMs: number) {
+    this.#url = url
+    this.#session = session
+    this.instance = instance
+    this.#pollMs = pollMs
+    session.on('notification', (message) => {
+      this.#wake()
+      if (message.payload !== String(this.instance)) void this.refresh()
+    })
+    this.#timer = setInterval(() => {
+      this.#wake()
+      void this.refresh()
+    }, pollMs)
+    this.#timer.unref()
+  }
+
+  /** Migrates the database (as the run index does) and takes this instance's lock under a free random id. */
+  static async open (options: PostgresQueueOptions): Promise<PostgresQueue> {
+    const migrations = new pg.Pool({ connectionString: options.url, max: 1 })
+    try {
+      await migrate(migrations)
+    } finally {
+      await migrations.end()
+    }
+    const session = new pg.Client({ connectionString: options.url })
+    // A session whose connection died (the server restarted, or killed it) fails its queries; they are caught where made.
+    session.on('error', () => {})
+    try {
+      await session.connect()
+      let instance: number
+      do instance = randomInt(1, 2 ** 31 - 1)
+      while (!(await session.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_SPACE.queueInstance, instance])).rows[0]!.ok)
+      await session.query(`LISTEN ${CHANNEL}`)
+      const queue = new PostgresQueue(options.url, session, instance, options.pollMs ?? POLL_MS)
+      await queue.refresh()
+      return queue
+    } catch (err) {
+      await session.end().catch(() => {})
+      throw err
+    }
+  }
+
+  /** The shared slots and line of `backend`; every instance must give it the same concurrency. */
+  line (backend: string, concurrency: number): SharedLine {
+    const line = new PostgresLine(this, backend, concurrency)
+    this.#lines.set(backend, line)
+    this.#slots += concurrency
+    return line
+  }
+
+  /** Reads again what the other live instances hold, and removes the rows of dead ones. */
+  async refresh (): Promise<void> {
+    if (this.#closed) return
+    try {
+      await this.#session.query(`DELETE FROM queue_places q WHERE NOT EXISTS (${HOLDER})`, [LOCK_SPACE.queueInstance])
+      const rows = (await this.#session.query<{ backend: string, places: number }>(
+        'SELECT backend, sum(places)::integer AS places FROM queue_places WHERE instance <> $1 GROUP BY backend', [this.instance])).rows
+      const elsewhere = new Map(rows.map((row) => [row.backend, row.places]))
+      for (const [backend, line] of this.#lines) line.elsewhere = elsewhere.get(backend) ?? 0
+    } catch {
+      // The database is away: the last counts stand until it answers again.
+    }
+  }
+
+  /** Resolves when every count published so far has been written. */
+  async flushed (): Promise<void> {
+    await this.#writes
+  }
+
+  publish (backend: string, places: number): void {
+    this.#writes = this.#writes.then(async () => {
+      if (this.#closed) return
+      await this.#session.query(
+        'INSERT INTO queue_places (instance, backend, places) VALUES ($1, $2, $3) ON CONFLICT (instance, backend) DO UPDATE SET places = excluded.places',
+        [this.instance, backend, places])
+      await this.#session.query('SELECT pg_notify($1, $2)', [CHANNEL, String(this.instance)])
+    }).catch(() => {
+      // Not written: the others count this instance's last written places until the next change is.
+    })
+  }
+
+  /** Waits for one of the `concurrency` slots of `backend` on a connection of its own; resolves with the function that frees it. */
+  async acquire (backend: string, concurrency: number): Promise<() => Promise<void>> {
+    this.#pool ??= this.#createPool()
+    const client = await this.#pool.connect()
+    try {
+      for (;;) {
+        if (this.#closed) throw new Error('the shared queue is closed')
+        const woken = new Promise<void>((resolve) => { this.#wakers.add(resolve) })
+        for (let slot = 0; slot < concurrency; slot++) {
+          const key = `${backend}:${slot}`
+          const taken = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [LOCK_SPACE.queueSlot, key])).rows[0]!.ok
+          if (taken) return async () => { await this.#free(client, key) }
+        }
+        await woken
+      }
+    } catch (err) {
+      client.release(true)
+      throw err
+    }
+  }
+
+  async close (): Promise<void> {
+    if (this.#closed) return
+    clearInterval(this.#timer)
+    await this.#writes
+    this.#closed = true
+    this.#wake()
+    // Ending the session frees the instance lock, so its rows stop counting at once.
+    await this.#session.end().catch(() => {})
+    await this.#pool?.end()
+  }
+
+  #createPool (): pg.Pool {
+    const pool = new pg.Pool({ connectionString: this.#url, max: this.#slots })
+    pool.on('error', () => {})
+    pool.on('connect', (client) => { client.on('error', () => {}) })
+    return pool
+  }
+
+  async #free (client: pg.PoolClient, key: string): Promise<void> {
+    try {
+      await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [LOCK_SPACE.queueSlot, key])
+      await client.query('SELECT pg_notify($1, $2)', [CHANNEL, String(this.instance)])
+      client.release()
+    } catch {
+      // The connection died, and with it the lock: the others find the slot free when they look again.
+      client.release(true)
+    }
+  }
+
+  #wake (): void {
+    for (const wake of this.#wakers) wake()
+    this.#wakers.clear()
+  }
+}
+
+// The session of the row's instance still holds its lock: that instance is alive.
+const HOLDER = "SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::integer::oid AND l.objid = q.instance::oid AND l.objsubid = 2"
+
+class PostgresLine implements SharedLine {
+  elsewhere = 0
+  readonly #queue: PostgresQueue
+  readonly #backend: string
+  readonly #concurrency: number
+
+  constructor (queue: PostgresQueue, backend: string, concurrency: number) {
+    this.#queue = queue
+    this.#backend = backend
+    this.#concurrency = concurrency
+  }
+
+  async acquire (): Promise<() => Promise<void>> {
+    return await this.#queue.acquire(this.#backend, this.#concurrency)
+  }
+
+  publish (places: number): void {
+    this.#queue.publish(this.#backend, places)
+  }
+}
