@@ -71,7 +71,7 @@ export const ConfigSchema = Type.Object({
 
   COMFYUI_CONCURRENCY: Type.Integer({ default: 1, minimum: 1, description: 'ComfyUI jobs at once (one GPU: 1-2)' }),
   BACKEND_CONCURRENCY: Type.Integer({ default: 4, minimum: 1, description: 'generation calls at once per other backend' }),
-  GENERATION_QUEUE_LIMIT: Type.Integer({ default: 100, minimum: 0, description: 'waiting generation calls per backend before new executes get 503 with Retry-After' }),
+  GENERATION_QUEUE_LIMIT: Type.Integer({ default: 100, minimum: 0, description: 'waiting generation calls per backend before new executes get 503 with Retry-After; with DATABASE_URL, COMFYUI_CONCURRENCY, BACKEND_CONCURRENCY and this limit hold across all instances' }),
   BACKEND_DOWN_MS: Type.Integer({ default: 60000, minimum: 0, description: 'how long a backend whose generation failed (502/504) is passed over by the default outputs\' preference lists, which then take their next entry; 0: never passed over' })
 })
 
