@@ -132,3 +132,14 @@ export async function freshDatabase (t: Test): Promise<string> {
   t.teardown(async () => { await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) })
   return `postgres://postgres@127.0.0.1:${port}/${name}`
 }
+
+/** The rows of one statement on a connection of its own. */
+export async function query<T extends pg.QueryResultRow> (url: string, sql: string, params: unknown[] = []): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    return (await client.query<T>(sql, params)).rows
+  } finally {
+    await client.end()
+  }
+}

@@ -1,24 +1,13 @@
-import pg from 'pg'
 import t, { type Test } from 'tap'
 import { PostgresQueue } from '../../../services/generation/postgres-queue.js'
 import { GenerationQueue } from '../../../services/generation/queue.js'
 import { LOCK_SPACE } from '../../../services/postgres/lock-keys.js'
-import { freshDatabase } from '../../postgres.js'
+import { freshDatabase, query } from '../../postgres.js'
 
 const deferred = () => {
   let resolve!: () => void
   const promise = new Promise<void>((r) => { resolve = r })
   return { promise, resolve }
-}
-
-async function query<T extends pg.QueryResultRow> (url: string, sql: string, params: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({ connectionString: url })
-  await client.connect()
-  try {
-    return (await client.query<T>(sql, params)).rows
-  } finally {
-    await client.end()
-  }
 }
 
 /** One instance: its shared queue on the database, and its queue of `backend`. */

@@ -1,20 +1,9 @@
 import t from 'tap'
-import pg from 'pg'
 import { PostgresRunIndex } from '../../../../services/storage/index/postgres.js'
 import type { RunSource } from '../../../../services/storage/index/run-index.js'
-import { freshDatabase } from '../../../postgres.js'
+import { freshDatabase, query } from '../../../postgres.js'
 import { tempRunsDir } from '../../../helper.js'
 import { ids, indexSuite, newStorage, type IndexDriver, type Test } from './index-suite.js'
-
-async function query<T extends pg.QueryResultRow> (url: string, sql: string, params: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({ connectionString: url })
-  await client.connect()
-  try {
-    return (await client.query<T>(sql, params)).rows
-  } finally {
-    await client.end()
-  }
-}
 
 async function openPostgres (url: string, source: RunSource): Promise<{ index: PostgresRunIndex, journal: { journaled: number, skipped: Array<{ run_id: string, reason: string }> } }> {
   const index = await PostgresRunIndex.open({ url, poolSize: 4 })
