@@ -23,13 +23,16 @@ async function heard (from: PostgresQueue, to: PostgresQueue): Promise<void> {
   await to.refresh()
 }
 
-/** Kills the connections an instance holds its locks with, as the server does when the instance's host dies. */
+/** Kills the connections an instance holds its locks with, as the server does when the instance's host dies; resolves once they are gone. */
 async function kill (url: string, instance: PostgresQueue): Promise<number> {
-  const rows = await query<{ killed: boolean }>(url,
-    `SELECT pg_terminate_backend(pid) AS killed FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()
+  const pids = (await query<{ pid: number }>(url,
+    `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
        AND ((classid = $1::integer::oid) OR (classid = $2::integer::oid AND objid = $3::integer::oid))`,
-    [LOCK_SPACE.queueSlot, LOCK_SPACE.queueInstance, instance.instance])
-  return rows.filter((row) => row.killed).length
+    [LOCK_SPACE.queueSlot, LOCK_SPACE.queueInstance, instance.instance])).map((row) => row.pid)
+  await query(url, 'SELECT pg_terminate_backend(pid) FROM unnest($1::integer[]) pid', [pids])
+  // pg_terminate_backend only signals: the locks go when the backends have exited.
+  while ((await query(url, 'SELECT 1 FROM pg_stat_activity WHERE pid = ANY($1::integer[])', [pids])).length > 0);
+  return pids.length
 }
 
 t.test('two instances on one database never run more than `concurrency` jobs of a backend at once', async (t) => {
