@@ -26,12 +26,10 @@ export interface PostgresQueueOptions {
  */
 export class PostgresQueue {
   readonly instance: number
-  readonly #url: string
-  readonly #pollMs: number
   /** holds the instance lock, listens, and writes this instance's rows */
   readonly #session: pg.Client
-  #pool: pg.Pool | undefined
-  #slots = 0
+  /** the connections jobs hold their slots with; each queue lets at most its concurrency ask, so that bounds them */
+  readonly #pool: pg.Pool
   readonly #lines = new Map<string, PostgresLine>()
   readonly #wakers = new Set<() => void>()
   #timer: NodeJS.Timeout | undefined
@@ -39,10 +37,11 @@ export class PostgresQueue {
   #closed = false
 
   private constructor (url: string, session: pg.Client, instance: number, pollMs: number) {
-    this.#url = url
     this.#session = session
     this.instance = instance
-    this.#pollMs = pollMs
+    this.#pool = new pg.Pool({ connectionString: url, max: Number.MAX_SAFE_INTEGER })
+    this.#pool.on('error', () => {})
+    this.#pool.on('connect', (client) => { client.on('error', () => {}) })
     session.on('notification', (message) => {
       this.#wake()
       if (message.payload !== String(this.instance)) void this.refresh()
@@ -84,7 +83,6 @@ export class PostgresQueue {
   line (backend: string, concurrency: number): SharedLine {
     const line = new PostgresLine(this, backend, concurrency)
     this.#lines.set(backend, line)
-    this.#slots += concurrency
     return line
   }
 
@@ -121,7 +119,6 @@ export class PostgresQueue {
 
   /** Waits for one of the `concurrency` slots of `backend` on a connection of its own; resolves with the function that frees it. */
   async acquire (backend: string, concurrency: number): Promise<() => Promise<void>> {
-    this.#pool ??= this.#createPool()
     const client = await this.#pool.connect()
     try {
       for (;;) {
@@ -148,14 +145,7 @@ export class PostgresQueue {
     this.#wake()
     // Ending the session frees the instance lock, so its rows stop counting at once.
     await this.#session.end().catch(() => {})
-    await this.#pool?.end()
-  }
-
-  #createPool (): pg.Pool {
-    const pool = new pg.Pool({ connectionString: this.#url, max: this.#slots })
-    pool.on('error', () => {})
-    pool.on('connect', (client) => { client.on('error', () => {}) })
-    return pool
+    await this.#pool.end()
   }
 
   async #free (client: pg.PoolClient, key: string): Promise<void> {
