@@ -27,7 +27,13 @@ export interface PostgresQueueOptions {
 export class PostgresQueue {
   readonly instance: number
   /** holds the instance lock, listens, and writes this instance's rows */
-  readonly #session: pg.Client
+  #session: pg.Client
+  /** the session died (the server restarted, or ended it): the next look opens another under the same id */
+  #lost = false
+  #reconnecting: Promise<void> | undefined
+  readonly #url: string
+  /** the places this instance holds per backend, as last published: written again by a new session */
+  readonly #places = new Map<string, number>()
   /** the connections jobs hold their slots with; each queue lets at most its concurrency ask, so that bounds them */
   readonly #pool: pg.Pool
   readonly #lines = new Map<string, PostgresLine>()
@@ -38,14 +44,12 @@ export class PostgresQueue {
 
   private constructor (url: string, session: pg.Client, instance: number, pollMs: number) {
     this.#session = session
+    this.#url = url
     this.instance = instance
     this.#pool = new pg.Pool({ connectionString: url, max: Number.MAX_SAFE_INTEGER })
     this.#pool.on('error', () => {})
     this.#pool.on('connect', (client) => { client.on('error', () => {}) })
-    session.on('notification', (message) => {
-      this.#wake()
-      if (message.payload !== String(this.instance)) void this.refresh()
-    })
+    this.#watch(session)
     this.#timer = setInterval(() => {
       this.#wake()
       void this.refresh()
@@ -61,22 +65,10 @@ export class PostgresQueue {
     } finally {
       await migrations.end()
     }
-    const session = new pg.Client({ connectionString: options.url })
-    // A session whose connection died (the server restarted, or killed it) fails its queries; they are caught where made.
-    session.on('error', () => {})
-    try {
-      await session.connect()
-      let instance: number
-      do instance = randomInt(1, 2 ** 31 - 1)
-      while (!(await session.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_SPACE.queueInstance, instance])).rows[0]!.ok)
-      await session.query(`LISTEN ${CHANNEL}`)
-      const queue = new PostgresQueue(options.url, session, instance, options.pollMs ?? POLL_MS)
-      await queue.refresh()
-      return queue
-    } catch (err) {
-      await session.end().catch(() => {})
-      throw err
-    }
+    const { session, instance } = await connectSession(options.url)
+    const queue = new PostgresQueue(options.url, session, instance, options.pollMs ?? POLL_MS)
+    await queue.refresh()
+    return queue
   }
 
   /** The shared slots and line of `backend`; every instance must give it the same concurrency. */
@@ -90,6 +82,7 @@ export class PostgresQueue {
   async refresh (): Promise<void> {
     if (this.#closed) return
     try {
+      if (this.#lost) await (this.#reconnecting ??= this.#reconnect().finally(() => { this.#reconnecting = undefined }))
       await this.#session.query(`DELETE FROM queue_places q WHERE NOT EXISTS (${HOLDER})`, [LOCK_SPACE.queueInstance])
       const rows = (await this.#session.query<{ backend: string, places: number }>(
         'SELECT backend, sum(places)::integer AS places FROM queue_places WHERE instance <> $1 GROUP BY backend', [this.instance])).rows
@@ -106,8 +99,9 @@ export class PostgresQueue {
   }
 
   publish (backend: string, places: number): void {
+    this.#places.set(backend, places)
     this.#writes = this.#writes.then(async () => {
-      if (this.#closed) return
+      if (this.#closed || this.#lost) return
       await this.#session.query(
         'INSERT INTO queue_places (instance, backend, places) VALUES ($1, $2, $3) ON CONFLICT (instance, backend) DO UPDATE SET places = excluded.places',
         [this.instance, backend, places])
@@ -159,9 +153,53 @@ export class PostgresQueue {
     }
   }
 
+  #watch (session: pg.Client): void {
+    session.on('notification', (message) => {
+      this.#wake()
+      if (message.payload !== String(this.instance)) void this.refresh()
+    })
+    session.on('end', () => { if (session === this.#session) this.#lost = true })
+  }
+
+  /** A new session under this instance's id, which writes again the places this instance holds. */
+  async #reconnect (): Promise<void> {
+    const { session } = await connectSession(this.#url, this.instance)
+    if (this.#closed) {
+      await session.end()
+      return
+    }
+    this.#session = session
+    this.#lost = false
+    this.#watch(session)
+    for (const [backend, places] of this.#places) this.publish(backend, places)
+    await this.#writes
+  }
+
   #wake (): void {
     for (const wake of this.#wakers) wake()
     this.#wakers.clear()
+  }
+}
+
+/**
+ * A connection that holds the lock of `instance` (or of a free random id)
+ * and listens on the channel. Its death fails its queries, caught where made.
+ */
+async function connectSession (url: string, instance?: number): Promise<{ session: pg.Client, instance: number }> {
+  const session = new pg.Client({ connectionString: url })
+  session.on('error', () => {})
+  try {
+    await session.connect()
+    let id = instance ?? randomInt(1, 2 ** 31 - 1)
+    while (!(await session.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_SPACE.queueInstance, id])).rows[0]!.ok) {
+      if (instance !== undefined) throw new Error(`the lock of queue instance ${instance} is still held`)
+      id = randomInt(1, 2 ** 31 - 1)
+    }
+    await session.query(`LISTEN ${CHANNEL}`)
+    return { session, instance: id }
+  } catch (err) {
+    await session.end().catch(() => {})
+    throw err
   }
 }
 

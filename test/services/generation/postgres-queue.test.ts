@@ -1,3 +1,4 @@
+import pg from 'pg'
 import t, { type Test } from 'tap'
 import { PostgresQueue } from '../../../services/generation/postgres-queue.js'
 import { GenerationQueue } from '../../../services/generation/queue.js'
@@ -11,11 +12,14 @@ const deferred = () => {
 }
 
 /** One instance: its shared queue on the database, and its queue of `backend`. */
-async function instance (t: Test, url: string, backend: string, concurrency: number, limit: number): Promise<{ shared: PostgresQueue, queue: GenerationQueue }> {
-  const shared = await PostgresQueue.open({ url, pollMs: 50 })
+async function instance (t: Test, url: string, backend: string, concurrency: number, limit: number, pollMs = 50): Promise<{ shared: PostgresQueue, queue: GenerationQueue }> {
+  const shared = await PostgresQueue.open({ url, pollMs })
   t.teardown(async () => { await shared.close() })
   return { shared, queue: new GenerationQueue(backend, { concurrency, limit, shared: shared.line(backend, concurrency) }) }
 }
+
+// An instance that looks again only when told to: once its connections are killed, it stays away as a dead one would.
+const NEVER = 3_600_000
 
 /** What `to` knows once `from` has written its counts. */
 async function heard (from: PostgresQueue, to: PostgresQueue): Promise<void> {
@@ -23,12 +27,16 @@ async function heard (from: PostgresQueue, to: PostgresQueue): Promise<void> {
   await to.refresh()
 }
 
-/** Kills the connections an instance holds its locks with, as the server does when the instance's host dies; resolves once they are gone. */
-async function kill (url: string, instance: PostgresQueue): Promise<number> {
+/**
+ * Kills the connections an instance holds its locks with, as the server does
+ * when the instance's host dies (or only its session, as a restart of the
+ * server would end it); resolves once they are gone.
+ */
+async function kill (url: string, instance: PostgresQueue, slots = true): Promise<number> {
   const pids = (await query<{ pid: number }>(url,
     `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
-       AND ((classid = $1::integer::oid) OR (classid = $2::integer::oid AND objid = $3::integer::oid))`,
-    [LOCK_SPACE.queueSlot, LOCK_SPACE.queueInstance, instance.instance])).map((row) => row.pid)
+       AND ((classid = $1::integer::oid AND $4) OR (classid = $2::integer::oid AND objid = $3::integer::oid))`,
+    [LOCK_SPACE.queueSlot, LOCK_SPACE.queueInstance, instance.instance, slots])).map((row) => row.pid)
   await query(url, 'SELECT pg_terminate_backend(pid) FROM unnest($1::integer[]) pid', [pids])
   // pg_terminate_backend only signals: the locks go when the backends have exited.
   while ((await query(url, 'SELECT 1 FROM pg_stat_activity WHERE pid = ANY($1::integer[])', [pids])).length > 0);
@@ -81,7 +89,7 @@ t.test('the waiting line is one across instances: full on both when the places o
 
 t.test('an instance killed mid-job frees its slot and its places; another instance goes on', async (t) => {
   const url = await freshDatabase(t)
-  const a = await instance(t, url, 'comfyui', 1, 1)
+  const a = await instance(t, url, 'comfyui', 1, 1, NEVER)
   const b = await instance(t, url, 'comfyui', 1, 1)
   const started = deferred()
   const gate = deferred()
@@ -117,4 +125,41 @@ t.test('a closed shared queue gives no slot; a database that cannot be reached i
   gate.resolve()
   await holding
   await t.rejects(PostgresQueue.open({ url: url.replace(/\/[^/]+$/, '/no_such_database') }), /no_such_database/)
+})
+
+t.test('an instance whose session died opens another under the same id and counts its places again', async (t) => {
+  const url = await freshDatabase(t)
+  const a = await instance(t, url, 'gpu', 1, 1, NEVER)
+  const b = await instance(t, url, 'gpu', 1, 1)
+  const places = [a.queue.reserve(), a.queue.reserve()]
+  await heard(a.shared, b.shared)
+  t.ok(b.queue.full)
+  t.equal(await kill(url, a.shared, false), 1, 'only the session')
+  await b.shared.refresh()
+  t.notOk(b.queue.full, 'a dead session\'s places count no more')
+  places.pop()!.release()
+  await a.shared.flushed()
+  await a.shared.refresh()
+  await heard(a.shared, b.shared)
+  t.notOk(b.queue.full, 'one place held by a again, one free')
+  t.same(await query(url, 'SELECT instance, places FROM queue_places'), [{ instance: a.shared.instance, places: 1 }], 'written again by the new session, with what a holds now')
+  b.queue.reserve()
+  await heard(b.shared, a.shared)
+  t.ok(a.queue.full, 'and a hears b again')
+
+  await kill(url, a.shared, false)
+  const squatter = new pg.Client({ connectionString: url })
+  await squatter.connect()
+  t.teardown(async () => { await squatter.end() })
+  await squatter.query('SELECT pg_advisory_lock($1, $2)', [LOCK_SPACE.queueInstance, a.shared.instance])
+  await a.shared.refresh()
+  const holders = async (): Promise<number[]> => (await query<{ pid: number }>(url,
+    'SELECT pid FROM pg_locks WHERE locktype = \'advisory\' AND granted AND classid = $1::integer::oid AND objid = $2::integer::oid', [LOCK_SPACE.queueInstance, a.shared.instance])).map((row) => row.pid)
+  const squatterPid = (await squatter.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid
+  t.same(await holders(), [squatterPid], 'while another connection holds its id, a does not come back')
+  await squatter.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_SPACE.queueInstance, a.shared.instance])
+  await a.shared.refresh()
+  t.equal((await holders()).filter((pid) => pid !== squatterPid).length, 1, 'once it is free, it does')
+  t.same(await query(url, 'SELECT places FROM queue_places WHERE instance = $1', [a.shared.instance]), [{ places: 1 }])
+  places.pop()!.release()
 })
