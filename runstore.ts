@@ -184,15 +184,9 @@ export async function createRunstore (config: Config, options: { logger?: Logger
   const pipelinesDir = join(resolve(config.CONFIGS_DIR), 'pipelines')
 
   const fetchPolicy = new FetchPolicy(listSetting(config.ALLOWED_FETCH_HOSTS))
-  // With DATABASE_URL the backends' slots and waiting lines are shared by every instance on that database.
-  const sharedQueues = config.DATABASE_URL === undefined ? undefined : await PostgresQueue.open({ url: config.DATABASE_URL })
-  let backends: BackendRegistry
-  try {
-    backends = await createBackends(config, { fetchPolicy, sharedQueues })
-  } catch (err) {
-    await sharedQueues?.close()
-    throw err
-  }
+  // With DATABASE_URL the backends' slots and waiting lines are shared by every instance on that database (joined once the index is open).
+  const sharedQueues = config.DATABASE_URL === undefined ? undefined : new PostgresQueue({ url: config.DATABASE_URL })
+  const backends = await createBackends(config, { fetchPolicy, sharedQueues })
   let pipeline: PipelineRunner | undefined
   let index: RunIndex | undefined
   let metrics: RunstoreMetrics | undefined
@@ -254,6 +248,8 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     const opened = await openConfiguredIndex(indexSettingsOf(config), storage)
     const indexPath = opened.where
     const runIndex: RunIndex = index = journal = opened.index
+    // After the index: it tells a new database by the migrations it applies itself.
+    await sharedQueues?.start()
     if (opened.inMemoryBecause !== null) {
       logger.error({ err: opened.inMemoryBecause, path: indexPath }, 'the run index file cannot be written (its disk is full or read-only): runs are listed from memory until the next start builds the file again')
     }

@@ -25,13 +25,14 @@ export interface PostgresQueueOptions {
  * own advisory lock.
  */
 export class PostgresQueue {
-  readonly instance: number
-  /** holds the instance lock, listens, and writes this instance's rows */
-  #session: pg.Client
-  /** the session died (the server restarted, or ended it): the next look opens another under the same id */
-  #lost = false
+  #instance = 0
+  /** holds the instance lock, listens, and writes this instance's rows; none before start() */
+  #session: pg.Client | undefined
+  /** no live session: before start(), or the session died (the server restarted, or ended it) and the next look opens another under the same id */
+  #lost = true
   #reconnecting: Promise<void> | undefined
   readonly #url: string
+  readonly #pollMs: number
   /** the places this instance holds per backend, as last published: written again by a new session */
   readonly #places = new Map<string, number>()
   /** the connections jobs hold their slots with; each queue lets at most its concurrency ask, so that bounds them */
@@ -42,33 +43,54 @@ export class PostgresQueue {
   #writes: Promise<void> = Promise.resolve()
   #closed = false
 
-  private constructor (url: string, session: pg.Client, instance: number, pollMs: number) {
-    this.#session = session
-    this.#url = url
-    this.instance = instance
-    this.#pool = new pg.Pool({ connectionString: url, max: Number.MAX_SAFE_INTEGER })
+  /** Connects nothing yet: the lines can be made first, start() joins the others. */
+  constructor (options: PostgresQueueOptions) {
+    this.#url = options.url
+    this.#pollMs = options.pollMs ?? POLL_MS
+    this.#pool = new pg.Pool({ connectionString: options.url, max: Number.MAX_SAFE_INTEGER })
     this.#pool.on('error', () => {})
     this.#pool.on('connect', (client) => { client.on('error', () => {}) })
-    this.#watch(session)
-    this.#timer = setInterval(() => {
-      this.#wake()
-      void this.refresh()
-    }, pollMs)
-    this.#timer.unref()
   }
 
-  /** Migrates the database (as the run index does) and takes this instance's lock under a free random id. */
+  /** Made and started at once. */
   static async open (options: PostgresQueueOptions): Promise<PostgresQueue> {
-    const migrations = new pg.Pool({ connectionString: options.url, max: 1 })
+    const queue = new PostgresQueue(options)
+    try {
+      await queue.start()
+    } catch (err) {
+      await queue.close()
+      throw err
+    }
+    return queue
+  }
+
+  /** this instance's id among the others (0 before start()) */
+  get instance (): number {
+    return this.#instance
+  }
+
+  /**
+   * Migrates the database (as the run index does: start after it, so that
+   * the index sees a new database as new), takes this instance's lock under
+   * a free random id, and writes the places held so far.
+   */
+  async start (): Promise<void> {
+    const migrations = new pg.Pool({ connectionString: this.#url, max: 1 })
     try {
       await migrate(migrations)
     } finally {
       await migrations.end()
     }
-    const { session, instance } = await connectSession(options.url)
-    const queue = new PostgresQueue(options.url, session, instance, options.pollMs ?? POLL_MS)
-    await queue.refresh()
-    return queue
+    const { session, instance } = await connectSession(this.#url)
+    this.#instance = instance
+    this.#use(session)
+    this.#timer = setInterval(() => {
+      this.#wake()
+      void this.refresh()
+    }, this.#pollMs)
+    this.#timer.unref()
+    await this.#writes
+    await this.refresh()
   }
 
   /** The shared slots and line of `backend`; every instance must give it the same concurrency. */
@@ -82,6 +104,7 @@ export class PostgresQueue {
   async refresh (): Promise<void> {
     if (this.#closed) return
     try {
+      if (this.#session === undefined) return
       if (this.#lost) await (this.#reconnecting ??= this.#reconnect().finally(() => { this.#reconnecting = undefined }))
       await this.#session.query(`DELETE FROM queue_places q WHERE NOT EXISTS (${HOLDER})`, [LOCK_SPACE.queueInstance])
       const rows = (await this.#session.query<{ backend: string, places: number }>(
@@ -102,10 +125,10 @@ export class PostgresQueue {
     this.#places.set(backend, places)
     this.#writes = this.#writes.then(async () => {
       if (this.#closed || this.#lost) return
-      await this.#session.query(
+      await this.#session!.query(
         'INSERT INTO queue_places (instance, backend, places) VALUES ($1, $2, $3) ON CONFLICT (instance, backend) DO UPDATE SET places = excluded.places',
         [this.instance, backend, places])
-      await this.#session.query('SELECT pg_notify($1, $2)', [CHANNEL, String(this.instance)])
+      await this.#session!.query('SELECT pg_notify($1, $2)', [CHANNEL, String(this.instance)])
     }).catch(() => {
       // Not written: the others count this instance's last written places until the next change is.
     })
@@ -138,7 +161,7 @@ export class PostgresQueue {
     this.#closed = true
     this.#wake()
     // Ending the session frees the instance lock, so its rows stop counting at once.
-    await this.#session.end().catch(() => {})
+    await this.#session?.end().catch(() => {})
     await this.#pool.end()
   }
 
@@ -153,12 +176,15 @@ export class PostgresQueue {
     }
   }
 
-  #watch (session: pg.Client): void {
+  #use (session: pg.Client): void {
+    this.#session = session
+    this.#lost = false
     session.on('notification', (message) => {
       this.#wake()
       if (message.payload !== String(this.instance)) void this.refresh()
     })
     session.on('end', () => { if (session === this.#session) this.#lost = true })
+    for (const [backend, places] of this.#places) this.publish(backend, places)
   }
 
   /** A new session under this instance's id, which writes again the places this instance holds. */
@@ -168,10 +194,7 @@ export class PostgresQueue {
       await session.end()
       return
     }
-    this.#session = session
-    this.#lost = false
-    this.#watch(session)
-    for (const [backend, places] of this.#places) this.publish(backend, places)
+    this.#use(session)
     await this.#writes
   }
 

@@ -27,6 +27,7 @@ t.test('the GPU takes one job from two instances, and the waiting line is full o
     GENERATION_QUEUE_LIMIT: '1'
   }
   const a = await instance(t, env)
+  t.equal(a.app.runstore.index.lastStopWasClean, false, 'the index opens before the queue joins: it sees the new database as new')
   const b = await instance(t, env)
   const execute = async (app: FastifyInstance, input: string) => await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: input, output_configs: ['gated_image'] } })
 
