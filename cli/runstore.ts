@@ -158,7 +158,8 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
     }
     if (isCodedError(err)) {
       io.stderr.write(`runstore: ${err.message}\n`)
-      return 1
+      // Bad input is a usage error, like commander's own; anything else was refused with a reason.
+      return err.statusCode === 400 ? 2 : 1
     }
     // A tool's user wants the reason in one line, not a stack.
     const { code, path } = err as NodeJS.ErrnoException

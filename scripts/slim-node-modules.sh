@@ -26,6 +26,14 @@ rm -rf "$nm/exceljs/dist" "$nm/jszip/dist" "$nm/bluebird/js/browser" \
 rm -f "$nm"/pdfkit/js/pdfkit.browser.* "$nm"/pdfkit/js/pdfkit.standalone.js "$nm"/pdfkit/js/pdfkit.*old.* \
   "$nm"/fontkit/dist/browser* "$nm/pngjs/browser.js"
 find "$nm" -type d -path '*/pako/dist' -prune -exec rm -rf {} +
+# The AWS SDK ships each package twice: Node takes dist-cjs (through "main", or
+# the "node" condition, which comes before "import" in their exports); dist-es
+# is for bundlers.
+for dir in "$nm"/@aws-sdk/* "$nm"/@smithy/*; do
+  [ -d "$dir/dist-cjs" ] && rm -rf "$dir/dist-es"
+done
+# yaml's browser build; swagger-ui's unbundled script (its index.html loads the bundle).
+rm -rf "$nm/yaml/browser" "$nm/@fastify/swagger-ui/static/swagger-ui.js"
 
 # Anything a compiler, an editor or a reader uses, never Node.
 find "$nm" -type f \( -name '*.map' -o -name '*.ts' -o -name '*.mts' -o -name '*.cts' -o -name '*.tsbuildinfo' \
