@@ -32,6 +32,13 @@ find "$nm" -type d -path '*/pako/dist' -prune -exec rm -rf {} +
 for dir in "$nm"/@aws-sdk/* "$nm"/@smithy/*; do
   [ -d "$dir/dist-cjs" ] && rm -rf "$dir/dist-es"
 done
+# exceljs's xlsx reader and what only it needs (unzipper and some eighty
+# packages behind it): runstore imports exceljs's streaming writer alone
+# (services/export/xlsx.ts). The paths are relative to the project root.
+project=$(cd "$nm/.." && pwd)
+node "$(dirname "$0")/unreachable-packages.mjs" "$nm" 'exceljs>unzipper' | while read -r path; do
+  rm -rf "${project:?}/$path"
+done
 # yaml's browser build; swagger-ui's unbundled script (its index.html loads the bundle).
 rm -rf "$nm/yaml/browser" "$nm/@fastify/swagger-ui/static/swagger-ui.js"
 
