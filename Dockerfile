@@ -23,7 +23,7 @@ COPY schemas ./schemas
 COPY cli ./cli
 # bench/ is not copied (nor sent: .dockerignore), so dist/ has no bench.
 RUN npm run build && chmod +x dist/cli/main.js
-COPY scripts/slim-node-modules.sh ./scripts/
+COPY scripts/slim-node-modules.sh scripts/unreachable-packages.mjs ./scripts/
 RUN npm prune --omit=dev --no-audit --no-fund && sh scripts/slim-node-modules.sh node_modules
 
 # Runtime stage: production dependencies and compiled code only, no compilers.

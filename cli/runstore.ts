@@ -1,10 +1,10 @@
 import { Command, CommanderError } from 'commander'
 import { loadConfig, type Config } from '../config.js'
-import { indexPathOf, indexSource, openMaintenanceStore, openStore, type MaintenanceStore } from '../runstore.js'
+import { indexPathOf, indexSettingsOf, indexSource, openMaintenanceStore, openStore, type MaintenanceStore } from '../runstore.js'
 import { isCodedError } from '../services/errors.js'
 import type { RunStorage } from '../services/storage/run-storage.js'
 import { StoreLock, StoreLockedError } from '../services/storage/store-lock.js'
-import { openRunIndex } from '../services/storage/index/open-index.js'
+import { clearConfiguredIndex, openConfiguredIndex } from '../services/storage/index/open-index.js'
 import type { RunIndex } from '../services/storage/index/run-index.js'
 import { SqliteRunIndex } from '../services/storage/index/sqlite.js'
 import { exportCommand } from './export.js'
@@ -86,9 +86,9 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
       await storage.listRunIds() // the store must exist before the old index goes
       const lock = await StoreLock.acquire(settings.RUNS_DIR, 'runstore reindex')
       try {
-        const path = indexPathOf(settings)
-        await SqliteRunIndex.remove(path)
-        const { index } = await openRunIndex(path, storage)
+        const where = indexSettingsOf(settings)
+        await clearConfiguredIndex(where)
+        const { index, where: path } = await openConfiguredIndex(where, storage)
         const bar = progress(io, 'reindex')
         let report
         try {
@@ -158,7 +158,8 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
     }
     if (isCodedError(err)) {
       io.stderr.write(`runstore: ${err.message}\n`)
-      return 1
+      // Bad input is a usage error, like commander's own; anything else was refused with a reason.
+      return err.statusCode === 400 ? 2 : 1
     }
     // A tool's user wants the reason in one line, not a stack.
     const { code, path } = err as NodeJS.ErrnoException

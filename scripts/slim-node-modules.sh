@@ -26,6 +26,21 @@ rm -rf "$nm/exceljs/dist" "$nm/jszip/dist" "$nm/bluebird/js/browser" \
 rm -f "$nm"/pdfkit/js/pdfkit.browser.* "$nm"/pdfkit/js/pdfkit.standalone.js "$nm"/pdfkit/js/pdfkit.*old.* \
   "$nm"/fontkit/dist/browser* "$nm/pngjs/browser.js"
 find "$nm" -type d -path '*/pako/dist' -prune -exec rm -rf {} +
+# The AWS SDK ships each package twice: Node takes dist-cjs (through "main", or
+# the "node" condition, which comes before "import" in their exports); dist-es
+# is for bundlers.
+for dir in "$nm"/@aws-sdk/* "$nm"/@smithy/*; do
+  [ -d "$dir/dist-cjs" ] && rm -rf "$dir/dist-es"
+done
+# exceljs's xlsx reader and what only it needs (unzipper and some eighty
+# packages behind it): runstore imports exceljs's streaming writer alone
+# (services/export/xlsx.ts). The paths are relative to the project root.
+project=$(cd "$nm/.." && pwd)
+node "$(dirname "$0")/unreachable-packages.mjs" "$nm" 'exceljs>unzipper' | while read -r path; do
+  rm -rf "${project:?}/$path"
+done
+# yaml's browser build; swagger-ui's unbundled script (its index.html loads the bundle).
+rm -rf "$nm/yaml/browser" "$nm/@fastify/swagger-ui/static/swagger-ui.js"
 
 # Anything a compiler, an editor or a reader uses, never Node.
 find "$nm" -type f \( -name '*.map' -o -name '*.ts' -o -name '*.mts' -o -name '*.cts' -o -name '*.tsbuildinfo' \

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
+import { aptInstall } from './apt-install.js'
 import { chmod, chown, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -16,19 +17,7 @@ export const POSTGRES_BIN = '/usr/lib/postgresql/15/bin'
  */
 function ensurePostgres (): void {
   if (existsSync(join(POSTGRES_BIN, 'initdb'))) return
-  const install = (): void => {
-    execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'postgresql-15'], { stdio: 'ignore', timeout: 600_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
-  }
-  try {
-    install()
-  } catch {
-    try {
-      execFileSync('apt-get', ['update'], { stdio: 'ignore', timeout: 300_000 })
-      install()
-    } catch (err) {
-      throw new Error(`the PostgreSQL tests need ${POSTGRES_BIN}; install it with "apt-get install postgresql-15" (${(err as Error).message})`)
-    }
-  }
+  aptInstall('postgresql-15', `the PostgreSQL tests need ${POSTGRES_BIN}`)
 }
 
 async function freePort (): Promise<number> {

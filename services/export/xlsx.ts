@@ -1,5 +1,6 @@
 import { PassThrough, type Readable } from 'node:stream'
-import ExcelJS from 'exceljs'
+// The writer alone: the package's main module loads the xlsx reader too (see exceljs-writer.d.ts).
+import WorkbookWriter from 'exceljs/lib/stream/xlsx/workbook-writer.js'
 import { drained } from './drain.js'
 import type { Column, Row } from './runs-table.js'
 
@@ -14,7 +15,7 @@ const TRUNCATED = ' […]'
  */
 export function xlsxTable (rows: AsyncIterable<Row>, columns: readonly Column[], created: Date): Readable {
   const output = new PassThrough()
-  const workbook = new ExcelJS.stream.xlsx.WorkbookWriter({ stream: output, useStyles: true, useSharedStrings: false })
+  const workbook = new WorkbookWriter({ stream: output, useStyles: true, useSharedStrings: false })
   Object.assign(workbook, { created, modified: created, creator: 'runstore', lastModifiedBy: 'runstore' })
   void (async () => {
     const sheet = workbook.addWorksheet('runs', { views: [{ state: 'frozen', ySplit: 1 }] })

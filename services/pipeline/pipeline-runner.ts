@@ -32,6 +32,8 @@ export interface PipelineRunnerOptions {
   /** where the pipeline files are, to name them when a default output is unknown */
   pipelinesDir?: string | undefined
   logger?: RunnerLogger | undefined
+  /** how often a running run's stage records are written at most (default 250 ms) */
+  flushIntervalMs?: number | undefined
 }
 
 /**
@@ -52,6 +54,8 @@ export class PipelineRunner {
   readonly #active = new Map<Promise<ExecuteOutcome>, AbortController>()
   #closing = false
 
+  readonly #flushIntervalMs: number | undefined
+
   constructor (options: PipelineRunnerOptions) {
     this.#storage = options.storage
     this.#backends = options.backends
@@ -59,6 +63,7 @@ export class PipelineRunner {
     this.#textProviders = options.textProviders
     this.#publicBaseUrl = options.publicBaseUrl ?? ''
     this.#logger = options.logger
+    this.#flushIntervalMs = options.flushIntervalMs
     checkDefaultOutputs(options.pipelines, options.backends, options.pipelinesDir ?? 'pipelines')
   }
 
@@ -164,6 +169,7 @@ export class PipelineRunner {
         storage: this.#storage,
         signal,
         publicBaseUrl: this.#publicBaseUrl,
+        flushIntervalMs: this.#flushIntervalMs,
         emit,
         describeError: (err) => this.#describeError(err, metadata.run_id)
       })

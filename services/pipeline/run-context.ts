@@ -39,6 +39,8 @@ const FLUSH_INTERVAL_MS = 250
 type PendingChanges = Required<Pick<RunChanges, 'stages' | 'errors'>> & Pick<RunChanges, 'transformed_text'>
 
 export interface RunContextOptions {
+  /** how old the last write may get before pending stage records are written (default FLUSH_INTERVAL_MS) */
+  flushIntervalMs?: number | undefined
   runId: string
   request: RunRequest
   pipeline: PipelineDefinition
@@ -154,7 +156,7 @@ export class RunContext {
   /** Flushes when the last write is older than FLUSH_INTERVAL_MS, so slow stages (an LLM) show up while the run goes on. */
   async flushIfStale (): Promise<void> {
     const pending = this.#pending.stages.length + this.#pending.errors.length > 0 || this.#pending.transformed_text !== undefined
-    if (pending && performance.now() - this.#lastWrite >= FLUSH_INTERVAL_MS) await this.flush()
+    if (pending && performance.now() - this.#lastWrite >= (this.#options.flushIntervalMs ?? FLUSH_INTERVAL_MS)) await this.flush()
   }
 
   /** Stops the run after the current stage: status "blocked", 403 with this stage, reason and codes. */

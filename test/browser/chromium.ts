@@ -1,6 +1,6 @@
-import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { chromium, type Browser } from 'playwright-core'
+import { aptInstall } from '../apt-install.js'
 
 export const CHROMIUM = '/usr/bin/chromium'
 
@@ -10,23 +10,7 @@ export const CHROMIUM = '/usr/bin/chromium'
  */
 export function ensureChromium (): void {
   if (existsSync(CHROMIUM)) return
-  const install = (): void => {
-    execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'chromium'], {
-      stdio: 'ignore',
-      timeout: 600_000,
-      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
-    })
-  }
-  try {
-    install()
-  } catch {
-    try {
-      execFileSync('apt-get', ['update'], { stdio: 'ignore', timeout: 300_000 })
-      install()
-    } catch (err) {
-      throw new Error(`the browser tests need Chromium at ${CHROMIUM}; install it with "apt-get install chromium" (${(err as Error).message})`)
-    }
-  }
+  aptInstall('chromium', `the browser tests need Chromium at ${CHROMIUM}`)
 }
 
 /**

@@ -144,6 +144,8 @@ t.test('a run opened: input, stages, outputs with their facts; sound and video p
   const withSound = runs.find((r) => r.schema === 'bauhaus' && r.outputs.some((name) => name.endsWith('.mp3')))
   if (withSound === undefined) throw new Error('no run with a sound')
   await page.click(`#grid li[data-run-id="${withSound.run_id}"] button`)
+  // The dialog fills in once the run's document has arrived.
+  await page.waitForSelector('#run[open] #run-body audio')
   const audio = await page.$eval('#run[open] #run-body audio', async (el: HTMLAudioElement) => {
     el.muted = true
     await el.play()

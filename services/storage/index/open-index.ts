@@ -68,3 +68,9 @@ export async function openConfiguredIndex (settings: { databaseUrl?: string | un
   const opened = await openRunIndex(settings.path, source)
   return { ...opened, checkIntegrity: async () => await opened.index.checkIntegrity(), where: settings.path, rebuilt: opened.index.rebuilt }
 }
+
+/** Removes what the configured index holds, so that the next open and catchUp build it again from the store. */
+export async function clearConfiguredIndex (settings: { databaseUrl?: string | undefined, poolSize: number, path: string }): Promise<void> {
+  if (settings.databaseUrl !== undefined) await PostgresRunIndex.clear({ url: settings.databaseUrl, poolSize: settings.poolSize })
+  else await SqliteRunIndex.remove(settings.path)
+}

@@ -100,6 +100,33 @@ export class PostgresRunIndex implements RunIndex, CatchUpTarget {
     }
   }
 
+  /**
+   * Empties the index for `runstore reindex`: the rows, their counts and the
+   * journal go in one transaction, and the next catchUp builds it again from
+   * the store (instances still serving list what is built so far and say so).
+   */
+  static async clear (options: PostgresRunIndexOptions): Promise<void> {
+    const pool = new pg.Pool({ connectionString: options.url, max: 1 })
+    try {
+      await migrate(pool)
+      const client = await pool.connect()
+      try {
+        await client.query('BEGIN')
+        await client.query('TRUNCATE runs, run_counts, run_journal')
+        await client.query("DELETE FROM run_index_meta WHERE key IN ('build_below', 'full_scan')")
+        await client.query("INSERT INTO run_index_meta (key, value) VALUES ('built', '0'), ('build_reason', 'missing') ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value")
+        await client.query('COMMIT')
+      } catch (err) {
+        await client.query('ROLLBACK')
+        throw err
+      } finally {
+        client.release()
+      }
+    } finally {
+      await pool.end()
+    }
+  }
+
   get building (): boolean {
     return this.#meta.get('built') !== '1'
   }

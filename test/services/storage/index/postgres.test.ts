@@ -101,3 +101,31 @@ t.test('text PostgreSQL cannot hold (NUL) is searched and filtered like any othe
   t.same(await ids(index, { user_id: 'A\0B' }), [withNul.run_id])
   t.same(await ids(index, { user_id: '\0', q: '\\%_' }), [])
 })
+
+t.test('runstore reindex with DATABASE_URL empties the PostgreSQL index and builds it again from the store', async (t) => {
+  const { runCli } = await import('../../../../cli/runstore.js')
+  const runsDir = await tempRunsDir(t)
+  const url = await freshDatabase(t)
+  const storage = newStorage(runsDir)
+  const made = []
+  for (const text of ['Blume', 'Haus', 'Katze']) made.push((await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: text })).run_id)
+  // An entry the store does not have: reindex must drop it.
+  const stale = await PostgresRunIndex.open({ url, poolSize: 2 })
+  await stale.upsert({ ...(await storage.getMetadata(made[0]!)), run_id: '01a00000-0000-7000-8000-000000000000' })
+  await stale.close()
+
+  let stdout = ''
+  let stderr = ''
+  const code = await runCli(['--runs-dir', runsDir, 'reindex', '--json'], {
+    stdout: { write: (text: string) => { stdout += text } },
+    stderr: { write: (text: string) => { stderr += text }, isTTY: false },
+    env: { PATH: process.env.PATH, DATABASE_URL: url }
+  })
+  t.equal(code, 0, stderr)
+  t.match(JSON.parse(stdout), { runs: 3, skipped: [] })
+  t.match(JSON.parse(stdout).index, /^postgres:/, 'it names the database, not a file')
+  const index = await PostgresRunIndex.open({ url, poolSize: 2 })
+  t.teardown(async () => { await index.close() })
+  t.notOk(index.building, 'built')
+  t.same((await ids(index)).sort(), [...made].sort(), 'exactly the stored runs')
+})
