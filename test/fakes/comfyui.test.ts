@@ -286,3 +286,22 @@ t.test('a cut POST /prompt response still queued the prompt', async (t) => {
   await fake.finished(id)
   t.equal((await post(fake, '/prompt', { prompt: graph, prompt_id: id })).status, 409)
 })
+
+t.test('maxQueued: the most prompts held at once, queued and running together, not the running count', async (t) => {
+  const fake = await start(t, { runMs: 200, historyDelayMs: 0 })
+  // each its own graph, or ComfyUI's cache answers the repeats without running them
+  let n = 0
+  const send = async (id: string): Promise<Response> => await post(fake, '/prompt', { prompt: JSON.parse(JSON.stringify(graph).replace('test/cat', `test/cat${++n}`)), prompt_id: id })
+  t.equal(fake.maxQueued, 0, 'nothing sent yet')
+  const one = randomUUID()
+  await send(one)
+  await fake.finished(one)
+  const two = randomUUID()
+  await send(two)
+  await fake.finished(two)
+  t.equal(fake.maxQueued, 1, 'one after the other never held two')
+  const ids = [randomUUID(), randomUUID(), randomUUID()]
+  await Promise.all(ids.map(send))
+  await Promise.all(ids.map(async (id) => { await fake.finished(id) }))
+  t.equal(fake.maxQueued, 3, 'three sent at once: one running, two waiting')
+})

@@ -94,6 +94,11 @@ export interface FakeComfyui {
   prompts: ReceivedPrompt[]
   requests: ReceivedRequest[]
   events: SentEvent[]
+  /**
+   * the most prompts this server held at one moment, queued or running: ComfyUI runs one at a time and queues
+   * the rest, so this (not the running count) tells how many jobs its clients handed the GPU at once
+   */
+  readonly maxQueued: number
   setBehaviour (changes: Partial<FakeComfyuiBehaviour>): void
   /** bytes of a stored file, as /view serves them */
   file (type: string, subfolder: string, filename: string): Buffer | undefined
@@ -162,6 +167,7 @@ export async function startFakeComfyui (options: Partial<FakeComfyuiBehaviour> =
   let running: Task | null = null
   let runningNode: string | null = null
   let number = 0
+  let maxQueued = 0
   let working = false
   const sockets = new Map<string, WebSocket>()
   const stop = new AbortController()
@@ -298,6 +304,7 @@ export async function startFakeComfyui (options: Partial<FakeComfyuiBehaviour> =
     if (typeof body.client_id === 'string') extra.client_id = body.client_id
     const task: Task = { number: number++, prompt_id: promptId, prompt: body.prompt as Graph, extra_data: extra, outputs: validation.outputs, interrupted: false }
     pending.push(task)
+    maxQueued = Math.max(maxQueued, pending.length + (running === null ? 0 : 1))
     send('status', { status: queueInfo() }, null)
     void work()
 
@@ -653,6 +660,7 @@ export async function startFakeComfyui (options: Partial<FakeComfyuiBehaviour> =
     prompts,
     requests,
     events,
+    get maxQueued () { return maxQueued },
     setBehaviour (changes) {
       behaviour = { ...behaviour, ...changes }
     },
