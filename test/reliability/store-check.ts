@@ -62,10 +62,7 @@ export async function checkStore (runsDir: string, options: { serviceUrl?: strin
     }
   }
   if (serviceUrl !== undefined) {
-    const listed = await pageThrough(async (query) => {
-      const res = await fetch(`${new URL('/api/runs', serviceUrl).href}?${new URLSearchParams(query).toString()}`)
-      return { statusCode: res.status, body: await res.text() }
-    })
+    const listed = await runsListedAt(serviceUrl)
     for (const [runId, status] of listed) {
       const run = metadata.get(runId)
       if (run === undefined) problems.push(`GET /api/runs lists ${runId}, which is not on disk`)
@@ -107,6 +104,14 @@ export async function listedRuns (app: FastifyInstance): Promise<string[]> {
     const res = await app.inject({ url: '/api/runs', query })
     return { statusCode: res.statusCode, body: res.body }
   })).keys()]
+}
+
+/** run id → status of every run GET /api/runs of the service at serviceUrl lists (with these filters), in its order. */
+export async function runsListedAt (serviceUrl: string, filters: Record<string, string> = {}): Promise<Map<string, string>> {
+  return await pageThrough(async (query) => {
+    const res = await fetch(`${new URL('/api/runs', serviceUrl).href}?${new URLSearchParams({ ...filters, ...query }).toString()}`)
+    return { statusCode: res.status, body: await res.text() }
+  })
 }
 
 /** run id → status of every run GET /api/runs lists, in its order. */
