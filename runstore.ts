@@ -29,7 +29,7 @@ import { finishInterruptedRuns } from './services/storage/interrupted-runs.js'
 import { RunEvents } from './services/storage/run-events.js'
 import { RunStorage, type WriteJournal } from './services/storage/run-storage.js'
 import { RunTrash } from './services/storage/run-trash.js'
-import { MaintenanceSchedule } from './services/storage/archive/maintenance-schedule.js'
+import { RepeatingTask } from './services/repeating-task.js'
 import { RunArchive } from './services/storage/archive/run-archive.js'
 import { StoreLock } from './services/storage/store-lock.js'
 import { isRunId } from './services/storage/run-id.js'
@@ -62,7 +62,7 @@ export interface Runstore {
   /** old runs packed into monthly archives (ARCHIVE_AFTER_DAYS), restored, pruned (RETENTION_DAYS) */
   readonly archives: RunArchive
   /** archive + prune every MAINTENANCE_INTERVAL_HOURS (off at 0) */
-  readonly maintenance: MaintenanceSchedule
+  readonly maintenance: RepeatingTask
   /** the runs for listing, kept current by the events */
   readonly index: RunIndex
   readonly mediaDelivery: MediaDelivery
@@ -99,6 +99,7 @@ export interface StartupReport {
   pendingExports: string[]
 }
 
+const HOUR_MS = 60 * 60 * 1000
 const SILENT: Logger = { info () {}, warn () {}, error () {} }
 
 /** The run records over their blob store, and the events they emit: nothing is read or swept yet. */
@@ -191,7 +192,8 @@ export async function createRunstore (config: Config, options: { logger?: Logger
   let index: RunIndex | undefined
   let metrics: RunstoreMetrics | undefined
   let lock: StoreLock | undefined
-  let maintenance: MaintenanceSchedule | undefined
+  let maintenance: RepeatingTask | undefined
+  let stoppedInstances: RepeatingTask | undefined
   let autoExport: AutoExport | null = null
   let closed = false
   // Runs still going are stopped and recorded first (their last writes reach the index), then what they used.
@@ -199,6 +201,7 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     if (closed) return
     closed = true
     await maintenance?.close()
+    await stoppedInstances?.close()
     metrics?.close()
     await pipeline?.close()
     // after the pipeline: the runs it stopped have ended and are noted for export
@@ -257,10 +260,10 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     followStore(events, runIndex)
     const interruptedRuns: string[] = []
     const finishInterrupted = async (): Promise<void> => {
-      const interrupted = await finishInterruptedRuns(storage, runIndex, startedAt)
+      const interrupted = await finishInterruptedRuns(storage, runIndex, startedAt, indexSource(store))
       interruptedRuns.push(...interrupted.finished)
       if (interrupted.finished.length > 0) logger.warn({ count: interrupted.finished.length, first: interrupted.finished.slice(0, 20) }, 'runs left running by a stopped process ended as failed (RUN_INTERRUPTED)')
-      if (interrupted.failed.length > 0) logger.error({ err: interrupted.failed[0]!.err, count: interrupted.failed.length, first: interrupted.failed.slice(0, 20).map((f) => f.run_id) }, 'runs left running by a stopped process could not be ended now; the next start tries again')
+      if (interrupted.failed.length > 0) logger.error({ err: interrupted.failed[0]!.err, count: interrupted.failed.length, first: interrupted.failed.slice(0, 20).map((f) => f.run_id) }, 'runs left running by a stopped process could not be ended now; the next start (with DATABASE_URL, the next check) tries again')
     }
     if (!runIndex.progress().complete) logger.warn({ path: indexPath, reason: opened.rebuilt }, 'the run index is being built from the stored runs in the background; listings are incomplete until it ends (GET /ready shows the progress)')
     // After a clean stop nothing is half-made: the sweep, which reads every run folder, is for crashes; so is the index file's check.
@@ -305,8 +308,23 @@ export async function createRunstore (config: Config, options: { logger?: Logger
     void startup.finally(() => { startupDone = true })
 
     metrics = new RunstoreMetrics({ events, backends, index: runIndex, blobs, logger })
-    maintenance = new MaintenanceSchedule({ intervalHours: config.MAINTENANCE_INTERVAL_HOURS, work: async () => { await runMaintenance(archives, logger) }, logger })
+    maintenance = new RepeatingTask({
+      intervalMs: config.MAINTENANCE_INTERVAL_HOURS * HOUR_MS,
+      work: async () => { await runMaintenance(archives, logger) },
+      failure: 'the scheduled maintenance (archive, prune) failed; the next interval tries again',
+      logger
+    })
     maintenance.start()
+    // Instances that share an index end what one of them left running when it died; no restart of it needed.
+    if (config.DATABASE_URL !== undefined) {
+      stoppedInstances = new RepeatingTask({
+        intervalMs: config.STOPPED_INSTANCE_CHECK_MS,
+        work: async () => { if (startupDone && !closed) await finishInterrupted() },
+        failure: 'the check for runs left by stopped instances failed; the next interval tries again',
+        logger
+      })
+      stoppedInstances.start()
+    }
 
     return { config, logger, fetchPolicy, blobs, events, storage, trash, archives, maintenance, index: runIndex, mediaDelivery, thumbnails, exporter, autoExport, backends, pipeline, startup, startupDone: () => startupDone, interruptedRuns, metrics, close }
   } catch (err) {

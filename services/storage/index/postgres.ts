@@ -133,7 +133,7 @@ export class PostgresRunIndex implements RunIndex, CatchUpTarget {
 
   async begin (runId: string): Promise<void> {
     try {
-      await this.#pool.query('INSERT INTO run_journal (run_id) VALUES ($1) ON CONFLICT DO NOTHING', [runId.toLowerCase()])
+      await this.#pool.query('INSERT INTO run_journal (run_id, session) VALUES ($1, $2) ON CONFLICT (run_id) DO UPDATE SET session = excluded.session', [runId.toLowerCase(), this.#sessionId])
     } catch {
       // The write goes ahead: a stored run never fails for its index. The next start reads every run instead.
       await this.#missed()
@@ -142,7 +142,7 @@ export class PostgresRunIndex implements RunIndex, CatchUpTarget {
 
   async upsert (metadata: RunMetadata, archive: string | null = null): Promise<void> {
     const runId = metadata.run_id.toLowerCase()
-    await this.#change(runId, async (client) => { await this.#write(client, metadata, archive, false) })
+    await this.#change(runId, async (client) => { await this.#write(client, metadata, archive, false, this.#sessionId) })
   }
 
   async remove (runId: string): Promise<void> {
@@ -151,15 +151,22 @@ export class PostgresRunIndex implements RunIndex, CatchUpTarget {
     await this.#change(id, async (client) => { await this.#delete(client, id) })
   }
 
-  /** Reads again the runs whose write a stopped process had begun; run it before the store takes writes. */
+  /**
+   * Reads again the runs whose write a stopped process had begun (not the
+   * marks of instances still open: their writes are under way); run it
+   * before the store takes writes.
+   */
   async recoverJournal (source: RunSource): Promise<{ journaled: number, skipped: ReconcileReport['skipped'] }> {
-    const ids = (await this.#pool.query<{ run_id: string }>('SELECT run_id FROM run_journal')).rows.map((row) => row.run_id)
+    const marks = (await this.#pool.query<{ run_id: string, session: string | null }>(`SELECT run_id, session FROM run_journal
+      WHERE session IS NULL OR session NOT IN (SELECT id FROM run_index_sessions)`)).rows
+    const ids = marks.map((mark) => mark.run_id)
     const skipped: ReconcileReport['skipped'] = []
     const read = await Promise.allSettled(ids.map(async (id) => await source.readMetadata(id)))
     await this.#transaction(async (client) => {
       for (const [i, result] of read.entries()) {
         const id = ids[i]!
-        if (result.status === 'fulfilled') await this.#write(client, result.value, undefined, false)
+        // Still the stopped session's: a run it left running is found as one of its.
+        if (result.status === 'fulfilled') await this.#write(client, result.value, undefined, false, marks[i]!.session)
         else if ((result.reason as { code?: string }).code === 'RUN_NOT_FOUND') await this.#delete(client, id)
         else skipped.push({ run_id: id, reason: describe(result.reason) })
         await client.query('DELETE FROM run_journal WHERE run_id = $1', [id])
@@ -167,6 +174,26 @@ export class PostgresRunIndex implements RunIndex, CatchUpTarget {
     })
     this.#indexed = await countRuns(this.#pool)
     return { journaled: ids.length, skipped }
+  }
+
+  /**
+   * Ends the sessions of instances that stopped without closing, reads
+   * again what they had begun to write, and names the runs they left
+   * running: rows last written by a session that is gone, or by none (a
+   * catch-up wrote them) when created before every open instance started.
+   * A run with a write under way in an open instance is never named.
+   */
+  async abandonedRuns (_startedAt: Date, source: RunSource): Promise<string[]> {
+    await endStoppedSessions(this.#session, this.#sessionId)
+    await this.recoverJournal(source)
+    const rows = await this.#pool.query<{ run_id: string }>(`SELECT run_id FROM runs r
+      WHERE status = 'running' AND NOT archived
+        AND CASE WHEN session IS NULL
+          THEN (entry::jsonb ->> 'timestamp')::timestamptz < (SELECT min(started_at) FROM run_index_sessions)
+          ELSE session NOT IN (SELECT id FROM run_index_sessions) END
+        AND NOT EXISTS (SELECT 1 FROM run_journal j WHERE j.run_id = r.run_id)
+      ORDER BY seq`)
+    return rows.rows.map((row) => row.run_id)
   }
 
   async catchUp (source: RunSource, options: { onProgress?: (progress: IndexProgress) => void } = {}): Promise<ReconcileReport> {
@@ -402,11 +429,12 @@ export class PostgresRunIndex implements RunIndex, CatchUpTarget {
 
   /**
    * Writes the run's row and clears its journal mark. `archive` undefined
-   * keeps the archive the row names. An entry never goes back to an older
+   * keeps the archive the row names; `writer` is the session of a live
+   * change (null: a catch-up, which keeps the writer the row names). An entry never goes back to an older
    * updated_at (another instance may have written a newer one); with
    * onlyIfNewer (the catch-up) an entry as new is kept as well.
    */
-  async #write (client: Client, metadata: RunMetadata, archive: string | null | undefined, onlyIfNewer: boolean): Promise<'added' | 'updated' | 'same'> {
+  async #write (client: Client, metadata: RunMetadata, archive: string | null | undefined, onlyIfNewer: boolean, writer: string | null = null): Promise<'added' | 'updated' | 'same'> {
     const runId = metadata.run_id.toLowerCase()
     const known = (await client.query<{ seq: string, updated_at: string, archive: string | null }>('SELECT seq, updated_at, archive FROM runs WHERE run_id = $1 FOR UPDATE', [runId])).rows[0]
     if (known !== undefined && (known.updated_at > metadata.updated_at || (onlyIfNewer && known.updated_at === metadata.updated_at))) return 'same'
@@ -428,12 +456,12 @@ export class PostgresRunIndex implements RunIndex, CatchUpTarget {
     const row = [
       runId, metadata.updated_at, pgText(metadata.status), pgText(metadata.schema), entry.user_id === null ? null : pgText(entry.user_id),
       keptArchive !== null, keptArchive === null ? null : pgText(keptArchive), facets.map(pgText),
-      pgText(fold(metadata.input_text)), pgText(fold(metadata.transformed_text ?? '')), JSON.stringify(entry)
+      pgText(fold(metadata.input_text)), pgText(fold(metadata.transformed_text ?? '')), JSON.stringify(entry), writer
     ]
     let result: 'added' | 'updated' = 'updated'
     if (known !== undefined) {
       await client.query(`UPDATE runs SET updated_at = $2, status = $3, schema = $4, user_id = $5, archived = $6, archive = $7, facets = $8,
-        input_search = $9, transformed_search = $10, entry = $11 WHERE run_id = $1`, row)
+        input_search = $9, transformed_search = $10, entry = $11, session = COALESCE($12, session) WHERE run_id = $1`, row)
     } else {
       result = await this.#insert(client, row, preferredSortKey(runId, metadata.timestamp))
     }
@@ -445,13 +473,13 @@ export class PostgresRunIndex implements RunIndex, CatchUpTarget {
   /** Inserts at the first free sort key from `seq` on; when another instance added the run meanwhile, updates it. */
   async #insert (client: Client, row: unknown[], seq: number): Promise<'added' | 'updated'> {
     for (let key = seq; ; key++) {
-      const inserted = await client.query(`INSERT INTO runs (run_id, updated_at, status, schema, user_id, archived, archive, facets, input_search, transformed_search, entry, seq)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING`, [...row, key])
+      const inserted = await client.query(`INSERT INTO runs (run_id, updated_at, status, schema, user_id, archived, archive, facets, input_search, transformed_search, entry, session, seq)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING`, [...row, key])
       if (inserted.rowCount === 1) return 'added'
       const taken = await client.query('SELECT 1 FROM runs WHERE run_id = $1 FOR UPDATE', [row[0]])
       if (taken.rowCount === 1) {
         await client.query(`UPDATE runs SET updated_at = $2, status = $3, schema = $4, user_id = $5, archived = $6, archive = $7, facets = $8,
-          input_search = $9, transformed_search = $10, entry = $11 WHERE run_id = $1 AND updated_at <= $2`, row)
+          input_search = $9, transformed_search = $10, entry = $11, session = COALESCE($12, session) WHERE run_id = $1 AND updated_at <= $2`, row)
         return 'updated'
       }
     }
@@ -469,8 +497,9 @@ export class PostgresRunIndex implements RunIndex, CatchUpTarget {
  * (their lock is free): true when there was one, so the store is worth a
  * sweep for what an interrupted write left.
  */
-async function endStoppedSessions (session: Client): Promise<boolean> {
-  const ids = (await session.query<{ id: string }>('SELECT id FROM run_index_sessions')).rows.map((row) => row.id)
+async function endStoppedSessions (session: Client, own: string | null = null): Promise<boolean> {
+  // Not its own: the lock is re-entrant, so trying it would succeed.
+  const ids = (await session.query<{ id: string }>('SELECT id FROM run_index_sessions WHERE id <> $1', [own ?? '-1'])).rows.map((row) => row.id)
   let stopped = false
   for (const id of ids) {
     const free = (await session.query<{ free: boolean }>(`SELECT pg_try_advisory_lock($1, ${ID_KEY}) AS free`, [SESSION_LOCK, id])).rows[0]!.free

@@ -34,6 +34,16 @@ export interface RunIndex {
    * back are found. progress() tells how far it is.
    */
   catchUp: (source: RunSource, options?: { onProgress?: (progress: IndexProgress) => void }) => Promise<ReconcileReport>
+  /**
+   * The runs that processes which stopped without closing the index left
+   * `running` (nothing will finish them), after reading again from `source`
+   * what those processes had begun to write. An index of one process knows
+   * only its own past: the running runs created before `startedAt`. An index
+   * shared by instances knows which instance wrote each run last and names
+   * only runs of instances that are gone, so that one instance never ends
+   * what another is still working on; it can be asked again at any time.
+   */
+  abandonedRuns: (startedAt: Date, source: RunSource) => Promise<string[]>
   /** whether the index lists every stored run yet, and how far a build or catch-up is */
   progress: () => IndexProgress
   /**

@@ -8,7 +8,7 @@ import { IndexDamagedError } from '../../errors.js'
 import { catchUpIndex, describe, type CatchUpTarget, type StoredEntry, type StoredResults } from './catch-up.js'
 import { checkIndexFile } from './integrity-check.js'
 import {
-  COUNT_LIMIT, distinctOutputs, encodeCursor, preferredSortKey,
+  COUNT_LIMIT, MAX_LIST_LIMIT, distinctOutputs, encodeCursor, preferredSortKey,
   type IndexProgress, type ReconcileReport, type RunIndex, type RunIndexEntry, type RunIndexStats, type RunListFilters, type RunListPaging, type RunListResult, type RunSource
 } from './run-index.js'
 import { countedByStatus, facetKey, fold, listingQuery } from './sqlite-listing.js'
@@ -253,6 +253,18 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
       })
     })()
     return { journaled: ids.length, skipped }
+  }
+
+  /** One process per index file (the store lock): what it left running are the running runs created before this start. */
+  async abandonedRuns (startedAt: Date): Promise<string[]> {
+    const runIds: string[] = []
+    let cursor: string | undefined
+    do {
+      const page = await this.list({ status: 'running', to: startedAt.toISOString() }, { limit: MAX_LIST_LIMIT, cursor })
+      for (const entry of page.runs) if (Date.parse(entry.timestamp) < startedAt.getTime()) runIds.push(entry.run_id)
+      cursor = page.next_cursor ?? undefined
+    } while (cursor !== undefined)
+    return runIds
   }
 
   async catchUp (source: RunSource, options: { onProgress?: (progress: IndexProgress) => void } = {}): Promise<ReconcileReport> {

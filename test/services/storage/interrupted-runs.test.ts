@@ -68,3 +68,35 @@ t.test('a run created at or after the start, or no longer running, is never ende
   t.equal(await runstore.storage.finishInterrupted(run.run_id, new Date(Date.now() + 60_000), error), false, 'completed meanwhile')
   t.equal((await runstore.storage.getMetadata(run.run_id)).status, 'completed')
 })
+
+t.test('instances sharing an index: a start never ends the runs a live instance works on; the runs of one that died are ended by the others', async (t) => {
+  const { driverEnv } = await import('../../storage-drivers.js')
+  const { freshDatabase, query } = await import('../../postgres.js')
+  const { LOCK_SPACE } = await import('../../../services/postgres/lock-keys.js')
+  const { env: s3 } = await driverEnv(t, 's3')
+  const shared = { ...s3, DATABASE_URL: await freshDatabase(t), STOPPED_INSTANCE_CHECK_MS: '50' }
+  const dying = await createRunstore(testConfig(await tempRunsDir(t), shared))
+  t.teardown(async () => { await dying.close() })
+  const png = await readFile(fixtures.png.file)
+  const run = await dying.storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'Blume', status: 'running' })
+  await dying.storage.addMedia(run.run_id, png, { config: 'upload', backend: 'upload' })
+
+  const survivor = await createRunstore(testConfig(await tempRunsDir(t), shared))
+  t.teardown(async () => { await survivor.close() })
+  await survivor.startup
+  t.same(survivor.interruptedRuns, [], 'the run of a live instance is left alone')
+  t.equal((await survivor.storage.getMetadata(run.run_id)).status, 'running')
+
+  // The dying instance's host goes: its database connections end (its process here stays, and writes nothing more).
+  const pids = (await query<{ pid: number }>(shared.DATABASE_URL, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::integer::oid AND objid = 1",
+    [LOCK_SPACE.indexSession])).map((row) => row.pid)
+  t.equal(pids.length, 1, 'the dying instance holds its session')
+  await query(shared.DATABASE_URL, 'SELECT pg_terminate_backend(pid) FROM unnest($1::integer[]) pid', [pids])
+  while (survivor.interruptedRuns.length === 0) await new Promise((resolve) => setTimeout(resolve, 20))
+  t.same(survivor.interruptedRuns, [run.run_id], 'ended by the survivor, without a restart')
+  const metadata = await survivor.storage.getMetadata(run.run_id)
+  t.equal(metadata.status, 'failed')
+  t.match(metadata.errors, [{ code: 'RUN_INTERRUPTED' }])
+  t.equal(metadata.outputs.length, 1, 'its output is kept')
+  t.same((await survivor.index.list({ status: 'running' })).runs, [])
+})

@@ -1,4 +1,5 @@
 import t from 'tap'
+import { LOCK_SPACE } from '../../../../services/postgres/lock-keys.js'
 import { PostgresRunIndex } from '../../../../services/storage/index/postgres.js'
 import type { RunSource } from '../../../../services/storage/index/run-index.js'
 import { freshDatabase, query } from '../../../postgres.js'
@@ -8,6 +9,18 @@ import { ids, indexSuite, newStorage, type IndexDriver, type Test } from './inde
 async function openPostgres (url: string, source: RunSource): Promise<{ index: PostgresRunIndex, journal: { journaled: number, skipped: Array<{ run_id: string, reason: string }> } }> {
   const index = await PostgresRunIndex.open({ url, poolSize: 4 })
   return { index, journal: await index.recoverJournal(source) }
+}
+
+/**
+ * Ends the session connections of open indexes (only the one opened last, with `newest`), as the server does
+ * when their host dies; resolves once they are gone.
+ */
+async function killSessions (url: string, newest = false): Promise<void> {
+  const [{ id }] = await query<{ id: number }>(url, 'SELECT max(id)::integer AS id FROM run_index_sessions') as [{ id: number }]
+  const pids = (await query<{ pid: number }>(url, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::integer::oid AND (NOT $3 OR objid = $2::integer::oid)",
+    [LOCK_SPACE.indexSession, id, newest])).map((row) => row.pid)
+  await query(url, 'SELECT pg_terminate_backend(pid) FROM unnest($1::integer[]) pid', [pids])
+  while ((await query(url, 'SELECT 1 FROM pg_stat_activity WHERE pid = ANY($1::integer[])', [pids])).length > 0);
 }
 
 // The database of a store: the same one for the same runsDir, as a file beside the runs would be.
@@ -24,6 +37,7 @@ const postgres: IndexDriver = {
     return url
   },
   open: openPostgres,
+  crash: async (url) => { await killSessions(url) },
   destroy: async (url) => { await query(url, 'DROP SCHEMA public CASCADE; CREATE SCHEMA public') },
   checkSize: async (t, _url, sizeBytes) => { t.ok(sizeBytes !== null && sizeBytes > 0, `its tables take ${sizeBytes} bytes`) },
   checkClosed: async (t, url) => { t.same(await query(url, 'SELECT id FROM run_index_sessions'), [], 'a clean close leaves no session behind') }
@@ -41,7 +55,7 @@ t.test('instances starting at once migrate once; a database migrated by a newer 
   const url = await freshDatabase(t)
   const runsDir = await tempRunsDir(t)
   const all = await Promise.all([1, 2, 3, 4].map(async () => await opened(t, url, runsDir)))
-  t.same(await query(url, 'SELECT version, name FROM schema_migrations ORDER BY version'), [{ version: '001', name: '001_run_index.sql' }, { version: '002', name: '002_generation_queue.sql' }])
+  t.same(await query(url, 'SELECT version, name FROM schema_migrations ORDER BY version'), [{ version: '001', name: '001_run_index.sql' }, { version: '002', name: '002_generation_queue.sql' }, { version: '003', name: '003_run_writers.sql' }])
   t.same(all.map((index) => index.description), all.map(() => `postgres:${new URL(url).host}${new URL(url).pathname}`))
   await query(url, "INSERT INTO schema_migrations (version, name) VALUES ('999', '999_future.sql')")
   await t.rejects(PostgresRunIndex.open({ url, poolSize: 1 }), /migrated by a newer runstore \(migrations 999\)/)
@@ -128,4 +142,42 @@ t.test('runstore reindex with DATABASE_URL empties the PostgreSQL index and buil
   t.teardown(async () => { await index.close() })
   t.notOk(index.building, 'built')
   t.same((await ids(index)).sort(), [...made].sort(), 'exactly the stored runs')
+})
+
+t.test('the runs a dead instance left running are named to the others, never those of a live one', async (t) => {
+  const url = await freshDatabase(t)
+  const runsDir = await tempRunsDir(t)
+  const storage = newStorage(runsDir)
+  await storage.init()
+  // Left running before any instance now open started; a catch-up indexes it without a writer.
+  const older = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'alt', status: 'running' })
+  const alive = await opened(t, url, runsDir)
+  await alive.catchUp(storage)
+  const other = await opened(t, url, runsDir)
+  const dying = await PostgresRunIndex.open({ url, poolSize: 2 })
+  t.teardown(async () => { await dying.close() })
+
+  const ofAlive = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'lebt', status: 'running' })
+  await alive.upsert(ofAlive)
+  // A write the live instance has begun and not yet indexed: its run must not be read or named.
+  const begunByAlive = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'halb', status: 'running' })
+  await alive.begin(begunByAlive.run_id)
+  const ofDying = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'stirbt', status: 'running' })
+  await dying.upsert(ofDying)
+  // The dying instance wrote this run's metadata and died before indexing it.
+  await dying.begin(ofDying.run_id)
+  const begunByDying = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'unterwegs' })
+  await dying.begin(begunByDying.run_id)
+  await storage.setStatus(begunByDying.run_id, 'running')
+  const finished = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'fertig', status: 'running' })
+  await dying.upsert(await storage.setStatus(finished.run_id, 'completed'))
+
+  t.same(await other.abandonedRuns(new Date(), storage), [older.run_id], 'while every instance lives: only the run no open instance started')
+  await killSessions(url, true)
+  const named = await other.abandonedRuns(new Date(), storage)
+  t.same(named.sort(), [older.run_id, ofDying.run_id, begunByDying.run_id].sort(), 'the dead instance\'s running runs, the one it had not indexed too')
+  t.same(await ids(alive, { status: 'running' }).then((list) => list.sort()), [older.run_id, ofAlive.run_id, ofDying.run_id, begunByDying.run_id].sort(), 'its begun write was read into the index')
+  t.same(await query(url, 'SELECT run_id FROM run_journal'), [{ run_id: begunByAlive.run_id }], 'the live instance\'s mark is left for it')
+  t.same((await query<{ n: number }>(url, 'SELECT count(*)::int AS n FROM run_index_sessions'))[0], { n: 2 }, 'the dead session is gone')
+  t.same((await alive.abandonedRuns(new Date(), storage)).sort(), named.sort(), 'asked again, from another instance: the same')
 })

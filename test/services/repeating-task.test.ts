@@ -1,7 +1,6 @@
 import t from 'tap'
-import { MaintenanceSchedule } from '../../../../services/storage/archive/maintenance-schedule.js'
-
-import type { Logger } from '../../../../runstore.js'
+import type { Logger } from '../../runstore.js'
+import { RepeatingTask } from '../../services/repeating-task.js'
 
 const logger = (errors: string[]): Logger => ({ info () {}, warn () {}, error: ((_: unknown, message?: string) => { errors.push(message ?? '') }) as Logger['error'] })
 
@@ -13,8 +12,9 @@ t.test('runs after one interval, again after each run ends, never two at once; c
   const second = new Promise<void>((resolve) => { release = resolve })
   let reached!: () => void
   const reachedSecond = new Promise<void>((resolve) => { reached = resolve })
-  const schedule = new MaintenanceSchedule({
-    intervalHours: 1e-7, // a fraction of a millisecond
+  const schedule = new RepeatingTask({
+    intervalMs: 1e-4, // a fraction of a millisecond
+    failure: 'the work failed; the next interval tries again',
     logger: logger(errors),
     work: async () => {
       calls++
@@ -26,7 +26,7 @@ t.test('runs after one interval, again after each run ends, never two at once; c
       running--
     }
   })
-  // The schedule's timer does not keep a process alive; the test's own does.
+  // The task's timer does not keep a process alive; the test's own does.
   const alive = setInterval(() => {}, 1000)
   t.teardown(() => { clearInterval(alive) })
   schedule.start()
@@ -36,11 +36,11 @@ t.test('runs after one interval, again after each run ends, never two at once; c
   release()
   await Promise.all([now, closed])
   t.equal(calls, 2)
-  t.same(errors, ['the scheduled maintenance (archive, prune) failed; the next interval tries again'])
+  t.same(errors, ['the work failed; the next interval tries again'])
 })
 
 t.test('an interval of 0 plans nothing', async (t) => {
-  const schedule = new MaintenanceSchedule({ intervalHours: 0, logger: logger([]), work: async () => { t.fail('never runs') } })
+  const schedule = new RepeatingTask({ intervalMs: 0, failure: 'never', logger: logger([]), work: async () => { t.fail('never runs') } })
   schedule.start()
   await schedule.close()
   t.pass()
