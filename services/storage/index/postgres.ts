@@ -132,8 +132,14 @@ export class PostgresRunIndex implements RunIndex, CatchUpTarget {
   }
 
   async begin (runId: string): Promise<void> {
+    const id = runId.toLowerCase()
     try {
-      await this.#pool.query('INSERT INTO run_journal (run_id, session) VALUES ($1, $2) ON CONFLICT (run_id) DO UPDATE SET session = excluded.session', [runId.toLowerCase(), this.#sessionId])
+      // Behind this run's index writes already queued: each clears the run's mark, so one landing after this
+      // insert would clear the mark of a write it does not contain, and a kill before that write's own upsert
+      // would leave its row stale with nothing to say so.
+      await this.#perRun.run(id, async () => {
+        await this.#pool.query('INSERT INTO run_journal (run_id, session) VALUES ($1, $2) ON CONFLICT (run_id) DO UPDATE SET session = excluded.session', [id, this.#sessionId])
+      })
     } catch {
       // The write goes ahead: a stored run never fails for its index. The next start reads every run instead.
       await this.#missed()

@@ -181,3 +181,20 @@ t.test('the runs a dead instance left running are named to the others, never tho
   t.same((await query<{ n: number }>(url, 'SELECT count(*)::int AS n FROM run_index_sessions'))[0], { n: 2 }, 'the dead session is gone')
   t.same((await alive.abandonedRuns(new Date(), storage)).sort(), named.sort(), 'asked again, from another instance: the same')
 })
+
+t.test('a write begun while the index write of the one before is still queued keeps its mark until its own', async (t) => {
+  const url = await freshDatabase(t)
+  const runsDir = await tempRunsDir(t)
+  const storage = newStorage(runsDir)
+  await storage.init()
+  const index = await opened(t, url, runsDir)
+  const run = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'zweimal', status: 'running' })
+  await index.begin(run.run_id)
+  // As the store's change event calls it: queued, not awaited, while the next write of the run begins.
+  const first = index.upsert(run)
+  await index.begin(run.run_id)
+  await first
+  t.same(await query(url, 'SELECT run_id FROM run_journal'), [{ run_id: run.run_id }], 'the second write is still marked: a start or another instance reads it again if its process dies now')
+  await index.upsert(await storage.setStatus(run.run_id, 'completed'))
+  t.same(await query(url, 'SELECT run_id FROM run_journal'), [], 'its own index write clears it')
+})
