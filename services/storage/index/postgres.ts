@@ -22,6 +22,8 @@ const SESSION_LOCK = LOCK_SPACE.indexSession
 const ID_KEY = '($2::bigint % 2147483647)::int'
 
 const TABLES = ['runs', 'run_counts', 'run_journal', 'run_index_meta', 'run_index_sessions']
+const DEADLOCK_DETECTED = '40P01'
+const CHANGE_ATTEMPTS = 5
 
 type Client = pg.PoolClient
 
@@ -355,11 +357,17 @@ export class PostgresRunIndex implements RunIndex, CatchUpTarget {
   async #change (runId: string, work: (client: Client) => Promise<void>): Promise<void> {
     // Noted before the first await: the store's change events call this without waiting, and the write must count at once.
     const change = this.#perRun.run(runId, async () => {
-      try {
-        await this.#transaction(work)
-      } catch (err) {
-        await this.#missed()
-        throw err
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.#transaction(work)
+          return
+        } catch (err) {
+          // Instances writing at once can deadlock on the shared rows (run_counts): PostgreSQL rolls one back to be run
+          // again. Given up, the row would stay stale until a start reads every run.
+          if ((err as { code?: string }).code === DEADLOCK_DETECTED && attempt < CHANGE_ATTEMPTS) continue
+          await this.#missed()
+          throw err
+        }
       }
     })
     this.#pending.add(change)

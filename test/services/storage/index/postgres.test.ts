@@ -1,4 +1,5 @@
 import t from 'tap'
+import pg from 'pg'
 import { LOCK_SPACE } from '../../../../services/postgres/lock-keys.js'
 import { PostgresRunIndex } from '../../../../services/storage/index/postgres.js'
 import type { RunSource } from '../../../../services/storage/index/run-index.js'
@@ -197,4 +198,33 @@ t.test('a write begun while the index write of the one before is still queued ke
   t.same(await query(url, 'SELECT run_id FROM run_journal'), [{ run_id: run.run_id }], 'the second write is still marked: a start or another instance reads it again if its process dies now')
   await index.upsert(await storage.setStatus(run.run_id, 'completed'))
   t.same(await query(url, 'SELECT run_id FROM run_journal'), [], 'its own index write clears it')
+})
+
+t.test('a live change PostgreSQL rolls back as a deadlock is run again, not left out of the index', async (t) => {
+  const url = await freshDatabase(t)
+  const runsDir = await tempRunsDir(t)
+  const storage = newStorage(runsDir)
+  await storage.init()
+  const index = await opened(t, url, runsDir)
+  const done = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'fertig', status: 'running' })
+  await index.upsert(await storage.setStatus(done.run_id, 'completed'))
+  const run = await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'läuft', status: 'running' })
+  await index.upsert(run)
+
+  // Another instance's transaction holds the `completed` count and then wants the `running` one, which the
+  // change below (running → completed) takes first: a cycle, and the change, waiting longest, is rolled back.
+  const other = new pg.Client({ connectionString: url })
+  await other.connect()
+  t.teardown(async () => { await other.end() })
+  const otherPid = (await other.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid
+  await other.query('BEGIN')
+  await other.query("UPDATE run_counts SET runs = runs WHERE status = 'completed'")
+  const change = index.upsert(await storage.setStatus(run.run_id, 'completed'))
+  while ((await query(url, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> $1", [otherPid])).length === 0) await new Promise((resolve) => setTimeout(resolve, 20))
+  const blocked = other.query("UPDATE run_counts SET runs = runs WHERE status = 'running'").then(() => 'went through', (err: { code?: string }) => err.code)
+  const outcome = await Promise.race([change.then(() => 'change done'), blocked])
+  await other.query(outcome === '40P01' ? 'ROLLBACK' : 'COMMIT').catch(() => {})
+  await change
+  t.same(await ids(index, { status: 'running' }), [], 'the change is in the index')
+  t.same(await ids(index, { status: 'completed' }).then((list) => list.sort()), [done.run_id, run.run_id].sort())
 })
