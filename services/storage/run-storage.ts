@@ -165,9 +165,10 @@ export class RunStorage {
   }
 
   /** The run's metadata; the returned object is shared and must not be mutated. */
+  /** The run's metadata: from memory when this process is the only writer, else as stored now (another instance may have written it). */
   async getMetadata (runId: string): Promise<RunMetadata> {
     const id = assertRunId(runId)
-    return this.#metadata.get(id) ?? await this.#readMetadata(id)
+    return (this.blobs.shared ? undefined : this.#metadata.get(id)) ?? await this.#readMetadata(id)
   }
 
   /** The run's metadata as stored now, not from the cache (which it refreshes): for readers that must see changes made behind this process's back. */

@@ -12,6 +12,11 @@ import type { Readable } from 'node:stream'
 export interface BlobStore {
   /** for logs: which store this is (e.g. `local:/data/runs`) */
   readonly description: string
+  /**
+   * Other processes write the same runs (a bucket that several instances
+   * use): what this one read a moment ago may be out of date.
+   */
+  readonly shared: boolean
 
   /** Makes the store ready to take runs (creates the root): quick, whatever the number of runs. */
   prepare: () => Promise<void>

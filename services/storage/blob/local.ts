@@ -29,6 +29,7 @@ const TRASH_DIR = '.trash'
 export class LocalBlobStore implements BlobStore {
   readonly root: string
   readonly description: string
+  readonly shared = false
   /** in the names of this store's half-made files, which recover() leaves alone */
   readonly #tag = newTempTag()
 

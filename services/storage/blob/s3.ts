@@ -52,6 +52,7 @@ interface ListedObject {
  */
 export class S3BlobStore implements BlobStore {
   readonly description: string
+  readonly shared = true
   readonly #client: S3Client
   readonly #bucket: string
   readonly #prefix: string

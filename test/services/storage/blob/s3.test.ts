@@ -144,3 +144,26 @@ t.test('STORAGE_DRIVER=s3 is checked at start: a bucket, and both keys or neithe
   t.equal(store.description, 's3://runs/lab/', 'the SDK\'s default credentials when no keys are given')
   t.throws(() => testConfig(runsDir, { STORAGE_DRIVER: 'ftp' }))
 })
+
+t.test('two instances over one bucket: each reads what the other wrote last, never an old copy from its memory', async (t) => {
+  const { RunStorage } = await import('../../../../services/storage/run-storage.js')
+  const { MediaIngester } = await import('../../../../services/storage/ingest.js')
+  const { FetchPolicy } = await import('../../../../services/http/address-policy.js')
+  const { RunNotFoundError } = await import('../../../../services/errors.js')
+  const s3 = await startFakeS3(t)
+  const instance = async (): Promise<InstanceType<typeof RunStorage>> => new RunStorage({
+    blobs: await storeOn(t, s3),
+    ingester: new MediaIngester({ maxBytes: 1 << 20, fetchTimeoutMs: 1000, maxRedirects: 0, fetchPolicy: new FetchPolicy() })
+  })
+  const a = await instance()
+  const b = await instance()
+  t.ok(a.blobs.shared, 'an object store is shared by design')
+  const run = await a.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'Eine Blume' })
+  t.equal((await b.getMetadata(run.run_id)).transformed_text, null)
+  await a.setTransformedText(run.run_id, 'Eine surreale Blume')
+  t.equal((await b.getMetadata(run.run_id)).transformed_text, 'Eine surreale Blume', 'b sees a\'s change')
+  await b.setStatus(run.run_id, 'completed')
+  t.equal((await a.getMetadata(run.run_id)).status, 'completed', 'and a sees b\'s')
+  await b.deleteRun(run.run_id)
+  await t.rejects(a.getMetadata(run.run_id), RunNotFoundError, 'a run deleted elsewhere is gone here too')
+})
