@@ -21,6 +21,13 @@ export interface ComfyuiBackendOptions extends Omit<ComfyuiClientOptions, 'baseU
   baseUrl?: string | undefined
   /** first part of every filename_prefix: files land in ComfyUI's output/<root>/ (default runstore) */
   filenamePrefixRoot?: string
+  /**
+   * With a queue shared by instances: a prompt is submitted only once ComfyUI
+   * holds fewer than this many (COMFYUI_CONCURRENCY). An instance that died
+   * frees its slot at once, while the prompt it had submitted runs on; the
+   * GPU's own queue tells, and whoever takes the slot waits for that prompt.
+   */
+  room?: number
 }
 
 /**
@@ -31,11 +38,13 @@ export class ComfyuiBackend implements GeneratorBackend {
   readonly name = COMFYUI
   readonly client: ComfyuiClient | null
   readonly #prefixRoot: string
+  readonly #room: number | undefined
 
   constructor (options: ComfyuiBackendOptions) {
-    const { baseUrl, filenamePrefixRoot, ...clientOptions } = options
+    const { baseUrl, filenamePrefixRoot, room, ...clientOptions } = options
     this.client = baseUrl ? new ComfyuiClient({ ...clientOptions, baseUrl }) : null
     this.#prefixRoot = filenamePrefixRoot ?? 'runstore'
+    this.#room = room
   }
 
   unavailableReason (): string | null {
@@ -61,6 +70,7 @@ export class ComfyuiBackend implements GeneratorBackend {
       filename_prefix: filenamePrefix
     })
     const clientId = randomUUID()
+    if (this.#room !== undefined) await client.waitForRoom(this.#room, request.signal)
     const { prompt_id: promptId } = await client.submit(workflow, { promptId: randomUUID(), clientId })
     let entry: ComfyuiHistoryEntry
     try {
@@ -132,6 +142,11 @@ export const comfyuiBackend: BackendFactory = {
   create: (config, { fetchPolicy }) => {
     // The lab's own ComfyUI is the one private host media may always come from.
     if (config.COMFYUI_URL !== undefined) fetchPolicy.allow(new URL(config.COMFYUI_URL).hostname)
-    return new ComfyuiBackend({ baseUrl: config.COMFYUI_URL, timeouts: { overall: config.COMFYUI_TIMEOUT_MS, request: config.COMFYUI_REQUEST_TIMEOUT_MS } })
+    return new ComfyuiBackend({
+      baseUrl: config.COMFYUI_URL,
+      timeouts: { overall: config.COMFYUI_TIMEOUT_MS, request: config.COMFYUI_REQUEST_TIMEOUT_MS },
+      // Only with the shared queue (DATABASE_URL): alone, this process's slots are the truth, and nothing it did not submit is waited for.
+      ...(config.DATABASE_URL === undefined ? {} : { room: config.COMFYUI_CONCURRENCY })
+    })
   }
 }

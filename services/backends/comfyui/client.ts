@@ -139,6 +139,29 @@ export class ComfyuiClient {
     return null
   }
 
+  /**
+   * Waits until ComfyUI holds fewer than `room` prompts, running and
+   * queued, asking /queue every poll interval, for at most the overall
+   * timeout (then the caller submits anyway and ComfyUI queues it). An
+   * answer that cannot be read ends the wait: submitting tells what is wrong.
+   */
+  async waitForRoom (room: number, signal?: AbortSignal): Promise<void> {
+    const deadline = Date.now() + this.#overallMs
+    const alarm = new Alarm()
+    for (;;) {
+      signal?.throwIfAborted()
+      let held: number
+      try {
+        const queue = await this.#getJson('queue', this.#requestMs)
+        held = [queue.queue_running, queue.queue_pending].reduce<number>((sum, list) => sum + (Array.isArray(list) ? list.length : 0), 0)
+      } catch {
+        return
+      }
+      if (held < room || Date.now() >= deadline) return
+      await alarm.wait(Math.min(this.#pollIntervalMs, Math.max(0, deadline - Date.now())), signal)
+    }
+  }
+
   /** Removes the prompt from the queue, or interrupts it if it is the one running. */
   async cancel (promptId: string): Promise<void> {
     await this.#checked(await this.#request('POST', 'queue', { json: { delete: [promptId] } }), 'POST /queue')

@@ -187,3 +187,29 @@ t.test('download: errors other than 404 are failures', async (t) => {
   controller.abort(new Error('stop'))
   await t.rejects(offline.download({ filename: 'a.png', subfolder: '', type: 'output' }, controller.signal), /stop/)
 })
+
+t.test('with room: a prompt waits until ComfyUI holds fewer than that many, such as one an instance that died had submitted', async (t) => {
+  for (const room of [undefined, 1]) {
+    const { fake, backend, client } = await setup(t, { runMs: 300 }, room === undefined ? {} : { room })
+    // Submitted by someone else (a dead instance, the web UI): this backend's own slots know nothing of it.
+    const foreign = await client.submit(readApiWorkflow(sd35.params.workflow), { promptId: randomUUID(), clientId: randomUUID() })
+    const { items, error } = await collect(backend.generate(request(sd35.params.workflow)))
+    t.equal(error, null)
+    t.equal(items.length, 1)
+    await fake.finished(foreign.prompt_id)
+    t.equal(fake.maxQueued, room ?? 2, room === undefined ? 'without room: handed over beside it' : 'with room 1: never two at once')
+  }
+})
+
+t.test('waitForRoom gives up at the overall timeout, and when /queue cannot be read', async (t) => {
+  const { fake, client } = await setup(t, { runMs: 20_000 }, { timeouts: { request: 1000, overall: 200 } })
+  await client.submit(readApiWorkflow(sd35.params.workflow), { promptId: randomUUID(), clientId: randomUUID() })
+  const started = Date.now()
+  await client.waitForRoom(1)
+  t.ok(Date.now() - started >= 150, 'it waited for the timeout before giving up')
+  fake.setBehaviour({ garbage: 'html' })
+  await t.resolves(client.waitForRoom(1), 'an unreadable /queue ends the wait')
+  const controller = new AbortController()
+  controller.abort(new Error('closed'))
+  await t.rejects(client.waitForRoom(1, controller.signal), /closed/, 'an aborted request does not wait')
+})
