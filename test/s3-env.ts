@@ -1,5 +1,5 @@
 import root from 'tap'
-import { GetObjectCommand, PutObjectCommand, paginateListObjectsV2 } from '@aws-sdk/client-s3'
+import { DeleteObjectsCommand, GetObjectCommand, PutObjectCommand, paginateListObjectsV2 } from '@aws-sdk/client-s3'
 import { startFakeS3, type FakeS3 } from './fakes/s3-server.js'
 import { useStoreEnv } from './helper.js'
 import type { StoredView } from './stored-view.js'
@@ -49,6 +49,11 @@ export function useS3Store (): void {
       write: async (runId, name, data) => {
         const { client, bucket } = await reach()
         await client.send(new PutObjectCommand({ Bucket: bucket, Key: `${PREFIX}/${runId}/${name}`, Body: data }))
+      },
+      remove: async (runId) => {
+        const { client, bucket } = await reach()
+        const keys = (await names(`${PREFIX}/${runId}/`)).map((name) => ({ Key: `${PREFIX}/${runId}/${name}` }))
+        if (keys.length > 0) await client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys } }))
       }
     }
     return view

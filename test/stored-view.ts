@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 
 /**
@@ -15,6 +15,8 @@ export interface StoredView {
   entries: () => Promise<string[]>
   /** stores a file of a run as another writer (a person, an older version) would, past the service */
   write: (runId: string, name: string, data: string | Buffer) => Promise<void>
+  /** removes every stored file of the run, past the service */
+  remove: (runId: string) => Promise<void>
 }
 
 /** The parsed metadata.json of a stored run. */
@@ -32,6 +34,7 @@ export function localView (runsDir: string): StoredView {
     write: async (runId, name, data) => {
       await mkdir(join(runsDir, runId), { recursive: true })
       await writeFile(join(runsDir, runId, name), data)
-    }
+    },
+    remove: async (runId) => { await rm(join(runsDir, runId), { recursive: true }) }
   }
 }
