@@ -74,7 +74,7 @@ export function storedView (runsDir: string): StoredView {
  */
 export function onlyLocal (t: Test, reason: string): boolean {
   if (store === 'local') return true
-  t.pass(`only on STORAGE_DRIVER=local: ${reason}`, { skip: `STORAGE_DRIVER=${store}: ${reason}` })
+  t.pass('checks of the local disk', { skip: `not on STORAGE_DRIVER=${store}: ${reason}` })
   return false
 }
 

@@ -46,6 +46,8 @@ export function useS3Store (): void {
       },
       list: async (runId) => (await names(`${PREFIX}/${runId}/`)).sort(),
       entries: async () => [...new Set((await names(`${PREFIX}/`)).map((key) => key.split('/')[0]!))].sort(),
+      trash: async () => [...new Set((await names(`${PREFIX}/.trash/`)).map((key) => key.split('/')[0]!))].sort(),
+      files: async () => (await names(`${PREFIX}/`)).sort(),
       write: async (runId, name, data) => {
         const { client, bucket } = await reach()
         await client.send(new PutObjectCommand({ Bucket: bucket, Key: `${PREFIX}/${runId}/${name}`, Body: data }))
