@@ -52,9 +52,9 @@ export function useS3Store (): void {
         const { client, bucket } = await reach()
         await client.send(new PutObjectCommand({ Bucket: bucket, Key: `${PREFIX}/${runId}/${name}`, Body: data }))
       },
-      remove: async (runId) => {
+      remove: async (runId, name) => {
         const { client, bucket } = await reach()
-        const keys = (await names(`${PREFIX}/${runId}/`)).map((name) => ({ Key: `${PREFIX}/${runId}/${name}` }))
+        const keys = (name === undefined ? await names(`${PREFIX}/${runId}/`) : [name]).map((name) => ({ Key: `${PREFIX}/${runId}/${name}` }))
         if (keys.length > 0) await client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys } }))
       }
     }

@@ -20,8 +20,8 @@ export interface StoredView {
   files: () => Promise<string[]>
   /** stores a file of a run as another writer (a person, an older version) would, past the service */
   write: (runId: string, name: string, data: string | Buffer) => Promise<void>
-  /** removes every stored file of the run, past the service */
-  remove: (runId: string) => Promise<void>
+  /** removes one stored file of the run, or (without a name) all of them, past the service */
+  remove: (runId: string, name?: string) => Promise<void>
 }
 
 /** The parsed metadata.json of a stored run. */
@@ -48,6 +48,6 @@ export function localView (runsDir: string): StoredView {
       await mkdir(join(runsDir, runId), { recursive: true })
       await writeFile(join(runsDir, runId, name), data)
     },
-    remove: async (runId) => { await rm(join(runsDir, runId), { recursive: true }) }
+    remove: async (runId, name = '') => { await rm(join(runsDir, runId, name), { recursive: true }) }
   }
 }
