@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildApp } from '../app.js'
 import { loadConfig, type Config } from '../config.js'
+import { localView, type StoredView } from './stored-view.js'
 
 /** A fresh, empty storage root removed after the test. */
 export async function tempRunsDir (t: Test): Promise<string> {
@@ -43,10 +44,44 @@ export async function destroyIndex (runsDir: string): Promise<void> {
   await removeIndex(runsDir)
 }
 
+/** Settings a whole test file adds to every app it builds for where runs are stored: the S3 settings, when a suite runs on STORAGE_DRIVER=s3. */
+type StoreEnv = (runsDir: string) => Promise<Record<string, string>>
+let storeEnv: StoreEnv = async () => ({})
+let viewOf: (runsDir: string) => StoredView = localView
+let store: 'local' | 's3' = 'local'
+
+/** Makes build() add these settings, and storedView read that store; a test file that runs another's suite per driver calls it before importing that file. */
+export function useStoreEnv (name: 's3', env: StoreEnv, view: (runsDir: string) => StoredView): void {
+  store = name
+  storeEnv = env
+  viewOf = view
+}
+
+/** Which blob store (STORAGE_DRIVER) the apps of this test file use. */
+export function storeDriver (): 'local' | 's3' {
+  return store
+}
+
+/** What the store of the apps built over runsDir holds, wherever that is. */
+export function storedView (runsDir: string): StoredView {
+  return viewOf(runsDir)
+}
+
+/**
+ * Whether the checks that follow can run: false on a store that is not the
+ * local disk (they are about its folders: temp files, hand-made or broken
+ * folders, crash leftovers), and then they are reported skipped with why.
+ */
+export function onlyLocal (t: Test, reason: string): boolean {
+  if (store === 'local') return true
+  t.pass('checks of the local disk', { skip: `not on STORAGE_DRIVER=${store}: ${reason}` })
+  return false
+}
+
 /** The app on a temporary RUNS_DIR, closed when the test ends; use app.inject. */
 export async function build (t: Test, env: Record<string, string> = {}): Promise<FastifyInstance> {
   const runsDir = env.RUNS_DIR ?? await tempRunsDir(t)
-  const app = await buildApp(testConfig(runsDir, { ...await indexEnv(t, runsDir), ...env }))
+  const app = await buildApp(testConfig(runsDir, { ...await storeEnv(runsDir), ...await indexEnv(t, runsDir), ...env }))
   // Clients are generated from /openapi.json: an answer whose status the route does not declare is a broken contract.
   app.addHook('onSend', async (request, reply) => {
     const declared = request.routeOptions.schema?.response as Record<string, unknown> | undefined

@@ -154,10 +154,6 @@ export function parseSse (text: string): SseEvent[] {
   return events
 }
 
-export async function readJson (path: string): Promise<any> {
-  return JSON.parse(await readFile(path, 'utf8'))
-}
-
 /** The events of a run with one output, in order; stage events carry their stage. */
 export const EVENTS_OF_ONE_OUTPUT = [
   'run_created',

@@ -22,6 +22,8 @@ export interface FakeS3 {
   env: Record<string, string>
   /** the stored object's ETag, as a conditional write compares it */
   etag: (key: string) => string
+  /** another fresh, empty bucket on the same server, and the settings that make runstore use it */
+  newBucket: () => Promise<{ bucket: string, env: Record<string, string> }>
 }
 
 /**
@@ -61,20 +63,24 @@ export async function startFakeS3 (t: Test): Promise<FakeS3> {
   })
   const address = await app.listen({ host: '127.0.0.1', port: 0 })
   t.teardown(async () => { await app.close() })
-  const bucket = `runstore-${randomBytes(6).toString('hex')}`
-  const env = {
-    STORAGE_DRIVER: 's3',
-    S3_BUCKET: bucket,
-    S3_ENDPOINT: address,
-    S3_REGION: 'us-east-1',
-    S3_ACCESS_KEY_ID: 'test',
-    S3_SECRET_ACCESS_KEY: 'test',
-    S3_FORCE_PATH_STYLE: 'true'
-  }
   const client = new S3Client({ endpoint: address, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } })
   t.teardown(() => { client.destroy() })
-  await client.send(new CreateBucketCommand({ Bucket: bucket }))
-  return { endpoint: address, bucket, client, env, etag: (key) => s3Store.getObject(bucket, key).etag }
+  const newBucket = async (): Promise<{ bucket: string, env: Record<string, string> }> => {
+    const bucket = `runstore-${randomBytes(6).toString('hex')}`
+    await client.send(new CreateBucketCommand({ Bucket: bucket }))
+    const env = {
+      STORAGE_DRIVER: 's3',
+      S3_BUCKET: bucket,
+      S3_ENDPOINT: address,
+      S3_REGION: 'us-east-1',
+      S3_ACCESS_KEY_ID: 'test',
+      S3_SECRET_ACCESS_KEY: 'test',
+      S3_FORCE_PATH_STYLE: 'true'
+    }
+    return { bucket, env }
+  }
+  const { bucket, env } = await newBucket()
+  return { endpoint: address, bucket, client, env, etag: (key) => s3Store.getObject(bucket, key).etag, newBucket }
 }
 
 function s3Error (code: string, message: string): string {

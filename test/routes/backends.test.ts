@@ -1,13 +1,13 @@
 import t from 'tap'
 import { createHash, randomUUID } from 'node:crypto'
-import { readFile, readdir } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PNG } from 'pngjs'
 import { storeGeneratedMedia } from '../../services/generation/store-generated.js'
 import { startFakeComfyui } from '../fakes/comfyui.js'
 import { startFakeOpenai } from '../fakes/openai.js'
 import { buildApp } from '../../app.js'
-import { build, tempRunsDir, testConfig } from '../helper.js'
+import { build, storedView, tempRunsDir, testConfig } from '../helper.js'
 import { testConfigsDir } from '../pipeline-setup.js'
 
 const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex')
@@ -86,7 +86,7 @@ t.test('the builtin backend makes a real image and sound that the storage keeps'
   const png = PNG.sync.read(image.rawPayload)
   t.equal(png.width, 96)
   t.equal(png.height, 64)
-  t.same(await readFile(join(runsDir, runId, 'output_audio.wav')), (await app.inject({ url: `/api/media/audio/${runId}` })).rawPayload)
+  t.same(await storedView(runsDir).read(runId, 'output_audio.wav'), (await app.inject({ url: `/api/media/audio/${runId}` })).rawPayload)
 })
 
 t.test('OpenAI images through the registry against the fake', async (t) => {
@@ -136,7 +136,7 @@ t.test('POST media with source comfyui stores every file of a prompt someone els
   const lying = await app.inject({ method: 'POST', url: `/api/runs/${runId}/media`, payload: { source: 'comfyui', prompt_id: promptId, config: 'sd35_large', media_type: 'audio' } })
   t.equal(lying.statusCode, 415)
   t.equal((await app.inject({ url: `/api/runs/${runId}` })).json().outputs.length, 2, 'failures added nothing')
-  t.same((await readdir(join(runsDir, runId))).filter((n) => n.startsWith('.')), [])
+  t.same((await storedView(runsDir).list(runId)).filter((n) => n.startsWith('.')), [])
 })
 
 t.test('a ComfyUI prompt whose later file vanished keeps the first and records the error', async (t) => {
@@ -172,7 +172,7 @@ t.test('a ComfyUI download that breaks off is ComfyUI\'s failure (502), never a 
   t.equal(broken.statusCode, 502)
   t.match(broken.json(), { code: 'BACKEND_FAILED', message: /comfyui/i })
   t.same((await app.inject({ url: `/api/runs/${other}` })).json().outputs, [])
-  t.same((await readdir(join(runsDir, other))).sort(), ['input_text.txt', 'metadata.json'], 'no half file left')
+  t.same(await storedView(runsDir).list(other), ['input_text.txt', 'metadata.json'], 'no half file left')
 })
 
 t.test('COMFYUI_REQUEST_TIMEOUT_MS bounds each request to a ComfyUI that does not answer: 504', async (t) => {

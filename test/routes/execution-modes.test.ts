@@ -3,10 +3,9 @@
 // which one and why the others were passed over. The backends are fakes that
 // speak ComfyUI's protocol; "down" and "queue_full" come from what they do.
 import t, { type Test } from 'tap'
-import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { startFakeComfyui, type FakeComfyuiBehaviour } from '../fakes/comfyui.js'
-import { build, tempRunsDir } from '../helper.js'
+import { build, storedView, tempRunsDir } from '../helper.js'
+import { storedMetadata } from '../stored-view.js'
 import { pipelineLike, testConfigsDir } from '../pipeline-setup.js'
 
 const EXECUTE = '/api/schema/pipeline/execute'
@@ -21,7 +20,7 @@ async function withComfyui (t: Test, behaviour: Partial<FakeComfyuiBehaviour> = 
   return { app, comfyui, runsDir }
 }
 
-const metadataOf = async (runsDir: string, runId: string): Promise<any> => JSON.parse(await readFile(join(runsDir, runId, 'metadata.json'), 'utf8'))
+const metadataOf = async (runsDir: string, runId: string): Promise<any> => await storedMetadata(storedView(runsDir), runId)
 
 const ecoChoices = async (app: Awaited<ReturnType<typeof build>>): Promise<any> =>
   (await app.inject({ url: '/api/schema/pipelines' })).json().pipelines.find((p: any) => p.name === 'dada').output_choices.eco

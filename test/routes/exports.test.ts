@@ -1,20 +1,19 @@
 import t from 'tap'
 import { createHash } from 'node:crypto'
-import { readdir, readFile, rm, truncate } from 'node:fs/promises'
 import { get, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { join } from 'node:path'
-import { build, tempRunsDir } from '../helper.js'
+import { build, storedView, tempRunsDir } from '../helper.js'
+import type { StoredView } from '../stored-view.js'
 import { ADMIN, ADMIN_TOKEN, workshopRuns, type MadeRun } from '../exported-runs.js'
 import { csvCells, csvRows, pdfPages, xlsxRows } from '../export-readers.js'
 import { unzip } from '../unzip.js'
 
 const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex')
 
-/** The files of a run folder on disk, as the store keeps them. */
-async function filesOnDisk (runsDir: string, runId: string): Promise<Map<string, Buffer>> {
+/** The files of a run, as the store keeps them. */
+async function storedFiles (stored: StoredView, runId: string): Promise<Map<string, Buffer>> {
   const files = new Map<string, Buffer>()
-  for (const name of await readdir(join(runsDir, runId))) files.set(name, await readFile(join(runsDir, runId, name)))
+  for (const name of await stored.list(runId)) files.set(name, await stored.read(runId, name))
   return files
 }
 
@@ -28,9 +27,9 @@ t.test('one ZIP with every run folder byte for byte, the tables, the gallery and
   t.match(exportAll.headers['content-disposition'], /^attachment; filename="runstore-export-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z\.zip"$/)
   const expected = new Set(['runs.csv', 'runs.xlsx', 'index.html', 'report.pdf'])
   for (const run of runs) {
-    const onDisk = await filesOnDisk(runsDir, run.run_id)
-    t.same([...onDisk.keys()].sort(), ['input_text.txt', 'metadata.json', ...(run.outputs), ...(onDisk.has('transformed_text.txt') ? ['transformed_text.txt'] : [])].sort(), 'nothing else lies in the folder')
-    for (const [name, bytes] of onDisk) {
+    const asStored = await storedFiles(storedView(runsDir), run.run_id)
+    t.same([...asStored.keys()].sort(), ['input_text.txt', 'metadata.json', ...(run.outputs), ...(asStored.has('transformed_text.txt') ? ['transformed_text.txt'] : [])].sort(), 'nothing else is stored for the run')
+    for (const [name, bytes] of asStored) {
       expected.add(`runs/${run.run_id}/${name}`)
       t.ok(archive.get(`runs/${run.run_id}/${name}`)?.equals(bytes), `runs/${run.run_id}/${name} is the stored file`)
     }
@@ -187,14 +186,15 @@ t.test('a file that cannot be read breaks the transfer off: never a ZIP that loo
 
   const withMedia = runs.filter((run) => run.outputs.length > 0)
   const missing = withMedia[1]!
-  await rm(join(runsDir, missing.run_id, missing.outputs[0]!))
+  const stored = storedView(runsDir)
+  await stored.remove(missing.run_id, missing.outputs[0]!)
   const gone = await download(`${base}/api/exports`)
   t.equal(gone.status, 200, 'the answer had begun')
   t.notOk(gone.complete, 'a missing file: the transfer breaks off')
   await t.rejects(unzip(gone.body), 'and what arrived is no ZIP')
 
   const cut: MadeRun = withMedia[2]!
-  await truncate(join(runsDir, cut.run_id, cut.outputs[0]!), 10)
+  await stored.write(cut.run_id, cut.outputs[0]!, (await stored.read(cut.run_id, cut.outputs[0]!)).subarray(0, 10))
   const short = await download(`${base}/api/exports?user_id=${encodeURIComponent(cut.user_id!)}&schema=${cut.schema}`)
   t.notOk(short.complete, 'a file shorter than its metadata says: the same')
   await t.rejects(unzip(short.body))

@@ -1,11 +1,10 @@
 import t from 'tap'
-import { readdir, readFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { readFile } from 'node:fs/promises'
 import { loadConfig } from '../../config.js'
 import { fixtures } from '../fixtures/media.js'
 import { forgedPng } from '../forged-png.js'
 import { serveBytes, startMediaServer } from '../fakes/media-server.js'
-import { build, multipartBody, tempRunsDir } from '../helper.js'
+import { build, multipartBody, storedView, tempRunsDir } from '../helper.js'
 
 // Issue 9: broken or forged media must not be stored as if whole, however it arrives.
 
@@ -13,16 +12,16 @@ async function setup (t: Parameters<typeof build>[0], env: Record<string, string
   const runsDir = await tempRunsDir(t)
   const app = await build(t, { RUNS_DIR: runsDir, ...env })
   const run = (await app.inject({ method: 'POST', url: '/api/runs', payload: { schema: 'dada', execution_mode: 'eco', input_text: 'Eine Blume auf der Wiese' } })).json()
-  const dir = join(runsDir, run.run_id)
+  const stored = storedView(runsDir)
   const upload = async (file: Buffer, filename: string) => {
     const form = multipartBody([{ name: 'config', value: 'upload' }, { name: 'file', value: file, filename }])
     return await app.inject({ method: 'POST', url: `/api/runs/${run.run_id}/media`, headers: { 'content-type': form.contentType }, payload: form.body })
   }
-  return { app, runId: run.run_id as string, dir, upload }
+  return { app, runId: run.run_id as string, stored, upload }
 }
 
 t.test('an upload that is cut off or forged answers 422 with its code and stores nothing', async (t) => {
-  const { app, runId, dir, upload } = await setup(t)
+  const { app, runId, stored, upload } = await setup(t)
   const png = await readFile(fixtures.png.file)
   const jpeg = await readFile(fixtures.jpeg.file)
   const mp4 = await readFile(fixtures.mp4.file)
@@ -43,14 +42,14 @@ t.test('an upload that is cut off or forged answers 422 with its code and stores
     t.equal(res.statusCode, 422, name)
     t.strictSame(Object.keys(res.json()).sort(), ['code', 'error', 'message', 'statusCode'], `${name}: the contract's error shape`)
     t.match(res.json(), { statusCode: 422, error: 'Unprocessable Entity', code, message }, name)
-    t.same((await readdir(dir)).sort(), ['input_text.txt', 'metadata.json'], `${name}: no file in the run folder`)
+    t.same(await stored.list(runId), ['input_text.txt', 'metadata.json'], `${name}: nothing stored for the run`)
     t.same((await app.inject({ url: `/api/runs/${runId}` })).json().outputs, [], `${name}: no output in the metadata`)
   }
   t.equal((await upload(png, 'x.png')).statusCode, 201, 'the whole PNG is stored')
 })
 
 t.test('a data URI or a URL that delivers a broken file is refused the same way', async (t) => {
-  const { app, runId, dir } = await setup(t)
+  const { app, runId, stored } = await setup(t)
   const jpeg = await readFile(fixtures.jpeg.file)
   const webm = await readFile(fixtures.webm.file)
   const server = await startMediaServer({ '/clip.webm': serveBytes(webm.subarray(0, webm.length - 100), 'video/webm') })
@@ -62,7 +61,7 @@ t.test('a data URI or a URL that delivers a broken file is refused the same way'
   const fromUrl = await app.inject({ method: 'POST', url: `/api/runs/${runId}/media`, payload: { source: 'url', url: `${server.url}/clip.webm`, config: 'c' } })
   t.equal(fromUrl.statusCode, 422)
   t.match(fromUrl.json(), { code: 'MEDIA_CORRUPT', message: /webm file is truncated or corrupt: an element at byte \d+ runs past the end of the file/ })
-  t.same((await readdir(dir)).sort(), ['input_text.txt', 'metadata.json'])
+  t.same(await stored.list(runId), ['input_text.txt', 'metadata.json'])
 })
 
 t.test('MAX_IMAGE_PIXELS: about 50 MP by default, set lower it refuses larger images', async (t) => {

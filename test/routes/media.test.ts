@@ -149,7 +149,7 @@ t.test('files of the run by the names the metadata lists, and nothing else', asy
   }
 })
 
-t.test('over a real socket: ranges of a large file stream from disk; a hot file is served from memory', async (t) => {
+t.test('over a real socket: ranges of a large file stream from the store; a hot file is served from memory', async (t) => {
   const { app, runId, add } = await setup(t, { MEDIA_CACHE_MAX_FILE_BYTES: '1024' })
   const mp4 = await readFile(fixtures.mp4.file)
   await add(fixtures.mp4.file)

@@ -1,13 +1,13 @@
 import t, { type Test } from 'tap'
 import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { startFakeComfyui, type FakeComfyuiBehaviour } from '../fakes/comfyui.js'
 import { llmReplies, startFakeLlm, type FakeLlmReply, type FakeLlmRequest } from '../fakes/llm.js'
 import { FAKE_JPEG, startFakeOpenrouter } from '../fakes/openrouter.js'
 import { startFakeReplicate } from '../fakes/replicate.js'
 import { loadConfig } from '../../config.js'
-import { build, tempRunsDir } from '../helper.js'
-import { readJson, testConfigsDir, tinyImage } from '../pipeline-setup.js'
+import { build, storedView, tempRunsDir } from '../helper.js'
+import { storedMetadata } from '../stored-view.js'
+import { testConfigsDir, tinyImage } from '../pipeline-setup.js'
 
 // The pipeline against the protocol fakes: an OpenAI-compatible chat server
 // (as Ollama speaks it) for the text stages, and ComfyUI for generation.
@@ -68,7 +68,7 @@ t.test('with an LLM configured the text stages use it: translated, transformed a
   t.equal(res.statusCode, 200)
   const answer = res.json()
   t.equal(answer.transformed_text, 'A Dada photomontage of a flower on a meadow, torn newspaper letters and a clockwork bird', 'the model\'s answer, its reasoning stripped')
-  const metadata = await readJson(join(runsDir, answer.run_id, 'metadata.json'))
+  const metadata = await storedMetadata(storedView(runsDir), answer.run_id)
   t.same(metadata.stages.map((s: any) => [s.stage, s.provider, s.model]), [
     ['translation', 'llm', 'llama3.2'], ['safety', 'llm', 'llama3.2'], ['interception', 'llm', 'llama3.2'],
     ['pre_output_safety', 'llm', 'llama3.2'], ['generation', 'builtin', 'procedural-v1']
@@ -77,7 +77,7 @@ t.test('with an LLM configured the text stages use it: translated, transformed a
   t.match(metadata.stages[1], { output: 'Eine Blume auf der Wiese\nA flower on the meadow', decision: { allowed: true, codes: [], fallback_used: false } })
   t.match(metadata.stages[3], { output: answer.transformed_text }, 'each check records the text it checked')
   t.match(metadata.stages[2].details, { pipeline: 'dada', thinking_stripped: true })
-  t.equal(await readFile(join(runsDir, answer.run_id, 'transformed_text.txt'), 'utf8'), answer.transformed_text)
+  t.equal((await storedView(runsDir).read(answer.run_id, 'transformed_text.txt')).toString(), answer.transformed_text)
 
   const chats = llm.requests.filter((r) => r.path === '/v1/chat/completions')
   t.same(chats.map(stageOf), ['translation', 'safety', 'interception', 'pre_output_safety'])
@@ -98,7 +98,7 @@ t.test('LLM_STEPS: the LLM translates and transforms, the word lists keep the sa
   const { app, llm, runsDir } = await withLlm(t, model(), { LLM_STEPS: 'translation, interception' })
   const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Eine Blume auf der Wiese', output_configs: ['tiny_image'] } })
   t.equal(res.statusCode, 200)
-  const metadata = await readJson(join(runsDir, res.json().run_id, 'metadata.json'))
+  const metadata = await storedMetadata(storedView(runsDir), res.json().run_id)
   t.same(metadata.stages.slice(0, 4).map((s: any) => [s.stage, s.provider]), [['translation', 'llm'], ['safety', 'builtin'], ['interception', 'llm'], ['pre_output_safety', 'builtin']])
   t.same(llm.requests.filter((r) => r.path === '/v1/chat/completions').map(stageOf), ['translation', 'interception'], 'no safety question reached the model')
   t.match((await app.inject({ url: '/api/schema/pipelines' })).json().execution_modes.eco, { provider: 'llm', llm_steps: ['translation', 'interception'] })
@@ -127,7 +127,7 @@ t.test('a safety answer that is not a verdict: the word lists decide, and the re
   const { app, runsDir } = await withLlm(t, model({ safety: llmReplies.garbage(), pre_output_safety: llmReplies.garbage() }))
   const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Eine Blume auf der Wiese', output_configs: ['tiny_image'] } })
   t.equal(res.statusCode, 200)
-  const metadata = await readJson(join(runsDir, res.json().run_id, 'metadata.json'))
+  const metadata = await storedMetadata(storedView(runsDir), res.json().run_id)
   for (const stage of metadata.stages.filter((s: any) => s.stage.endsWith('safety'))) {
     t.match(stage, {
       provider: 'builtin',
@@ -148,7 +148,7 @@ t.test('the LLM blocks the transformed prompt at stage 3 with its own reason', a
   const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Eine Blume auf der Wiese', output_configs: ['tiny_image'] } })
   t.equal(res.statusCode, 403)
   t.same(res.json(), { status: 'blocked', run_id: res.json().run_id, stage: 'pre_output_safety', reason: 'That sounds too scary for a picture.', codes: ['horror.scary'] })
-  const metadata = await readJson(join(runsDir, res.json().run_id, 'metadata.json'))
+  const metadata = await storedMetadata(storedView(runsDir), res.json().run_id)
   t.equal(metadata.status, 'blocked')
   t.match(metadata.stages.at(-1), { stage: 'pre_output_safety', status: 'blocked', provider: 'llm', decision: { allowed: false, codes: ['horror.scary'] } })
   t.same(metadata.outputs, [])
@@ -160,7 +160,7 @@ t.test('an LLM that answers too slowly, or not at all: 504, the run failed with 
   t.equal(res.statusCode, 504)
   t.match(res.json(), { statusCode: 504, error: 'Gateway Timeout', code: 'BACKEND_TIMEOUT', message: /backend llm timed out: POST http:\/\/127\.0\.0\.1:\d+\/v1\/chat\/completions gave no answer within 150 ms/ })
   const runId = res.headers['x-run-id'] as string
-  const metadata = await readJson(join(slow.runsDir, runId, 'metadata.json'))
+  const metadata = await storedMetadata(storedView(slow.runsDir), runId)
   t.equal(metadata.status, 'failed')
   t.same(metadata.stages.map((s: any) => [s.stage, s.status]), [['translation', 'failed']])
   t.match(metadata.stages[0], { error: { code: 'BACKEND_TIMEOUT' }, duration_ms: Number })
@@ -170,7 +170,7 @@ t.test('an LLM that answers too slowly, or not at all: 504, the run failed with 
   const silent = await withLlm(t, model({ interception: llmReplies.never() }), { LLM_TIMEOUT_MS: '150' })
   const hung = await silent.app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Eine Blume auf der Wiese', output_configs: ['tiny_image'] } })
   t.equal(hung.statusCode, 504)
-  const hungMetadata = await readJson(join(silent.runsDir, hung.headers['x-run-id'] as string, 'metadata.json'))
+  const hungMetadata = await storedMetadata(storedView(silent.runsDir), hung.headers['x-run-id'] as string)
   t.same(hungMetadata.stages.map((s: any) => [s.stage, s.status]), [['translation', 'completed'], ['safety', 'completed'], ['interception', 'failed']])
   t.equal(hungMetadata.transformed_text, null)
 })
@@ -180,7 +180,7 @@ t.test('an LLM server error is a 502 naming the server\'s own message', async (t
   const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Eine Blume', output_configs: ['tiny_image'] } })
   t.equal(res.statusCode, 502)
   t.match(res.json(), { code: 'BACKEND_FAILED', message: /answered 500: llama runner process has terminated: signal: killed/ })
-  t.match(await readJson(join(runsDir, res.headers['x-run-id'] as string, 'metadata.json')), { status: 'failed', errors: [{ stage: 'safety', code: 'BACKEND_FAILED' }] })
+  t.match(await storedMetadata(storedView(runsDir), res.headers['x-run-id'] as string), { status: 'failed', errors: [{ stage: 'safety', code: 'BACKEND_FAILED' }] })
 })
 
 /** sd35_large with a second image decoded by node 12, which the fake can make fail. */
@@ -211,7 +211,7 @@ t.test('ComfyUI: the transformed prompt and the run\'s seed go into the workflow
   t.equal(graph['3']!.inputs!.seed, 123456789)
   t.equal(graph['7']!.inputs!.text, DADA_NEGATIVE, 'the pipeline\'s negative prompt')
   t.same([graph['5']!.inputs!.width, graph['5']!.inputs!.height], [1280, 832])
-  const metadata = await readJson(join(runsDir, answer.run_id, 'metadata.json'))
+  const metadata = await storedMetadata(storedView(runsDir), answer.run_id)
   const output = metadata.outputs[0]
   t.match(output, { config: 'sd35_large', backend: 'comfyui', type: 'image', source: { kind: 'comfyui', prompt_id: comfyui.prompts[0]!.prompt_id, node_id: '9' } })
   t.match(metadata.stages.at(-1), { stage: 'generation', provider: 'comfyui', details: { config: 'sd35_large', width: 1280, height: 832, seed: 123456789, negative_prompt: DADA_NEGATIVE } })
@@ -229,7 +229,7 @@ t.test('ComfyUI fails after one of two images: 502, the run failed, the first im
   t.equal(res.statusCode, 502)
   t.match(res.json(), { statusCode: 502, code: 'BACKEND_FAILED', message: /node 12 \(VAEDecodeTiled\) failed: torch\.OutOfMemoryError: Allocation on device/ })
   const runId = res.headers['x-run-id'] as string
-  const metadata = await readJson(join(runsDir, runId, 'metadata.json'))
+  const metadata = await storedMetadata(storedView(runsDir), runId)
   t.equal(metadata.status, 'failed')
   t.equal(metadata.outputs.length, 1)
   t.match(metadata.outputs[0], { filename: 'output_image.png', source: { node_id: '9' } })
@@ -246,7 +246,7 @@ t.test('ComfyUI that takes longer than COMFYUI_TIMEOUT_MS: 504, the run failed',
   const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'a cat', output_configs: ['sd35_large'] } })
   t.equal(res.statusCode, 504)
   t.match(res.json(), { code: 'BACKEND_TIMEOUT', message: /backend comfyui timed out/ })
-  t.match(await readJson(join(runsDir, res.headers['x-run-id'] as string, 'metadata.json')), { status: 'failed', outputs: [], errors: [{ stage: 'generation', code: 'BACKEND_TIMEOUT' }] })
+  t.match(await storedMetadata(storedView(runsDir), res.headers['x-run-id'] as string), { status: 'failed', outputs: [], errors: [{ stage: 'generation', code: 'BACKEND_TIMEOUT' }] })
 })
 
 t.test('OpenRouter through the pipeline: a JPEG declared as PNG in wrapped base64 is stored as the JPEG it is', async (t) => {
@@ -258,12 +258,12 @@ t.test('OpenRouter through the pipeline: a JPEG declared as PNG in wrapped base6
   const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'bauhaus', input_text: 'Ein Haus am See', output_configs: ['openrouter_image'] } })
   t.equal(res.statusCode, 200)
   const { run_id: runId } = res.json()
-  const output = (await readJson(join(runsDir, runId, 'metadata.json'))).outputs[0]
+  const output = (await storedMetadata(storedView(runsDir), runId)).outputs[0]
   t.match(output, {
     type: 'image', format: 'jpg', mime_type: 'image/jpeg', filename: 'output_image.jpg', backend: 'openrouter', config: 'openrouter_image',
     file_size_bytes: FAKE_JPEG.length, source: { kind: 'openrouter', declared_mime_type: 'image/png', model: String }
   })
-  t.same(await readFile(join(runsDir, runId, 'output_image.jpg')), FAKE_JPEG)
+  t.same(await storedView(runsDir).read(runId, 'output_image.jpg'), FAKE_JPEG)
   const served = await app.inject({ url: `/api/media/image/${runId}` })
   t.equal(served.headers['content-type'], 'image/jpeg', 'served by what the bytes are, not what OpenRouter said')
   t.match(openrouter.requests.at(-1)!.body, { modalities: ['image', 'text'] })
@@ -278,7 +278,7 @@ t.test('Replicate through the pipeline: polled to success, the output fetched wi
   const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Ein Fuchs im Schnee', output_configs: ['replicate_flux'] } })
   t.equal(res.statusCode, 200)
   const { run_id: runId } = res.json()
-  const metadata = await readJson(join(runsDir, runId, 'metadata.json'))
+  const metadata = await storedMetadata(storedView(runsDir), runId)
   const [prediction] = [...replicate.predictions.values()]
   t.equal(replicate.creates().length, 1, 'created once')
   t.match(metadata.outputs, [{ type: 'image', format: 'png', backend: 'replicate', config: 'replicate_flux', source: { kind: 'replicate', prediction_id: prediction!.id, url: String } }])
@@ -315,7 +315,7 @@ t.test('ComfyUI outputs of every kind are stored as what their bytes are, whatev
 
   const sound = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Ein Vogel singt', output_configs: ['comfyui_audio'] } })
   t.equal(sound.statusCode, 200)
-  const audio = (await readJson(join(runsDir, sound.json().run_id, 'metadata.json'))).outputs
+  const audio = (await storedMetadata(storedView(runsDir), sound.json().run_id)).outputs
   t.match(audio, [{ type: 'audio', format: 'flac', mime_type: 'audio/flac', filename: 'output_audio.flac', backend: 'comfyui', source: { kind: 'comfyui', node_id: String } }])
   t.ok(audio[0].duration_seconds > 0, 'with its duration')
   t.equal(sound.json().media_output.media_type, 'audio')
@@ -323,7 +323,7 @@ t.test('ComfyUI outputs of every kind are stored as what their bytes are, whatev
   const film = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Ein Zug fährt', output_configs: ['comfyui_clip'] } })
   t.equal(film.statusCode, 200)
   const { run_id: runId } = film.json()
-  const outputs = (await readJson(join(runsDir, runId, 'metadata.json'))).outputs
+  const outputs = (await storedMetadata(storedView(runsDir), runId)).outputs
   t.same(outputs.map((o: any) => [o.type, o.format, o.filename]), [
     ['video', 'mp4', 'output_video.mp4'],
     ['video', 'mp4', 'output_video_2.mp4'],
@@ -332,5 +332,5 @@ t.test('ComfyUI outputs of every kind are stored as what their bytes are, whatev
   t.match(outputs[0], { mime_type: 'video/mp4', width: Number, height: Number, duration_seconds: Number })
   const model = await app.inject({ url: `/api/media/model3d/${runId}` })
   t.equal(model.headers['content-type'], 'model/gltf-binary')
-  t.same(model.rawPayload, await readFile(join(runsDir, runId, 'output_model3d.glb')))
+  t.same(model.rawPayload, await storedView(runsDir).read(runId, 'output_model3d.glb'))
 })

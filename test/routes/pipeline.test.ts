@@ -1,14 +1,13 @@
 import t, { type Test } from 'tap'
 import { createHash } from 'node:crypto'
-import { access, readdir, readFile } from 'node:fs/promises'
 import { request as httpRequest, type IncomingMessage } from 'node:http'
-import { join } from 'node:path'
 import { BuiltinBackend } from '../../services/backends/builtin/backend.js'
 import type { MediaItem } from '../../services/backends/types.js'
 import { GenerationBlockedError } from '../../services/errors.js'
-import { build, tempRunsDir } from '../helper.js'
+import { build, storedView, tempRunsDir } from '../helper.js'
+import { storedMetadata } from '../stored-view.js'
 import {
-  EVENTS_OF_ONE_OUTPUT, FailingBackend, GatedBackend, backendOutput, parseSse, pipelineLike, readJson, smallPng, testConfigsDir, tinyImage, type SseEvent
+  EVENTS_OF_ONE_OUTPUT, FailingBackend, GatedBackend, backendOutput, parseSse, pipelineLike, smallPng, testConfigsDir, tinyImage, type SseEvent
 } from '../pipeline-setup.js'
 
 const EXECUTE = '/api/schema/pipeline/execute'
@@ -29,7 +28,7 @@ async function setup (t: Test, env: Record<string, string> = {}, pipelines: Arra
   app.backends.register(gated, { concurrency })
   app.backends.register(new FailingBackend('broken', undefined, 1), { concurrency })
   app.backends.register(new FailingBackend('refusing', () => new GenerationBlockedError('refusing', 'flagged by moderation')), { concurrency })
-  return { app, runsDir, gated }
+  return { app, stored: storedView(runsDir), gated }
 }
 
 async function bytesOf (iterable: AsyncIterable<MediaItem>): Promise<Buffer> {
@@ -37,13 +36,10 @@ async function bytesOf (iterable: AsyncIterable<MediaItem>): Promise<Buffer> {
   throw new Error('no media')
 }
 
-async function exists (path: string): Promise<boolean> {
-  return await access(path).then(() => true, () => false)
-}
-
 t.test('a German prompt, end to end with the builtin providers: translated, transformed, checked, generated, stored, viewable', async (t) => {
   const runsDir = await tempRunsDir(t)
   const app = await build(t, { RUNS_DIR: runsDir })
+  const stored = storedView(runsDir)
   const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Eine Blume auf der Wiese' } })
   t.equal(res.statusCode, 200)
   const answer = res.json()
@@ -60,10 +56,10 @@ t.test('a German prompt, end to end with the builtin providers: translated, tran
   t.type(answer.execution_time_ms, 'number')
   t.same(answer.media_outputs, [answer.media_output])
 
-  // The research trail, on disk.
-  t.same((await readdir(join(runsDir, runId))).sort(), ['input_text.txt', 'metadata.json', 'output_image.png', 'transformed_text.txt'])
-  t.equal(await readFile(join(runsDir, runId, 'input_text.txt'), 'utf8'), 'Eine Blume auf der Wiese')
-  const metadata = await readJson(join(runsDir, runId, 'metadata.json'))
+  // The research trail, as stored.
+  t.same(await stored.list(runId), ['input_text.txt', 'metadata.json', 'output_image.png', 'transformed_text.txt'])
+  t.equal((await stored.read(runId, 'input_text.txt')).toString(), 'Eine Blume auf der Wiese')
+  const metadata = await storedMetadata(stored, runId)
   t.equal(metadata.status, 'completed')
   t.equal(metadata.seed, answer.seed)
   t.same(metadata.stages.map((s: any) => [s.stage, s.status, s.provider]), [
@@ -73,34 +69,34 @@ t.test('a German prompt, end to end with the builtin providers: translated, tran
   t.ok(metadata.stages.every((s: any) => typeof s.duration_ms === 'number'), 'every stage timed')
   t.equal(metadata.stages[0].output, 'A flower on the meadow', 'translated')
   t.match(metadata.transformed_text, /^.*a flower on the meadow, cut apart and glued back together as a Dada photomontage/i, 'transformed in the style of the pipeline')
-  t.equal(await readFile(join(runsDir, runId, 'transformed_text.txt'), 'utf8'), metadata.transformed_text)
+  t.equal((await stored.read(runId, 'transformed_text.txt')).toString(), metadata.transformed_text)
   t.equal(answer.transformed_text, metadata.transformed_text)
   t.equal(answer.final_output, metadata.transformed_text)
   t.same(answer.stages, metadata.stages)
-  t.same((await app.inject({ url: `/api/runs/${runId}` })).json(), metadata, 'the API gives what is on disk')
+  t.same((await app.inject({ url: `/api/runs/${runId}` })).json(), metadata, 'the API gives what is stored')
 
   // Viewable, and the picture of this very prompt and seed.
   const image = await app.inject({ url: answer.media_output.url })
   t.equal(image.statusCode, 200)
   t.equal(image.headers['content-type'], 'image/png')
-  const onDisk = await readFile(join(runsDir, runId, 'output_image.png'))
-  t.same(image.rawPayload, onDisk)
-  t.equal(metadata.outputs[0].sha256, sha256(onDisk))
+  const storedImage = await stored.read(runId, 'output_image.png')
+  t.same(image.rawPayload, storedImage)
+  t.equal(metadata.outputs[0].sha256, sha256(storedImage))
   t.match(metadata.outputs[0], { width: 1024, height: 1024, config: 'builtin_image', backend: 'builtin' })
   const expected = await bytesOf(new BuiltinBackend().generate({ run_id: runId, prompt: metadata.transformed_text, seed: metadata.seed, width: 1024, height: 1024, params: { media_type: 'image' } }))
-  t.ok(onDisk.equals(expected), 'made from the transformed prompt and the run\'s seed')
+  t.ok(storedImage.equals(expected), 'made from the transformed prompt and the run\'s seed')
   t.match((await app.inject({ url: `/api/media/info/${runId}` })).json(), { status: 'completed', type: 'image', url: `/api/media/image/${runId}/0` })
 })
 
 t.test('the body: defaults, unknown fields ignored, bad values refused; unknown names 404 and unusable backends 503, nothing written', async (t) => {
   const cloudOnly = await pipelineLike('cloud_only', (p) => { p.default_outputs.fast = ['gpt_image', 'openrouter_image'] })
-  const { app, runsDir } = await setup(t, {}, [cloudOnly])
+  const { app, stored } = await setup(t, {}, [cloudOnly])
   const extra = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'a cat', output_configs: ['tiny_image'], frontend_version: '2.1', prompt_id: 'x' } })
   t.equal(extra.statusCode, 200, 'fields it does not know are ignored')
-  t.equal(extra.json().seed, (await readJson(join(runsDir, extra.json().run_id, 'metadata.json'))).seed)
+  t.equal(extra.json().seed, (await storedMetadata(stored, extra.json().run_id)).seed)
   const given = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'a cat', output_configs: ['tiny_image'], seed: 7, user_id: 'DOE_J', safety_level: 'youth' } })
   t.match(given.json(), { seed: 7, safety_level: 'youth' })
-  t.match(await readJson(join(runsDir, given.json().run_id, 'metadata.json')), { seed: 7, user_id: 'DOE_J', safety_level: 'youth' })
+  t.match(await storedMetadata(stored, given.json().run_id), { seed: 7, user_id: 'DOE_J', safety_level: 'youth' })
   const before = (await app.storage.listRunIds()).length
 
   const bad = [
@@ -152,7 +148,7 @@ t.test('the body: defaults, unknown fields ignored, bad values refused; unknown 
 })
 
 t.test('blocked at stage 1: 403 with stage, reason and codes; the run is kept as blocked; nothing generated; its queue place given back', async (t) => {
-  const { app, runsDir } = await setup(t, { GENERATION_QUEUE_LIMIT: '0', BACKEND_CONCURRENCY: '1' })
+  const { app, stored } = await setup(t, { GENERATION_QUEUE_LIMIT: '0', BACKEND_CONCURRENCY: '1' })
   const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'Ein Kind mit einer Pistole', output_configs: ['tiny_image'] } })
   t.equal(res.statusCode, 403)
   const body = res.json()
@@ -164,14 +160,14 @@ t.test('blocked at stage 1: 403 with stage, reason and codes; the run is kept as
     codes: ['violence.weapon']
   })
   t.equal(res.headers['x-run-id'], body.run_id)
-  const metadata = await readJson(join(runsDir, body.run_id, 'metadata.json'))
+  const metadata = await storedMetadata(stored, body.run_id)
   t.equal(metadata.status, 'blocked')
   t.equal(metadata.input_text, 'Ein Kind mit einer Pistole')
   t.same(metadata.stages.map((s: any) => [s.stage, s.status]), [['translation', 'completed'], ['safety', 'blocked']])
   t.match(metadata.stages[1], { provider: 'builtin', decision: { allowed: false, codes: ['violence.weapon'] }, details: { matches: [{ code: 'violence.weapon', found: 'pistole' }] } })
   t.same(metadata.outputs, [])
   t.equal(metadata.transformed_text, null)
-  t.same((await readdir(join(runsDir, body.run_id))).sort(), ['input_text.txt', 'metadata.json'])
+  t.same(await stored.list(body.run_id), ['input_text.txt', 'metadata.json'])
   t.match((await app.inject({ url: `/api/media/image/${body.run_id}` })).json(), { statusCode: 404, code: 'MEDIA_NOT_FOUND' })
   t.match((await app.inject({ url: `/api/media/info/${body.run_id}` })).json(), { status: 'blocked', type: null })
 
@@ -186,56 +182,56 @@ t.test('blocked at stage 3: interception added what the input did not have', asy
     definition.builtin = { template: '{prompt} with {vocabulary}', vocabulary: ['a bloody sword'], vocabulary_picks: 1 }
     definition.default_outputs = { eco: ['tiny_image'], fast: ['tiny_image'], ultra: ['tiny_image'] }
   })
-  const { app, runsDir } = await setup(t, {}, [swords])
+  const { app, stored } = await setup(t, {}, [swords])
   const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'knights', input_text: 'a brave cat' } })
   t.equal(res.statusCode, 403)
   const body = res.json()
   t.match(body, { status: 'blocked', stage: 'pre_output_safety', codes: ['violence.weapon', 'gore.blood'] })
-  const metadata = await readJson(join(runsDir, body.run_id, 'metadata.json'))
+  const metadata = await storedMetadata(stored, body.run_id)
   t.equal(metadata.status, 'blocked')
   t.same(metadata.stages.map((s: any) => [s.stage, s.status]), [['translation', 'completed'], ['safety', 'completed'], ['interception', 'completed'], ['pre_output_safety', 'blocked']])
   t.equal(metadata.transformed_text, 'a brave cat with a bloody sword')
-  t.equal(await readFile(join(runsDir, body.run_id, 'transformed_text.txt'), 'utf8'), 'a brave cat with a bloody sword', 'what was blocked stays for the researchers')
+  t.equal((await stored.read(body.run_id, 'transformed_text.txt')).toString(), 'a brave cat with a bloody sword', 'what was blocked stays for the researchers')
   t.same(metadata.outputs, [])
 })
 
 t.test('stage 3 checks per media type: a screaming cat may be drawn, not played', async (t) => {
-  const { app, runsDir } = await setup(t)
+  const { app, stored } = await setup(t)
   const picture = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'a cat screaming at the moon', output_configs: ['tiny_image'] } })
   t.equal(picture.statusCode, 200)
   const sound = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'a cat screaming at the moon', output_configs: ['tiny_image', 'builtin_audio'] } })
   t.equal(sound.statusCode, 403)
   t.match(sound.json(), { status: 'blocked', stage: 'pre_output_safety', codes: ['sound.frightening'], reason: /sound/ })
-  const metadata = await readJson(join(runsDir, sound.json().run_id, 'metadata.json'))
+  const metadata = await storedMetadata(stored, sound.json().run_id)
   t.same(metadata.stages.filter((s: any) => s.stage === 'pre_output_safety').map((s: any) => [s.details.media_type, s.status]), [['image', 'completed'], ['audio', 'blocked']])
   t.same(metadata.outputs, [], 'nothing generated, not even the picture')
 })
 
 t.test('a backend\'s moderation refusing the prompt is a 403 blocked at generation', async (t) => {
-  const { app, runsDir } = await setup(t)
+  const { app, stored } = await setup(t)
   const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'a cat', output_configs: ['refusing_image'] } })
   t.equal(res.statusCode, 403)
   t.match(res.json(), { status: 'blocked', stage: 'generation', codes: ['GENERATION_BLOCKED'], reason: 'backend refusing refused the prompt: flagged by moderation' })
-  t.equal((await readJson(join(runsDir, res.json().run_id, 'metadata.json'))).status, 'blocked')
+  t.equal((await storedMetadata(stored, res.json().run_id)).status, 'blocked')
 })
 
 t.test('a backend that fails after storing one of two outputs: 502, the run failed with the error, the stored output still served', async (t) => {
-  const { app, runsDir } = await setup(t)
+  const { app, stored } = await setup(t)
   const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'a cat', output_configs: ['broken_image'] } })
   t.equal(res.statusCode, 502)
   t.same(res.json(), { statusCode: 502, error: 'Bad Gateway', code: 'BACKEND_FAILED', message: 'backend broken failed: out of memory' })
   const runId = res.headers['x-run-id'] as string
-  const metadata = await readJson(join(runsDir, runId, 'metadata.json'))
+  const metadata = await storedMetadata(stored, runId)
   t.equal(metadata.status, 'failed')
   t.match(metadata.errors, [{ stage: 'generation', code: 'BACKEND_FAILED', message: 'backend broken failed: out of memory' }])
   t.equal(metadata.outputs.length, 1)
   const image = await app.inject({ url: `/api/media/image/${runId}/0` })
   t.equal(image.statusCode, 200)
-  t.same(image.rawPayload, await readFile(join(runsDir, runId, 'output_image.png')))
+  t.same(image.rawPayload, await stored.read(runId, 'output_image.png'))
 })
 
 t.test('several output configs and an aspect ratio: media_outputs[], one check per media type', async (t) => {
-  const { app, runsDir } = await setup(t)
+  const { app, stored } = await setup(t)
   const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'fairytale', input_text: 'a castle in the clouds', output_configs: ['small_image', 'builtin_audio'], aspect_ratio: '16:9' } })
   t.equal(res.statusCode, 200)
   const answer = res.json()
@@ -246,7 +242,7 @@ t.test('several output configs and an aspect ratio: media_outputs[], one check p
   t.match(byType.audio, { config: 'builtin_audio', url: `/api/media/audio/${runId}/0`, filename: 'output_audio.wav', media_stored: true })
   t.same(answer.media_outputs.map((o: any) => o.index), [0, 1], 'in the order of outputs[]')
   t.same(answer.media_output, answer.media_outputs[0])
-  const metadata = await readJson(join(runsDir, runId, 'metadata.json'))
+  const metadata = await storedMetadata(stored, runId)
   t.match(metadata.outputs.find((o: any) => o.type === 'image'), { width: 320, height: 192 }, '16:9 at the config\'s area, in multiples of 64')
   t.match(metadata.outputs.find((o: any) => o.type === 'audio'), { format: 'wav', duration_seconds: 6 })
   t.same(metadata.stages.filter((s: any) => s.stage === 'pre_output_safety').map((s: any) => s.details.media_type).sort(), ['audio', 'image'])
@@ -350,7 +346,7 @@ function streamExecute (baseUrl: string, payload: Record<string, unknown>): Even
 }
 
 t.test('Accept: text/event-stream: the same run as events, in order, over a real socket', async (t) => {
-  const { app, runsDir } = await setup(t)
+  const { app, stored } = await setup(t)
   const baseUrl = await app.listen({ host: '127.0.0.1', port: 0 })
   const stream = streamExecute(baseUrl, { schema: 'dada', input_text: 'Eine Blume auf der Wiese', output_configs: ['tiny_image'] })
   const res = await stream.response
@@ -366,14 +362,14 @@ t.test('Accept: text/event-stream: the same run as events, in order, over a real
   t.ok(events.every((e) => e.data.run_id === runId), 'every event names the run')
   t.match(events.find((e) => e.event === 'stage_completed')!.data, { stage: 'translation', output: 'A flower on the meadow', provider: 'builtin', duration_ms: Number })
   t.match(events.find((e) => e.event === 'media_stored')!.data, { media_type: 'image', url: `/api/media/image/${runId}/0`, index: 0 })
-  const metadata = await readJson(join(runsDir, runId, 'metadata.json'))
+  const metadata = await storedMetadata(stored, runId)
   t.equal(metadata.status, 'completed')
   t.same(events.at(-1)!.data.stages, metadata.stages, 'completed carries the JSON answer')
   t.equal((await app.inject({ url: `/api/media/image/${runId}` })).statusCode, 200)
 })
 
 t.test('event streams that end blocked or with an error; refusals before the run are plain JSON', async (t) => {
-  const { app, runsDir } = await setup(t)
+  const { app, stored } = await setup(t)
   const blocked = await app.inject({ method: 'POST', url: EXECUTE, headers: { accept: 'text/event-stream' }, payload: { schema: 'dada', input_text: 'Ein Hund mit einem Schwert', output_configs: ['tiny_image'] } })
   t.equal(blocked.statusCode, 200, 'the stream itself is fine')
   const blockedEvents = parseSse(blocked.body)
@@ -385,7 +381,7 @@ t.test('event streams that end blocked or with an error; refusals before the run
   t.same(failedEvents.slice(-3).map((e) => e.event), ['media_stored', 'stage_completed', 'error'])
   const runId = failedEvents[0]!.data.run_id
   t.same(failedEvents.at(-1)!.data, { run_id: runId, stage: 'generation', statusCode: 502, error: 'Bad Gateway', code: 'BACKEND_FAILED', message: 'backend broken failed: out of memory' })
-  t.equal((await readJson(join(runsDir, runId, 'metadata.json'))).status, 'failed')
+  t.equal((await storedMetadata(stored, runId)).status, 'failed')
 
   const unknown = await app.inject({ method: 'POST', url: EXECUTE, headers: { accept: 'text/event-stream' }, payload: { schema: 'cubism', input_text: 'a cat' } })
   t.equal(unknown.statusCode, 404)
@@ -394,7 +390,7 @@ t.test('event streams that end blocked or with an error; refusals before the run
 })
 
 t.test('a client that disconnects does not stop the run from being stored', async (t) => {
-  const { app, runsDir, gated } = await setup(t)
+  const { app, stored, gated } = await setup(t)
   const baseUrl = await app.listen({ host: '127.0.0.1', port: 0 })
   const stream = streamExecute(baseUrl, { schema: 'dada', input_text: 'a cat', output_configs: ['gated_image'] })
   const created = await stream.waitFor('run_created')
@@ -405,7 +401,7 @@ t.test('a client that disconnects does not stop the run from being stored', asyn
   t.notOk(stream.events.some((e) => e.event === 'completed'), 'the client left before the end')
   gated.open()
   await app.pipeline.settled()
-  const metadata = await readJson(join(runsDir, runId, 'metadata.json'))
+  const metadata = await storedMetadata(stored, runId)
   t.equal(metadata.status, 'completed')
   t.match(metadata.outputs, [{ filename: 'output_image.png', backend: 'gated' }])
   const image = await app.inject({ url: `/api/media/image/${runId}` })
@@ -431,7 +427,7 @@ t.test('a frontend polling GET /api/media/info sees the run running, then its im
 })
 
 t.test('a full queue answers 503 with Retry-After, and no run is created', async (t) => {
-  const { app, runsDir, gated } = await setup(t, { GENERATION_QUEUE_LIMIT: '0', BACKEND_CONCURRENCY: '1' })
+  const { app, stored, gated } = await setup(t, { GENERATION_QUEUE_LIMIT: '0', BACKEND_CONCURRENCY: '1' })
   const first = app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'a cat', output_configs: ['gated_image'] } })
   await gated.started()
   const refused = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: 'a dog', output_configs: ['gated_image'] } })
@@ -471,7 +467,7 @@ t.test('requests waiting in line count against GENERATION_QUEUE_LIMIT', async (t
 })
 
 t.test('50 executes at once all finish with their own outputs', async (t) => {
-  const { app, runsDir } = await setup(t)
+  const { app, stored } = await setup(t)
   const count = 50
   const answers = await Promise.all(Array.from({ length: count }, async (_, i) => {
     const res = await app.inject({ method: 'POST', url: EXECUTE, payload: { schema: 'dada', input_text: `a dog with ${i} red balloons`, output_configs: ['tiny_image'], seed: 1000 + i } })
@@ -484,7 +480,7 @@ t.test('50 executes at once all finish with their own outputs', async (t) => {
   const builtin = new BuiltinBackend()
   for (const { i, res } of answers) {
     const answer = res.json()
-    const metadata = await readJson(join(runsDir, answer.run_id, 'metadata.json'))
+    const metadata = await storedMetadata(stored, answer.run_id)
     t.equal(metadata.seed, 1000 + i)
     t.equal(metadata.input_text, `a dog with ${i} red balloons`)
     t.match(metadata.transformed_text, `a dog with ${i} red balloons`)
@@ -495,17 +491,17 @@ t.test('50 executes at once all finish with their own outputs', async (t) => {
     hashes.add(metadata.outputs[0].sha256)
   }
   t.equal(hashes.size, count, 'fifty different pictures')
-  t.notOk(await exists(join(runsDir, 'output_image.png')))
+  t.notOk((await stored.entries()).includes('output_image.png'), 'no output at the top of the store')
 })
 
 t.test('closing the app stops runs nobody waits for any more and records them as failed', async (t) => {
-  const { app, runsDir, gated } = await setup(t)
+  const { app, stored, gated } = await setup(t)
   const outcome = app.pipeline.execute(app.pipeline.prepare({ schema: 'dada', input_text: 'a cat', output_configs: ['gated_image'] }))
   await gated.started()
   await app.close()
   const ended = await outcome
   t.match(ended, { status: 'failed', event: { code: 'SERVICE_STOPPING', stage: 'generation' } })
-  const metadata = await readJson(join(runsDir, ended.run_id!, 'metadata.json'))
+  const metadata = await storedMetadata(stored, ended.run_id!)
   t.equal(metadata.status, 'failed')
   t.match(metadata.errors, [{ stage: 'generation', code: 'SERVICE_STOPPING', message: 'the service is shutting down; try again shortly' }])
 })

@@ -1,8 +1,8 @@
 import t from 'tap'
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fixtures } from '../fixtures/media.js'
-import { build, destroyIndex, indexDriver, tempRunsDir } from '../helper.js'
+import { build, destroyIndex, indexDriver, storedView, tempRunsDir } from '../helper.js'
 
 type App = Awaited<ReturnType<typeof build>>
 
@@ -200,9 +200,9 @@ t.test('the index survives a restart, and is rebuilt when its file is gone', asy
   if (indexDriver() !== 'sqlite') return
 
   await writeFile(join(runsDir, '.index.sqlite'), 'garbage, not SQLite')
-  await rm(join(runsDir, flower.run_id), { recursive: true })
-  await mkdir(join(runsDir, '0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e'))
-  await writeFile(join(runsDir, '0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e', 'metadata.json'), '{ half a docu')
+  const stored = storedView(runsDir)
+  await stored.remove(flower.run_id)
+  await stored.write('0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e', 'metadata.json', '{ half a docu')
   const fourth = await build(t, { RUNS_DIR: runsDir })
   t.match((await fourth.runstore.startup).index, { rebuilt: 'corrupt', added: 3, skipped: [{ run_id: '0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e' }] })
   t.same(await listIds(fourth, ''), [house.run_id, song.run_id, cat.run_id])

@@ -1,16 +1,14 @@
 import t from 'tap'
 import { createHash } from 'node:crypto'
-import { readdir, readFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { request as httpRequest } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { join } from 'node:path'
 import { fixtures } from '../fixtures/media.js'
 import { startMediaServer, serveBytes, serveStatus, serveStall } from '../fakes/media-server.js'
-import { build, multipartBody, tempRunsDir } from '../helper.js'
+import { build, multipartBody, storedView, tempRunsDir } from '../helper.js'
+import { storedMetadata } from '../stored-view.js'
 
 const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex')
-// The run index (.index.sqlite*) lives in the storage root too.
-const runFolders = async (dir: string): Promise<string[]> => (await readdir(dir)).filter((name) => !name.startsWith('.index.sqlite') && name !== '.runstore.lock')
 
 async function createRun (app: Awaited<ReturnType<typeof build>>, body: Record<string, unknown> = {}) {
   const res = await app.inject({ method: 'POST', url: '/api/runs', payload: { schema: 'dada', execution_mode: 'eco', input_text: 'Eine Blume auf der Wiese', ...body } })
@@ -20,6 +18,7 @@ async function createRun (app: Awaited<ReturnType<typeof build>>, body: Record<s
 t.test('POST /api/runs creates a run; GET returns the same document as metadata.json', async (t) => {
   const runsDir = await tempRunsDir(t)
   const app = await build(t, { RUNS_DIR: runsDir })
+  const stored = storedView(runsDir)
   const res = await app.inject({ method: 'POST', url: '/api/runs', payload: { schema: 'dada', execution_mode: 'eco', input_text: 'Eine Blume auf der Wiese', user_id: 'DOE_J', frontend_version: 'ignored' } })
   t.equal(res.statusCode, 201)
   const run = res.json()
@@ -27,16 +26,17 @@ t.test('POST /api/runs creates a run; GET returns the same document as metadata.
   t.notOk('frontend_version' in run)
   t.ok(res.headers['x-request-id'], 'every answer names its request')
 
-  const onDisk = JSON.parse(await readFile(join(runsDir, run.run_id, 'metadata.json'), 'utf8'))
+  const asStored = await storedMetadata(stored, run.run_id)
   const got = await app.inject({ url: `/api/runs/${run.run_id}` })
   t.equal(got.statusCode, 200)
-  t.same(got.json(), onDisk)
-  t.same((await app.inject({ url: `/api/media/run/${run.run_id}` })).json(), onDisk, 'the seed\'s route gives the same')
+  t.same(got.json(), asStored)
+  t.same((await app.inject({ url: `/api/media/run/${run.run_id}` })).json(), asStored, 'the seed\'s route gives the same')
 })
 
 t.test('bad requests are clear 4xx JSON errors and write nothing', async (t) => {
   const runsDir = await tempRunsDir(t)
   const app = await build(t, { RUNS_DIR: runsDir })
+  const stored = storedView(runsDir)
   const bad = [
     { schema: 'dada', input_text: 'x' },
     { schema: 'dada', execution_mode: 'turbo', input_text: 'x' },
@@ -51,7 +51,7 @@ t.test('bad requests are clear 4xx JSON errors and write nothing', async (t) => 
   const notJson = await app.inject({ method: 'POST', url: '/api/runs', headers: { 'content-type': 'application/json' }, payload: '{"schema": ' })
   t.equal(notJson.statusCode, 400)
   t.match(notJson.json(), { statusCode: 400, code: String })
-  t.same(await runFolders(runsDir), [])
+  t.same(await stored.entries(), [])
 
   for (const id of ['not-a-uuid', '0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e.json', '%2e%2e%2fetc', 'x'.repeat(36)]) {
     const res = await app.inject({ url: `/api/runs/${id}` })
@@ -69,17 +69,18 @@ t.test('bad requests are clear 4xx JSON errors and write nothing', async (t) => 
   t.same(missing.json(), { statusCode: 404, error: 'Not Found', code: 'RUN_NOT_FOUND', message: 'run 0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e not found' })
   const noRoute = await app.inject({ url: '/api/nothing-here' })
   t.match(noRoute.json(), { statusCode: 404, code: 'ROUTE_NOT_FOUND' })
-  t.same(await runFolders(runsDir), [], 'asking created nothing')
+  t.same(await stored.entries(), [], 'asking created nothing')
 })
 
 t.test('PATCH sets the transformed text and moves the status on', async (t) => {
   const runsDir = await tempRunsDir(t)
   const app = await build(t, { RUNS_DIR: runsDir })
+  const stored = storedView(runsDir)
   const run = await createRun(app)
   const res = await app.inject({ method: 'PATCH', url: `/api/runs/${run.run_id}`, payload: { transformed_text: 'A surreal flower', status: 'running' } })
   t.equal(res.statusCode, 200)
   t.match(res.json(), { transformed_text: 'A surreal flower', status: 'running' })
-  t.equal(await readFile(join(runsDir, run.run_id, 'transformed_text.txt'), 'utf8'), 'A surreal flower')
+  t.equal((await stored.read(run.run_id, 'transformed_text.txt')).toString(), 'A surreal flower')
   const file = await app.inject({ url: `/api/runs/${run.run_id}/files/transformed_text.txt` })
   t.equal(file.statusCode, 200)
   t.equal(file.body, 'A surreal flower')
@@ -91,25 +92,25 @@ t.test('PATCH sets the transformed text and moves the status on', async (t) => {
   t.match(again.json(), { code: 'INVALID_STATUS' })
   const both = await app.inject({ method: 'PATCH', url: `/api/runs/${run.run_id}`, payload: { transformed_text: 'SNEAKY', status: 'running' } })
   t.equal(both.statusCode, 409, 'a refused status refuses the whole patch')
-  t.equal(await readFile(join(runsDir, run.run_id, 'transformed_text.txt'), 'utf8'), 'A surreal flower', 'the text was not changed either')
+  t.equal((await stored.read(run.run_id, 'transformed_text.txt')).toString(), 'A surreal flower', 'the text was not changed either')
   t.equal((await app.inject({ url: `/api/runs/${run.run_id}` })).json().transformed_text, 'A surreal flower')
   t.equal((await app.inject({ method: 'PATCH', url: `/api/runs/${run.run_id}`, payload: {} })).statusCode, 400, 'an empty patch is refused')
   t.equal((await app.inject({ method: 'PATCH', url: `/api/runs/${run.run_id}`, payload: { status: 'done' } })).statusCode, 400)
-  t.equal(JSON.parse(await readFile(join(runsDir, run.run_id, 'metadata.json'), 'utf8')).status, 'completed')
+  t.equal((await storedMetadata(stored, run.run_id)).status, 'completed')
 })
 
 t.test('PATCH with only fields it does not know is refused like {}, and metadata.json is not touched', async (t) => {
   const runsDir = await tempRunsDir(t)
   const app = await build(t, { RUNS_DIR: runsDir })
+  const stored = storedView(runsDir)
   const run = await createRun(app)
-  const metadataFile = join(runsDir, run.run_id, 'metadata.json')
-  const before = await readFile(metadataFile)
+  const before = await stored.read(run.run_id, 'metadata.json')
   for (const payload of [{}, { foo: 1 }, { transformedText: 'camelCase' }, { status_: 'running', text: 'x' }]) {
     const res = await app.inject({ method: 'PATCH', url: `/api/runs/${run.run_id}`, payload })
     t.equal(res.statusCode, 400, JSON.stringify(payload))
     t.match(res.json(), { statusCode: 400, error: 'Bad Request', code: 'INVALID_REQUEST', message: /transformed_text|status|fewer/ })
   }
-  t.same(await readFile(metadataFile), before, 'metadata.json is byte for byte what it was')
+  t.same(await stored.read(run.run_id, 'metadata.json'), before, 'metadata.json is byte for byte what it was')
   const known = await app.inject({ method: 'PATCH', url: `/api/runs/${run.run_id}`, payload: { status: 'running', frontend_version: '2.1' } })
   t.equal(known.statusCode, 200, 'unknown fields beside a known one are still ignored')
   t.notOk('frontend_version' in known.json())
@@ -118,6 +119,7 @@ t.test('PATCH with only fields it does not know is refused like {}, and metadata
 t.test('a JSON body keeps its own types: a number or an array where a string belongs is refused, not converted', async (t) => {
   const runsDir = await tempRunsDir(t)
   const app = await build(t, { RUNS_DIR: runsDir })
+  const stored = storedView(runsDir)
   const create = { schema: 'dada', execution_mode: 'eco', input_text: 'Eine Blume' }
   for (const payload of [
     { ...create, schema: 123 },
@@ -132,11 +134,10 @@ t.test('a JSON body keeps its own types: a number or an array where a string bel
     t.equal(res.statusCode, 400, JSON.stringify(payload))
     t.match(res.json(), { statusCode: 400, code: 'INVALID_REQUEST' })
   }
-  t.same(await runFolders(runsDir), [], 'no run was created')
+  t.same(await stored.entries(), [], 'no run was created')
 
   const run = await createRun(app)
-  const metadataFile = join(runsDir, run.run_id, 'metadata.json')
-  const before = await readFile(metadataFile)
+  const before = await stored.read(run.run_id, 'metadata.json')
   for (const payload of [{ transformed_text: 123 }, { transformed_text: ['A flower'] }, { transformed_text: null }, { status: ['running'] }]) {
     const res = await app.inject({ method: 'PATCH', url: `/api/runs/${run.run_id}`, payload })
     t.equal(res.statusCode, 400, JSON.stringify(payload))
@@ -148,8 +149,8 @@ t.test('a JSON body keeps its own types: a number or an array where a string bel
     t.equal(res.statusCode, 400, JSON.stringify(payload).slice(0, 60))
     t.match(res.json(), { code: 'INVALID_REQUEST' })
   }
-  t.same(await readFile(metadataFile), before, 'the run is unchanged')
-  t.same((await readdir(join(runsDir, run.run_id))).sort(), ['input_text.txt', 'metadata.json'], 'no file was stored')
+  t.same(await stored.read(run.run_id, 'metadata.json'), before, 'the run is unchanged')
+  t.same(await stored.list(run.run_id), ['input_text.txt', 'metadata.json'], 'no file was stored')
 
   const list = await app.inject({ url: '/api/runs?limit=1&schema=dada' })
   t.equal(list.statusCode, 200, 'a query string is still read as numbers where the schema says so')
@@ -159,6 +160,7 @@ t.test('a JSON body keeps its own types: a number or an array where a string bel
 t.test('POST /api/runs/:id/media takes multipart uploads, in any field order', async (t) => {
   const runsDir = await tempRunsDir(t)
   const app = await build(t, { RUNS_DIR: runsDir })
+  const stored = storedView(runsDir)
   const run = await createRun(app)
   const png = await readFile(fixtures.png.file)
   const mp3 = await readFile(fixtures.mp3.file)
@@ -180,7 +182,7 @@ t.test('POST /api/runs/:id/media takes multipart uploads, in any field order', a
   t.equal(clip.statusCode, 201)
   t.match(clip.json(), { type: 'video', format: 'webm', width: fixtures.webm.width, height: fixtures.webm.height })
 
-  t.same(await readFile(join(runsDir, run.run_id, 'output_audio.mp3')), mp3)
+  t.same(await stored.read(run.run_id, 'output_audio.mp3'), mp3)
   const listed = (await app.inject({ url: `/api/runs/${run.run_id}` })).json()
   t.same(listed.outputs.map((o: any) => o.filename), ['output_image.png', 'output_audio.mp3', 'output_video.webm'])
 })
@@ -188,9 +190,9 @@ t.test('POST /api/runs/:id/media takes multipart uploads, in any field order', a
 t.test('bad uploads: 4xx JSON, run unchanged', async (t) => {
   const runsDir = await tempRunsDir(t)
   const app = await build(t, { RUNS_DIR: runsDir, MAX_UPLOAD_BYTES: String(32 * 1024) })
+  const stored = storedView(runsDir)
   const run = await createRun(app)
-  const dir = join(runsDir, run.run_id)
-  const before = await readFile(join(dir, 'metadata.json'), 'utf8')
+  const before = (await stored.read(run.run_id, 'metadata.json')).toString()
   const png = await readFile(fixtures.png.file)
   const text = await readFile(fixtures.textAsPng.file)
   const cases: Array<[string, Parameters<typeof multipartBody>[0], number, string]> = [
@@ -209,13 +211,13 @@ t.test('bad uploads: 4xx JSON, run unchanged', async (t) => {
     const res = await app.inject({ method: 'POST', url: `/api/runs/${run.run_id}/media`, headers: { 'content-type': form.contentType }, payload: form.body })
     t.equal(res.statusCode, status, name)
     t.match(res.json(), { statusCode: status, code }, name)
-    t.same((await readdir(dir)).sort(), ['input_text.txt', 'metadata.json'], `${name}: no file left`)
-    t.equal(await readFile(join(dir, 'metadata.json'), 'utf8'), before, `${name}: metadata unchanged`)
+    t.same(await stored.list(run.run_id), ['input_text.txt', 'metadata.json'], `${name}: no file left`)
+    t.equal((await stored.read(run.run_id, 'metadata.json')).toString(), before, `${name}: metadata unchanged`)
   }
   const twoFiles = multipartBody([{ name: 'config', value: 'c' }, { name: 'file', value: png, filename: 'a.png' }, { name: 'file', value: png, filename: 'b.png' }])
   const res = await app.inject({ method: 'POST', url: `/api/runs/${run.run_id}/media`, headers: { 'content-type': twoFiles.contentType }, payload: twoFiles.body })
   t.ok(res.statusCode === 400 || res.statusCode === 413, `two files refused (${res.statusCode})`)
-  t.same((await readdir(dir)).sort(), ['input_text.txt', 'metadata.json'])
+  t.same(await stored.list(run.run_id), ['input_text.txt', 'metadata.json'])
 
   const broken: Array<[string, string, string | Buffer]> = [
     ['no boundary', 'multipart/form-data', '--x\r\n'],
@@ -226,9 +228,9 @@ t.test('bad uploads: 4xx JSON, run unchanged', async (t) => {
     const res = await app.inject({ method: 'POST', url: `/api/runs/${run.run_id}/media`, headers: { 'content-type': contentType }, payload })
     t.equal(res.statusCode, 400, name)
     t.match(res.json(), { statusCode: 400, code: 'INVALID_SOURCE', message: /multipart/ }, name)
-    t.same((await readdir(dir)).sort(), ['input_text.txt', 'metadata.json'], `${name}: no file left`)
+    t.same(await stored.list(run.run_id), ['input_text.txt', 'metadata.json'], `${name}: no file left`)
   }
-  t.equal(await readFile(join(dir, 'metadata.json'), 'utf8'), before)
+  t.equal((await stored.read(run.run_id, 'metadata.json')).toString(), before)
 
   const form = multipartBody([{ name: 'config', value: 'c' }, { name: 'file', value: png, filename: 'x.png' }])
   const unknownRun = await app.inject({ method: 'POST', url: '/api/runs/0193f1e2-7c4a-7b9e-8d2f-4c1a2b3c4d5e/media', headers: { 'content-type': form.contentType }, payload: form.body })
@@ -239,8 +241,8 @@ t.test('bad uploads: 4xx JSON, run unchanged', async (t) => {
 t.test('JSON media sources: url and data', async (t) => {
   const runsDir = await tempRunsDir(t)
   const app = await build(t, { RUNS_DIR: runsDir, FETCH_TIMEOUT_MS: '500' })
+  const stored = storedView(runsDir)
   const run = await createRun(app)
-  const dir = join(runsDir, run.run_id)
   const jpeg = await readFile(fixtures.jpeg.file)
   const flac = await readFile(fixtures.flac.file)
   const server = await startMediaServer({ '/img': serveBytes(jpeg, 'image/png'), '/fail': serveStatus(500), '/slow': serveStall(jpeg) })
@@ -253,8 +255,8 @@ t.test('JSON media sources: url and data', async (t) => {
   const fromData = await app.inject({ method: 'POST', url: `/api/runs/${run.run_id}/media`, payload: { source: 'data', data: `data:audio/wav;base64,${flac.toString('base64')}`, config: 'comfyui_audio', media_type: 'audio', backend: 'comfyui' } })
   t.equal(fromData.statusCode, 201)
   t.match(fromData.json(), { type: 'audio', format: 'flac', filename: 'output_audio.flac', backend: 'comfyui', source: { kind: 'data', declared_mime_type: 'audio/wav' } })
-  const before = await readFile(join(dir, 'metadata.json'), 'utf8')
-  const files = (await readdir(dir)).sort()
+  const before = (await stored.read(run.run_id, 'metadata.json')).toString()
+  const files = await stored.list(run.run_id)
 
   const failures: Array<[Record<string, unknown>, number, string]> = [
     [{ source: 'url', url: `${server.url}/fail`, config: 'c' }, 502, 'SOURCE_FAILED'],
@@ -275,8 +277,8 @@ t.test('JSON media sources: url and data', async (t) => {
   const asText = await app.inject({ method: 'POST', url: `/api/runs/${run.run_id}/media`, headers: { 'content-type': 'text/plain' }, payload: JSON.stringify({ source: 'data', data: jpeg.toString('base64'), config: 'c' }) })
   t.equal(asText.statusCode, 415, 'JSON sent as text/plain')
   t.match(asText.json(), { statusCode: 415, code: 'FST_ERR_CTP_INVALID_MEDIA_TYPE' })
-  t.equal(await readFile(join(dir, 'metadata.json'), 'utf8'), before)
-  t.same((await readdir(dir)).sort(), files)
+  t.equal((await stored.read(run.run_id, 'metadata.json')).toString(), before)
+  t.same(await stored.list(run.run_id), files)
 })
 
 t.test('over a real socket a .. run id is refused before any path is built', async (t) => {
@@ -301,6 +303,7 @@ t.test('over a real socket a .. run id is refused before any path is built', asy
 t.test('50 uploads at once into one run over HTTP: 50 outputs, one valid metadata.json', async (t) => {
   const runsDir = await tempRunsDir(t)
   const app = await build(t, { RUNS_DIR: runsDir })
+  const stored = storedView(runsDir)
   const run = await createRun(app)
   const png = await readFile(fixtures.png.file)
   const answers = await Promise.all(Array.from({ length: 50 }, async (_, i) => {
@@ -308,18 +311,19 @@ t.test('50 uploads at once into one run over HTTP: 50 outputs, one valid metadat
     return await app.inject({ method: 'POST', url: `/api/runs/${run.run_id}/media`, headers: { 'content-type': form.contentType }, payload: form.body })
   }))
   t.same(answers.map((a) => a.statusCode), Array(50).fill(201))
-  const metadata = JSON.parse(await readFile(join(runsDir, run.run_id, 'metadata.json'), 'utf8'))
+  const metadata = await storedMetadata(stored, run.run_id)
   t.equal(metadata.outputs.length, 50)
   t.same(metadata.outputs.map((o: any) => o.index), Array.from({ length: 50 }, (_, i) => i))
   t.same(new Set(metadata.outputs.map((o: any) => o.config)).size, 50, 'each upload is its own output')
-  const files = (await readdir(join(runsDir, run.run_id))).filter((name) => name.startsWith('output_'))
+  const files = (await stored.list(run.run_id)).filter((name) => name.startsWith('output_'))
   t.same(files.sort(), metadata.outputs.map((o: any) => o.filename).sort(), 'every listed file exists, nothing else')
-  t.same((await readdir(join(runsDir, run.run_id))).filter((name) => name.startsWith('.')), [], 'no temp file left')
+  t.same((await stored.list(run.run_id)).filter((name) => name.startsWith('.')), [], 'no temp file left')
 })
 
 t.test('a truncated upload over a real socket leaves the run unchanged', async (t) => {
   const runsDir = await tempRunsDir(t)
   const app = await build(t, { RUNS_DIR: runsDir })
+  const stored = storedView(runsDir)
   const run = await createRun(app)
   await app.listen({ port: 0, host: '127.0.0.1' })
   const { port } = app.server.address() as AddressInfo
@@ -333,9 +337,9 @@ t.test('a truncated upload over a real socket leaves the run unchanged', async (
   })
   // The server notices the broken body on its own time; wait until the staged file is gone.
   for (let i = 0; i < 100; i++) {
-    if ((await readdir(join(runsDir, run.run_id))).length === 2) break
+    if ((await stored.list(run.run_id)).length === 2) break
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
-  t.same((await readdir(join(runsDir, run.run_id))).sort(), ['input_text.txt', 'metadata.json'])
-  t.same(JSON.parse(await readFile(join(runsDir, run.run_id, 'metadata.json'), 'utf8')).outputs, [])
+  t.same(await stored.list(run.run_id), ['input_text.txt', 'metadata.json'])
+  t.same((await storedMetadata(stored, run.run_id)).outputs, [])
 })

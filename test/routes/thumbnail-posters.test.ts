@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import sharp from 'sharp'
 import { findFfmpeg } from '../../services/media/ffmpeg.js'
 import { fixtures } from '../fixtures/media.js'
-import { build, tempRunsDir } from '../helper.js'
+import { build, storedView, tempRunsDir } from '../helper.js'
 
 // Video, sound and 3D models get a picture too: a neutral poster, or a video's
 // first frame where ffmpeg is on PATH. Whether it is, is read once at start,
@@ -83,7 +83,7 @@ t.test('without ffmpeg: video, sound and 3D get a neutral poster, in the video\'
 
   const notModified = await app.inject({ url: `/api/media/audio/${runId}?width=320`, headers: { accept: WEBP, 'if-none-match': audio.headers.etag as string } })
   t.equal(notModified.statusCode, 304)
-  t.same((await readdir(join(runsDir, runId))).sort(), ['input_text.txt', 'metadata.json', 'output_audio.wav', 'output_model3d.glb', 'output_video.mp4', 'output_video_2.mp4'], 'nothing added to the run folder')
+  t.same(await storedView(runsDir).list(runId), ['input_text.txt', 'metadata.json', 'output_audio.wav', 'output_model3d.glb', 'output_video.mp4', 'output_video_2.mp4'], 'nothing added to the run')
   t.equal((await readdir(join(runsDir, '.thumbnails', runId))).length, 4)
   t.equal((await app.inject({ url: `/api/media/audio/${runId}?width=100` })).json().code, 'INVALID_WIDTH')
 })
@@ -129,10 +129,10 @@ t.test('with an ffmpeg on PATH, a video shows its first frame; one ffmpeg cannot
   t.equal(again.statusCode, 304, 'the poster\'s ETag holds: ffmpeg is not asked again')
   t.equal((await readFile(calls, 'utf8')).trim().split('\n').length, 3)
 
-  // Bytes on disk that are no longer the ones stored: ffmpeg never sees them, the video keeps its poster.
+  // Stored bytes that are no longer the ones the metadata names: ffmpeg never sees them, the video keeps its poster.
   const mov = await readFile(fixtures.mov.file)
   mov[mov.length - 10] = mov[mov.length - 10]! ^ 0xff
-  await writeFile(join(runsDir, runId, 'output_video_3.mov'), mov)
+  await storedView(runsDir).write(runId, 'output_video_3.mov', mov)
   const damaged = await app.inject({ url: `/api/media/video/${runId}/2?width=160` })
   t.equal(damaged.statusCode, 200)
   t.equal(damaged.headers.etag, `"${outputs[2]!.sha256}.poster.160.jpg"`)

@@ -9,7 +9,7 @@ import { buildApp } from '../../app.js'
 import { paintPicture } from '../../services/backends/builtin/picture.js'
 import { verifyStore } from '../../services/storage/verify-store.js'
 import { fixtures } from '../fixtures/media.js'
-import { build, tempRunsDir, testConfig } from '../helper.js'
+import { build, storeDriver, storedView, tempRunsDir, testConfig } from '../helper.js'
 
 type App = Awaited<ReturnType<typeof build>>
 
@@ -29,12 +29,14 @@ async function store (t: Parameters<typeof build>[0], app: App, runId: string, b
   return res.json()
 }
 
-/** Every file of a folder with its bytes and inode: what "unchanged" means for a run folder. */
-async function snapshot (dir: string): Promise<Record<string, { bytes: string, ino: number, mtimeMs: number }>> {
-  const files: Record<string, { bytes: string, ino: number, mtimeMs: number }> = {}
-  for (const name of (await readdir(dir)).sort()) {
-    const info = await stat(join(dir, name))
-    files[name] = { bytes: sha256(await readFile(join(dir, name))), ino: info.ino, mtimeMs: info.mtimeMs }
+/** Every stored file of a run with its bytes, on the local disk with its inode too: what "unchanged" means for a run. */
+async function snapshot (runsDir: string, runId: string): Promise<Record<string, { bytes: string, ino?: number, mtimeMs?: number }>> {
+  const stored = storedView(runsDir)
+  const files: Record<string, { bytes: string, ino?: number, mtimeMs?: number }> = {}
+  for (const name of await stored.list(runId)) {
+    // An object has no inode: in a bucket, unchanged is the same bytes.
+    const info = storeDriver() === 'local' ? await stat(join(runsDir, runId, name)) : null
+    files[name] = { bytes: sha256(await stored.read(runId, name)), ...(info === null ? {} : { ino: info.ino, mtimeMs: info.mtimeMs }) }
   }
   return files
 }
@@ -44,7 +46,7 @@ t.test('?width= answers a real WebP or JPEG of that width, smaller than the orig
   const app = await build(t, { RUNS_DIR: runsDir })
   const runId = await newRun(app)
   const output = await store(t, app, runId, picture)
-  const runFolder = await snapshot(join(runsDir, runId))
+  const runFolder = await snapshot(runsDir, runId)
 
   const res = await app.inject({ url: `/api/media/image/${runId}/0?width=320`, headers: { accept: WEBP } })
   t.equal(res.statusCode, 200)
@@ -97,7 +99,7 @@ t.test('?width= answers a real WebP or JPEG of that width, smaller than the orig
   const original = await app.inject({ url: `/api/media/image/${runId}/0` })
   t.same(original.rawPayload, picture, 'without width: the original, as before')
   t.notOk(original.headers.vary)
-  t.same(await snapshot(join(runsDir, runId)), runFolder, 'the run folder is byte for byte (and inode for inode) as it was')
+  t.same(await snapshot(runsDir, runId), runFolder, 'the run is byte for byte (on disk inode for inode) as it was')
   t.same(await app.storage.listRunIds(), [runId], 'the cache folder is no run')
   t.match(await verifyStore(app.runstore.blobs), { runs: 1, problems: [] }, 'nor does verify see it')
 })
@@ -156,7 +158,7 @@ t.test('a thumbnail that cannot be made is a 422 with a code, never a 500', asyn
   // Bit rot, or a hand edit: the bytes on disk are no longer the ones the metadata's sha256 names.
   const bytes = Buffer.from(picture)
   bytes[bytes.length - 20] = bytes[bytes.length - 20]! ^ 0xff
-  await writeFile(join(runsDir, runId, damaged.filename), bytes)
+  await storedView(runsDir).write(runId, damaged.filename, bytes)
   const rotten = await app.inject({ url: `/api/media/image/${runId}/1?width=160` })
   t.equal(rotten.statusCode, 422)
   t.match(rotten.json(), { code: 'THUMBNAIL_FAILED', message: /no longer matches its sha256/ })
@@ -164,8 +166,7 @@ t.test('a thumbnail that cannot be made is a 422 with a code, never a 500', asyn
 
   // The limit was lowered after the picture was stored: its 120 000 pixels are now too many to decode.
   await app.close()
-  const strict = await buildApp(testConfig(runsDir, { MAX_IMAGE_PIXELS: '100000' }))
-  t.teardown(async () => { await strict.close() })
+  const strict = await build(t, { RUNS_DIR: runsDir, MAX_IMAGE_PIXELS: '100000' })
   const tooLarge = await strict.inject({ url: `/api/media/image/${runId}/2?width=160` })
   t.equal(tooLarge.statusCode, 422)
   t.match(tooLarge.json(), { code: 'IMAGE_TOO_LARGE', message: 'the image is 400 × 300 pixels, more than the limit of 100000 pixels' })
@@ -211,9 +212,7 @@ t.test('a deleted run\'s thumbnails go with it; those of runs gone otherwise go 
   const index = new Database(join(runsDir, '.index.sqlite'))
   index.prepare("UPDATE meta SET value = '0' WHERE key = 'clean_stop'").run()
   index.close()
-  const restarted = await buildApp(testConfig(runsDir))
-  t.teardown(async () => { await restarted.close() })
-  await restarted.runstore.startup
+  const restarted = await build(t, { RUNS_DIR: runsDir })
   t.same(await readdir(cache), [kept], 'the sweep removed the thumbnails of a run that is gone, and the temp file')
   t.same(await readdir(join(cache, kept)), [keptFile])
   t.equal((await stat(join(cache, kept, keptFile))).ino, before.ino, 'a live run\'s thumbnail stays')

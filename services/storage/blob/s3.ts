@@ -260,7 +260,8 @@ export class S3BlobStore implements BlobStore {
   async isWritable (): Promise<boolean> {
     const key = `${this.#prefix}${tempName(this.#tag)}`
     try {
-      await this.#client.send(new PutObjectCommand({ Bucket: this.#bucket, Key: key, Body: '' }))
+      // Without a length the SDK takes the empty body for a stream and warns on the console at every probe (/ready).
+      await this.#client.send(new PutObjectCommand({ Bucket: this.#bucket, Key: key, Body: '', ContentLength: 0 }))
       await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key }))
       return true
     } catch {
