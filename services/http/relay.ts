@@ -8,6 +8,10 @@ import { PassThrough, type Readable } from 'node:stream'
  */
 export function relayBody (upstream: Readable, translate: (err: unknown) => Error): Readable {
   const body = new PassThrough()
+  // The reader may start a moment later (it awaits something of its own first): a body that breaks off before then
+  // must not be an uncaught exception. The reader still gets the error, since pipeline() and async iteration
+  // report a stream that has already failed.
+  body.on('error', () => {})
   upstream.once('error', (err) => { body.destroy(translate(err)) })
   body.once('close', () => { if (!upstream.destroyed) upstream.destroy() })
   return upstream.pipe(body)
