@@ -25,13 +25,23 @@ let indexEnv: IndexEnv = async () => ({})
 let removeIndex = async (runsDir: string): Promise<void> => {
   for (const suffix of ['', '-wal', '-shm']) await rm(join(runsDir, `.index.sqlite${suffix}`), { force: true })
 }
+let crashOfIndex = async (_runsDir: string): Promise<void> => {}
 let driver: 'sqlite' | 'postgres' = 'sqlite'
 
-/** Makes build() add these settings; a test file that runs another's suite per driver calls it before importing that file. */
-export function useIndexEnv (name: 'postgres', env: IndexEnv, remove: (runsDir: string) => Promise<void>): void {
+/**
+ * Makes build() add these settings; a test file that runs another's suite per driver calls it before importing that file.
+ * `crash`: what the death of a process does to the index it had open (nothing for a file; a server sees its connections end).
+ */
+export function useIndexEnv (name: 'postgres', env: IndexEnv, remove: (runsDir: string) => Promise<void>, crash: (runsDir: string) => Promise<void>): void {
   driver = name
   indexEnv = env
   removeIndex = remove
+  crashOfIndex = crash
+}
+
+/** For a test that lets an app die without closing it: the index of the store in runsDir sees that process gone. */
+export async function crashIndex (runsDir: string): Promise<void> {
+  await crashOfIndex(runsDir)
 }
 
 /** Which index the apps of this test file use. */

@@ -1,7 +1,7 @@
 import pg from 'pg'
 import type { Test } from 'tap'
 import { useIndexEnv } from './helper.js'
-import { freshDatabase } from './postgres.js'
+import { freshDatabase, killIndexSessions } from './postgres.js'
 
 /**
  * Makes every app the test file builds use a PostgreSQL index: one new
@@ -27,5 +27,8 @@ export function usePostgresIndex (): void {
     } finally {
       await client.end()
     }
+  }, async (runsDir) => {
+    const url = databases.get(runsDir)
+    if (url !== undefined) await killIndexSessions(await url)
   })
 }

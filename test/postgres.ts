@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
 import root, { type Test } from 'tap'
+import { LOCK_SPACE } from '../services/postgres/lock-keys.js'
 
 export const POSTGRES_BIN = '/usr/lib/postgresql/15/bin'
 
@@ -131,4 +132,17 @@ export async function query<T extends pg.QueryResultRow> (url: string, sql: stri
   } finally {
     await client.end()
   }
+}
+
+/**
+ * Ends the session connections of the run indexes open on this database (only the one opened last, with
+ * `newest`), as the server does when their host dies; resolves once they are gone.
+ */
+export async function killIndexSessions (url: string, newest = false): Promise<void> {
+  const [{ id }] = await query<{ id: number }>(url, 'SELECT max(id)::integer AS id FROM run_index_sessions') as [{ id: number }]
+  const pids = (await query<{ pid: number }>(url, `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::integer::oid
+    AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND (NOT $3 OR objid = $2::integer::oid)`,
+  [LOCK_SPACE.indexSession, id, newest])).map((row) => row.pid)
+  await query(url, 'SELECT pg_terminate_backend(pid) FROM unnest($1::integer[]) pid', [pids])
+  while ((await query(url, 'SELECT 1 FROM pg_stat_activity WHERE pid = ANY($1::integer[])', [pids])).length > 0);
 }

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { mkdir, readdir, readFile, rename } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fixtures } from '../fixtures/media.js'
-import { build, onlyLocal, storedView, tempRunsDir } from '../helper.js'
+import { build, crashIndex, onlyLocal, storedView, tempRunsDir } from '../helper.js'
 import type { StoredView } from '../stored-view.js'
 
 type App = Awaited<ReturnType<typeof build>>
@@ -176,6 +176,7 @@ t.test('a crash in the middle of deleting, restoring or emptying is recovered at
   await rename(join(runsDir, '.trash', entries.find((e) => e.startsWith(removing))!), join(runsDir, '.tmp-0123456789abcdef'))
   await mkdir(join(runsDir, '.tmp-fedcba9876543210', 'half'), { recursive: true })
 
+  await crashIndex(runsDir)
   const second = await build(t, { RUNS_DIR: runsDir, ADMIN_TOKEN })
   t.same(await listedIds(second), [kept, back], 'exactly the runs on disk are listed: none half-deleted')
   t.same((await trashed(second)).runs.map((r: any) => [r.run_id, r.deleted_at]), [[moved, '2026-12-03T10:15:00.123Z']])

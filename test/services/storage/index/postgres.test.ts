@@ -1,27 +1,14 @@
 import t from 'tap'
 import pg from 'pg'
-import { LOCK_SPACE } from '../../../../services/postgres/lock-keys.js'
 import { PostgresRunIndex } from '../../../../services/storage/index/postgres.js'
 import type { RunSource } from '../../../../services/storage/index/run-index.js'
-import { freshDatabase, query } from '../../../postgres.js'
+import { freshDatabase, killIndexSessions, query } from '../../../postgres.js'
 import { tempRunsDir } from '../../../helper.js'
 import { ids, indexSuite, newStorage, type IndexDriver, type Test } from './index-suite.js'
 
 async function openPostgres (url: string, source: RunSource): Promise<{ index: PostgresRunIndex, journal: { journaled: number, skipped: Array<{ run_id: string, reason: string }> } }> {
   const index = await PostgresRunIndex.open({ url, poolSize: 4 })
   return { index, journal: await index.recoverJournal(source) }
-}
-
-/**
- * Ends the session connections of open indexes (only the one opened last, with `newest`), as the server does
- * when their host dies; resolves once they are gone.
- */
-async function killSessions (url: string, newest = false): Promise<void> {
-  const [{ id }] = await query<{ id: number }>(url, 'SELECT max(id)::integer AS id FROM run_index_sessions') as [{ id: number }]
-  const pids = (await query<{ pid: number }>(url, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::integer::oid AND (NOT $3 OR objid = $2::integer::oid)",
-    [LOCK_SPACE.indexSession, id, newest])).map((row) => row.pid)
-  await query(url, 'SELECT pg_terminate_backend(pid) FROM unnest($1::integer[]) pid', [pids])
-  while ((await query(url, 'SELECT 1 FROM pg_stat_activity WHERE pid = ANY($1::integer[])', [pids])).length > 0);
 }
 
 // The database of a store: the same one for the same runsDir, as a file beside the runs would be.
@@ -38,7 +25,7 @@ const postgres: IndexDriver = {
     return url
   },
   open: openPostgres,
-  crash: async (url) => { await killSessions(url) },
+  crash: async (url) => { await killIndexSessions(url) },
   destroy: async (url) => { await query(url, 'DROP SCHEMA public CASCADE; CREATE SCHEMA public') },
   checkSize: async (t, _url, sizeBytes) => { t.ok(sizeBytes !== null && sizeBytes > 0, `its tables take ${sizeBytes} bytes`) },
   checkClosed: async (t, url) => { t.same(await query(url, 'SELECT id FROM run_index_sessions'), [], 'a clean close leaves no session behind') }
@@ -174,7 +161,7 @@ t.test('the runs a dead instance left running are named to the others, never tho
   await dying.upsert(await storage.setStatus(finished.run_id, 'completed'))
 
   t.same(await other.abandonedRuns(new Date(), storage), [older.run_id], 'while every instance lives: only the run no open instance started')
-  await killSessions(url, true)
+  await killIndexSessions(url, true)
   const named = await other.abandonedRuns(new Date(), storage)
   t.same(named.sort(), [older.run_id, ofDying.run_id, begunByDying.run_id].sort(), 'the dead instance\'s running runs, the one it had not indexed too')
   t.same(await ids(alive, { status: 'running' }).then((list) => list.sort()), [older.run_id, ofAlive.run_id, ofDying.run_id, begunByDying.run_id].sort(), 'its begun write was read into the index')
