@@ -120,6 +120,28 @@ t.test('a corrupt or outdated index file is rebuilt', async (t) => {
   t.match(fromUnfinished.openReport, { rebuilt: 'old-version', added: 40 })
 })
 
+t.test('an index file of version 3 is upgraded in place, not built again', async (t) => {
+  const runsDir = await tempRunsDir(t)
+  const { storage, index, indexPath } = await wired(t, runsDir)
+  for (let i = 0; i < 5; i++) await storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: `Blume ${i}`, user_id: i % 2 === 0 ? 'A' : 'B' })
+  const expected = await ids(index, { user_id: 'A', q: 'blume' })
+  await index.close()
+  const raw = new Database(indexPath)
+  raw.exec('DROP INDEX runs_by_user; CREATE INDEX runs_by_user ON runs (user_id)')
+  raw.pragma('user_version = 3')
+  raw.close()
+
+  const upgraded = await openIndex(t, runsDir)
+  t.match(upgraded.openReport, { rebuilt: null, added: 0 }, 'nothing read from the store again')
+  t.same(await ids(upgraded, { user_id: 'A', q: 'blume' }), expected)
+  t.equal(expected.length, 3)
+  await upgraded.close()
+  const check = new Database(indexPath, { readonly: true })
+  t.teardown(() => { check.close() })
+  t.equal(check.pragma('user_version', { simple: true }), SQLITE_INDEX_VERSION)
+  t.same(check.prepare("SELECT name FROM pragma_index_info('runs_by_user')").pluck().all(), ['user_id', 'archived'])
+})
+
 t.test('the index folder is created; a path that cannot hold a database stops the start', async (t) => {
   const runsDir = await tempRunsDir(t)
   const storage = newStorage(runsDir)
