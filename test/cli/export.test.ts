@@ -3,23 +3,12 @@ import Database from 'better-sqlite3'
 import { createHash } from 'node:crypto'
 import { readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { runCli } from '../../cli/runstore.js'
+import { cli } from './run-cli.js'
 import { createRunstore, type Runstore } from '../../runstore.js'
 import { fixtures } from '../fixtures/media.js'
 import { tempRunsDir, testConfig } from '../helper.js'
 import { csvRows } from '../export-readers.js'
 import { unzip } from '../unzip.js'
-
-async function cli (argv: string[], options: { tty?: boolean } = {}): Promise<{ code: number, stdout: string, stderr: string }> {
-  let stdout = ''
-  let stderr = ''
-  const code = await runCli(argv, {
-    stdout: { write: (text: string) => { stdout += text } },
-    stderr: { write: (text: string) => { stderr += text }, isTTY: options.tty === true },
-    env: { PATH: process.env.PATH }
-  })
-  return { code, stdout, stderr }
-}
 
 /** A running store (the server's services, its index open and in use) with runs of two users. */
 async function serving (t: Test): Promise<{ runstore: Runstore, runsDir: string, out: string, lab: string[], anna: string }> {
@@ -81,7 +70,7 @@ t.test('export: the selected runs\' files byte-identical to the store, the same 
 t.test('export --json summarises; a bar on a terminal; every format by default', async (t) => {
   const { runsDir, out } = await serving(t)
   t.teardown(async () => { await rm(out, { force: true }) })
-  const result = await cli(['--runs-dir', runsDir, 'export', '--out', out, '--json', '--schema', 'dada', '--from', '2020-01-01', '--q', 'blume'], { tty: true })
+  const result = await cli(['--runs-dir', runsDir, 'export', '--out', out, '--json', '--schema', 'dada', '--from', '2020-01-01', '--q', 'blume'], {}, { tty: true })
   t.equal(result.code, 0, result.stderr)
   const zip = await readFile(out)
   const summary = JSON.parse(result.stdout)

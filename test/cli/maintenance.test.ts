@@ -4,24 +4,17 @@ import { once } from 'node:events'
 import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { runCli } from '../../cli/runstore.js'
+import { cli as runstore } from './run-cli.js'
 import { createRunstore } from '../../runstore.js'
 import { StoreLockedError } from '../../services/storage/store-lock.js'
 import { folder, OLD, storeWithOldRuns as store } from '../archive-store.js'
 import { testConfig } from '../helper.js'
 
-const DAY_MS = 24 * 60 * 60 * 1000
+// The maintenance commands archive after 30 days unless a test says otherwise.
+const cli = async (argv: string[], env: Record<string, string> = {}, options: { tty?: boolean } = {}): ReturnType<typeof runstore> =>
+  await runstore(argv, { ARCHIVE_AFTER_DAYS: '30', ...env }, options)
 
-async function cli (argv: string[], env: Record<string, string> = {}, options: { tty?: boolean } = {}): Promise<{ code: number, stdout: string, stderr: string }> {
-  let stdout = ''
-  let stderr = ''
-  const code = await runCli(argv, {
-    stdout: { write: (text: string) => { stdout += text } },
-    stderr: { write: (text: string) => { stderr += text }, isTTY: options.tty === true },
-    env: { PATH: process.env.PATH, ARCHIVE_AFTER_DAYS: '30', ...env }
-  })
-  return { code, stdout, stderr }
-}
+const DAY_MS = 24 * 60 * 60 * 1000
 
 t.test('archive, prune and restore from the command line: dry runs change nothing, restore is byte-identical', async (t) => {
   const { runsDir, old, recent } = await store(t)

@@ -1,21 +1,10 @@
 import t, { type Test } from 'tap'
 import { appendFile, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { runCli } from '../../cli/runstore.js'
+import { cli } from './run-cli.js'
 import { createRunstore } from '../../runstore.js'
 import { fixtures } from '../fixtures/media.js'
 import { tempRunsDir, testConfig } from '../helper.js'
-
-async function cli (argv: string[], options: { tty?: boolean } = {}): Promise<{ code: number, stdout: string, stderr: string }> {
-  let stdout = ''
-  let stderr = ''
-  const code = await runCli(argv, {
-    stdout: { write: (text: string) => { stdout += text } },
-    stderr: { write: (text: string) => { stderr += text }, isTTY: options.tty === true },
-    env: { PATH: process.env.PATH }
-  })
-  return { code, stdout, stderr }
-}
 
 /** Three runs with an image each, made by the service's own storage. */
 async function store (t: Test): Promise<{ runsDir: string, runs: Array<{ run_id: string, filename: string }> }> {
@@ -87,7 +76,7 @@ t.test('stats counts runs by month, status and pipeline, outputs by backend, and
   t.match(stats, { runs: 3, outputs: 3, by_month: { [month]: 3 }, by_status: { completed: 3 }, by_pipeline: { dada: 2, bauhaus: 1 }, by_backend: { upload: 2, builtin: 1 }, unreadable: 0 })
   t.ok(stats.bytes > 3 * (await readFile(fixtures.png.file)).length)
 
-  const text = await cli(['--runs-dir', runsDir, 'stats'], { tty: true })
+  const text = await cli(['--runs-dir', runsDir, 'stats'], {}, { tty: true })
   t.match(text.stdout, /^3 runs, 3 outputs, \d+ bytes\n/)
   t.match(text.stdout, /by pipeline:\n {2}bauhaus +1\n {2}dada +2\n/)
   t.match(text.stderr, /\rstats \[#+\] 3\/3\n$/, 'a bar on a terminal')
@@ -111,7 +100,7 @@ t.test('reindex builds the index again from the run folders: changes made by han
   const path = join(runsDir, runs[0]!.run_id, 'metadata.json')
   const edited = JSON.parse(await readFile(path, 'utf8'))
   await writeFile(path, JSON.stringify({ ...edited, status: 'failed', user_id: 'BY_HAND' }, null, 2))
-  const reindexed = await cli(['--runs-dir', runsDir, 'reindex'], { tty: true })
+  const reindexed = await cli(['--runs-dir', runsDir, 'reindex'], {}, { tty: true })
   t.equal(reindexed.code, 0, reindexed.stderr)
   t.match(reindexed.stdout, `3 runs indexed into ${join(runsDir, '.index.sqlite')}; 0 skipped`)
   t.match(reindexed.stderr, /reindex \[#+\] 3\/3/, 'a bar on a terminal')

@@ -11,6 +11,7 @@ import { RunEvents, type RunEvent } from '../../../../services/storage/run-event
 import { uuidv7 } from '../../../../services/storage/run-id.js'
 import { RunStorage } from '../../../../services/storage/run-storage.js'
 import { fixtures } from '../../../fixtures/media.js'
+import { followStore } from '../../../../runstore.js'
 import { tempRunsDir } from '../../../helper.js'
 
 export type Test = Parameters<typeof tempRunsDir>[0]
@@ -110,10 +111,7 @@ export function indexSuite (driver: IndexDriver): void {
     await storage.init()
     const indexPath = await driver.location(t, dir)
     const index = await open(indexPath, storage)
-    storage.events.subscribe('run index', async (event) => {
-      if (event.type === 'run.deleted') await index.remove(event.run_id)
-      else if (event.type !== 'output.added') await index.upsert(event.metadata)
-    })
+    followStore(storage.events, index)
     t.teardown(async () => { await index.close() })
     return { storage, index, indexPath }
   }

@@ -105,7 +105,7 @@ t.test('text PostgreSQL cannot hold (NUL) is searched and filtered like any othe
 })
 
 t.test('runstore reindex with DATABASE_URL empties the PostgreSQL index and builds it again from the store', async (t) => {
-  const { runCli } = await import('../../../../cli/runstore.js')
+  const { cli } = await import('../../../cli/run-cli.js')
   const runsDir = await tempRunsDir(t)
   const url = await freshDatabase(t)
   const storage = newStorage(runsDir)
@@ -116,13 +116,7 @@ t.test('runstore reindex with DATABASE_URL empties the PostgreSQL index and buil
   await stale.upsert({ ...(await storage.getMetadata(made[0]!)), run_id: '01a00000-0000-7000-8000-000000000000' })
   await stale.close()
 
-  let stdout = ''
-  let stderr = ''
-  const code = await runCli(['--runs-dir', runsDir, 'reindex', '--json'], {
-    stdout: { write: (text: string) => { stdout += text } },
-    stderr: { write: (text: string) => { stderr += text }, isTTY: false },
-    env: { PATH: process.env.PATH, DATABASE_URL: url }
-  })
+  const { code, stdout, stderr } = await cli(['--runs-dir', runsDir, 'reindex', '--json'], { DATABASE_URL: url })
   t.equal(code, 0, stderr)
   t.match(JSON.parse(stdout), { runs: 3, skipped: [] })
   t.match(JSON.parse(stdout).index, /^postgres:/, 'it names the database, not a file')

@@ -6,6 +6,7 @@ import type { ReconcileReport, RunSource } from '../../../../services/storage/in
 import { openRunIndex } from '../../../../services/storage/index/open-index.js'
 import { SQLITE_INDEX_VERSION, SqliteRunIndex } from '../../../../services/storage/index/sqlite.js'
 import { fixtures } from '../../../fixtures/media.js'
+import { followStore } from '../../../../runstore.js'
 import { tempRunsDir } from '../../../helper.js'
 import { ids, indexSuite, newStorage, type IndexDriver, type Test } from './index-suite.js'
 
@@ -38,10 +39,7 @@ async function wired (t: Test, runsDir: string): Promise<{ storage: ReturnType<t
   await storage.init()
   const indexPath = join(runsDir, '.index.sqlite')
   const index = await open(indexPath, storage)
-  storage.events.subscribe('run index', async (event) => {
-    if (event.type === 'run.deleted') await index.remove(event.run_id)
-    else if (event.type !== 'output.added') await index.upsert(event.metadata)
-  })
+  followStore(storage.events, index)
   t.teardown(async () => { await index.close() })
   return { storage, index, indexPath }
 }
