@@ -38,19 +38,14 @@ t.test('trashing a run that is not there makes nothing but the trash folder', as
   t.same(await readdir(join(root, '.trash')), [])
 })
 
-t.test('the trash lists the most recently trashed first and ignores what it did not make', async (t) => {
+// The order of the trash is checked on every driver (blob-store.test.ts); here, what else a folder may hold.
+t.test('the trash ignores what it did not make', async (t) => {
   const { blobs, runId, root } = await storeWithRun(t)
-  const other = uuidv7()
-  await blobs.createRun(other, [['metadata.json', metadata(other)]])
-  const third = uuidv7()
-  await blobs.createRun(third, [['metadata.json', metadata(third)]])
   await blobs.trashRun(runId, new Date('2026-01-01T00:00:00.000Z'))
-  await blobs.trashRun(other, new Date('2026-03-01T00:00:00.000Z'))
-  await blobs.trashRun(third, new Date('2026-01-01T00:00:00.000Z'))
   await mkdir(join(root, '.trash', 'not-a-run'))
   await mkdir(join(root, '.trash', `${runId}@20261301T000000000Z`))
   await writeFile(join(root, '.trash', `${runId}@20260101T000000000`), '')
-  t.same((await blobs.listTrash()).map((e) => e.runId), [other, third, runId], 'by time, then newest id')
+  t.same((await blobs.listTrash()).map((e) => e.runId), [runId], 'only the entry it made')
 })
 
 t.test('restoring never replaces a run of that id, not even an empty folder', async (t) => {
