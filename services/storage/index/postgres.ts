@@ -46,7 +46,7 @@ export class PostgresRunIndex implements RunIndex, CatchUpTarget {
   readonly #session: Client
   readonly #sessionId: string
   readonly #perRun = new KeyedLock()
-  /** live changes under way: a listing waits for them, so that what a request wrote, the next one lists */
+  /** live changes under way: a read (listing, count, archive lookup) waits for them, so that what a request wrote, the next one sees */
   readonly #pending = new Set<Promise<unknown>>()
   #meta: Map<string, string>
   #indexed: number
@@ -389,11 +389,13 @@ export class PostgresRunIndex implements RunIndex, CatchUpTarget {
   }
 
   async archiveOf (runId: string): Promise<string | null> {
+    await this.#settled()
     const row = (await this.#pool.query<{ archive: string | null }>('SELECT archive FROM runs WHERE run_id = $1', [runId.toLowerCase()])).rows[0]
     return row?.archive ?? null
   }
 
   async archivedRuns (): Promise<Map<string, string>> {
+    await this.#settled()
     const rows = (await this.#pool.query<{ run_id: string, archive: string }>('SELECT run_id, archive FROM runs WHERE archived')).rows
     return new Map(rows.map((row) => [row.run_id, row.archive]))
   }

@@ -171,6 +171,13 @@ export function indexSuite (driver: IndexDriver): void {
     await storage.deleteRun(run.run_id)
     t.same((await index.list()).runs.length, 1)
     t.same((await index.stats()).byStatus, { created: 1 })
+
+    // An archive route answers before the index's write has ended: the next request must already see the run as archived.
+    const leaving = (await index.list()).runs[0]!
+    storage.events.emit({ type: 'run.archived', run_id: leaving.run_id, metadata: await storage.getMetadata(leaving.run_id), archive: 'runs-2026-01.zip' })
+    t.equal(await index.archiveOf(leaving.run_id), 'runs-2026-01.zip', 'an archived run is named at once')
+    storage.events.emit({ type: 'run.deleted', run_id: leaving.run_id })
+    t.same(await index.archivedRuns(), new Map(), 'and a removed one is gone at once')
   })
 
   t.test(`${driver.name}: filters, each alone and combined`, async (t) => {
