@@ -29,6 +29,68 @@ export interface CatchUpTarget {
   applyArchived: (entries: Array<{ metadata: RunMetadata, archive: string }>, gone?: Array<{ run_id: string, archive: string }>) => number | Promise<number>
 }
 
+/**
+ * What an index keeps of its catch-up: it runs once (a second call joins
+ * it), its phase for `/ready`, the runs removed while it runs (what it read
+ * of them before must not bring them back), and the stop at close.
+ */
+export class CatchUp {
+  readonly #indexedRuns: () => number
+  #progress: Omit<IndexProgress, 'indexed_runs'>
+  #onProgress: ((progress: IndexProgress) => void) | undefined
+  #running: Promise<ReconcileReport> | null = null
+  #removed: Set<string> | null = null
+  #stopped = false
+
+  /** indexedRuns: the index's count of runs, read whenever the progress is */
+  constructor (building: boolean, indexedRuns: () => number) {
+    this.#indexedRuns = indexedRuns
+    this.#progress = { phase: building ? 'building' : 'catching-up', complete: !building, stored_runs: null }
+  }
+
+  /** Runs `work` (catchUpIndex, after what the index reads first) unless it runs already. */
+  async run (work: () => Promise<ReconcileReport>, onProgress?: (progress: IndexProgress) => void): Promise<ReconcileReport> {
+    this.#onProgress = onProgress
+    this.#running ??= (async () => {
+      this.#removed = new Set()
+      try {
+        return await work()
+      } finally {
+        this.#removed = null
+        if (!this.#stopped) this.#progress = { ...this.#progress, phase: 'ready', complete: true, stored_runs: null }
+      }
+    })()
+    return await this.#running
+  }
+
+  /** closing: the catch-up ends at its next batch; resolves once it has */
+  async stop (): Promise<void> {
+    this.#stopped = true
+    await this.#running?.catch(() => {})
+  }
+
+  get stopped (): boolean {
+    return this.#stopped
+  }
+
+  noteRemoved (runId: string): void {
+    this.#removed?.add(runId)
+  }
+
+  removedMeanwhile (runId: string): boolean {
+    return this.#removed?.has(runId) === true
+  }
+
+  progress (): IndexProgress {
+    return { ...this.#progress, indexed_runs: this.#indexedRuns() }
+  }
+
+  setProgress (progress: Partial<Omit<IndexProgress, 'indexed_runs'>>): void {
+    this.#progress = { ...this.#progress, ...progress }
+    this.#onProgress?.(this.progress())
+  }
+}
+
 /** how each entry of applyStored went */
 export type StoredResults = Array<'added' | 'updated' | 'same' | Error>
 

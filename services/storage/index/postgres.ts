@@ -3,7 +3,7 @@ import type { RunMetadata } from '../../../schemas/run.js'
 import { LOCK_SPACE } from '../../postgres/lock-keys.js'
 import { migrate } from '../../postgres/migrate.js'
 import { KeyedLock } from '../keyed-lock.js'
-import { catchUpIndex, describe, type CatchUpTarget, type StoredEntry, type StoredResults } from './catch-up.js'
+import { CatchUp, catchUpIndex, describe, type CatchUpTarget, type StoredEntry, type StoredResults } from './catch-up.js'
 import { pgText, postgresListingQuery } from './postgres-listing.js'
 import {
   COUNT_LIMIT, distinctOutputs, encodeCursor, preferredSortKey,
@@ -50,14 +50,10 @@ export class PostgresRunIndex implements RunIndex, CatchUpTarget {
   readonly #pending = new Set<Promise<unknown>>()
   #meta: Map<string, string>
   #indexed: number
-  #progress: Omit<IndexProgress, 'indexed_runs'>
-  #catchingUp: Promise<ReconcileReport> | null = null
-  #closing = false
+  readonly #catchUp: CatchUp
   #closed = false
   /** a change could not be written: the next start reads every run */
   #missedChange = false
-  #onProgress: ((progress: IndexProgress) => void) | undefined
-  #removedDuringCatchUp: Set<string> | null = null
 
   private constructor (pool: pg.Pool, session: Client, sessionId: string, state: { url: string, meta: Map<string, string>, indexed: number, lastStopWasClean: boolean }) {
     this.#pool = pool
@@ -69,7 +65,7 @@ export class PostgresRunIndex implements RunIndex, CatchUpTarget {
     this.rebuilt = this.building ? state.meta.get('build_reason') as ReconcileReport['rebuilt'] : null
     const url = new URL(state.url)
     this.description = `postgres:${url.host}${url.pathname}`
-    this.#progress = { phase: this.building ? 'building' : 'catching-up', complete: !this.building, stored_runs: null }
+    this.#catchUp = new CatchUp(this.building, () => this.#indexed)
   }
 
   /**
@@ -155,7 +151,7 @@ export class PostgresRunIndex implements RunIndex, CatchUpTarget {
 
   async remove (runId: string): Promise<void> {
     const id = runId.toLowerCase()
-    this.#removedDuringCatchUp?.add(id)
+    this.#catchUp.noteRemoved(id)
     await this.#change(id, async (client) => { await this.#delete(client, id) })
   }
 
@@ -205,23 +201,15 @@ export class PostgresRunIndex implements RunIndex, CatchUpTarget {
   }
 
   async catchUp (source: RunSource, options: { onProgress?: (progress: IndexProgress) => void } = {}): Promise<ReconcileReport> {
-    this.#onProgress = options.onProgress
-    this.#catchingUp ??= (async () => {
-      this.#removedDuringCatchUp = new Set()
-      try {
-        // Another instance may have finished the build meanwhile.
-        this.#meta = await readMeta(this.#pool)
-        return await catchUpIndex(this, source)
-      } finally {
-        this.#removedDuringCatchUp = null
-        if (!this.#closing) this.#progress = { ...this.#progress, phase: 'ready', complete: true, stored_runs: null }
-      }
-    })()
-    return await this.#catchingUp
+    return await this.#catchUp.run(async () => {
+      // Another instance may have finished the build meanwhile.
+      this.#meta = await readMeta(this.#pool)
+      return await catchUpIndex(this, source)
+    }, options.onProgress)
   }
 
   progress (): IndexProgress {
-    return { ...this.#progress, indexed_runs: this.#indexed }
+    return this.#catchUp.progress()
   }
 
   async list (filters: RunListFilters = {}, paging: RunListPaging = {}): Promise<RunListResult> {
@@ -258,8 +246,7 @@ export class PostgresRunIndex implements RunIndex, CatchUpTarget {
 
   async close (): Promise<void> {
     if (this.#closed) return
-    this.#closing = true
-    await this.#catchingUp?.catch(() => {})
+    await this.#catchUp.stop()
     this.#closed = true
     try {
       if (this.#missedChange) await this.#setMeta(this.#pool, 'full_scan', '1')
@@ -276,7 +263,7 @@ export class PostgresRunIndex implements RunIndex, CatchUpTarget {
   // ---- for the catch-up (catch-up.ts) ----
 
   get stopped (): boolean {
-    return this.#closing
+    return this.#catchUp.stopped
   }
 
   get fullScanNeeded (): boolean {
@@ -288,8 +275,7 @@ export class PostgresRunIndex implements RunIndex, CatchUpTarget {
   }
 
   setProgress (progress: Partial<Omit<IndexProgress, 'indexed_runs'>>): void {
-    this.#progress = { ...this.#progress, ...progress }
-    this.#onProgress?.(this.progress())
+    this.#catchUp.setProgress(progress)
   }
 
   async indexedRunIds (below: string | null, limit: number): Promise<string[]> {
@@ -305,7 +291,7 @@ export class PostgresRunIndex implements RunIndex, CatchUpTarget {
       const results: StoredResults = []
       for (const entry of entries) {
         const runId = entry.run_id.toLowerCase()
-        if (this.#removedDuringCatchUp?.has(runId) === true) {
+        if (this.#catchUp.removedMeanwhile(runId)) {
           results.push('same')
         } else if (entry.metadata === null) {
           await this.#delete(client, runId)
@@ -412,7 +398,7 @@ export class PostgresRunIndex implements RunIndex, CatchUpTarget {
       for (const { metadata, archive } of entries) {
         const id = metadata.run_id.toLowerCase()
         const row = (await client.query<{ archived: boolean }>('SELECT archived FROM runs WHERE run_id = $1 FOR UPDATE', [id])).rows[0]
-        if (this.#removedDuringCatchUp?.has(id) === true || row?.archived === false) continue
+        if (this.#catchUp.removedMeanwhile(id) || row?.archived === false) continue
         await this.#write(client, metadata, archive, false)
         written++
       }

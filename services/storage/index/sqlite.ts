@@ -5,7 +5,7 @@ import { dirname } from 'node:path'
 import type { MediaType } from '../../../schemas/media.js'
 import type { RunMetadata } from '../../../schemas/run.js'
 import { IndexDamagedError } from '../../errors.js'
-import { catchUpIndex, describe, type CatchUpTarget, type StoredEntry, type StoredResults } from './catch-up.js'
+import { CatchUp, catchUpIndex, describe, type CatchUpTarget, type StoredEntry, type StoredResults } from './catch-up.js'
 import { checkIndexFile } from './integrity-check.js'
 import {
   COUNT_LIMIT, MAX_LIST_LIMIT, distinctOutputs, encodeCursor, preferredSortKey,
@@ -110,12 +110,7 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
   readonly #unwritten = new Map<string, { metadata: RunMetadata, archive: string | null } | null>()
   #journalMissed = false
   /** the phase of a build or catch-up; the number of runs indexed is counted when asked for */
-  #progress: Omit<IndexProgress, 'indexed_runs'>
-  #catchingUp: Promise<ReconcileReport> | null = null
-  #closing = false
-  #onProgress: ((progress: IndexProgress) => void) | undefined
-  /** runs removed while a catch-up runs: what it read of them before must not bring them back */
-  #removedDuringCatchUp: Set<string> | null = null
+  readonly #catchUp: CatchUp
 
   private constructor (db: Database.Database, path: string | null, rebuilt: ReconcileReport['rebuilt'], lastStopWasClean: boolean, readOnly = false) {
     this.#db = db
@@ -127,7 +122,7 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
     this.#ping = db.prepare('SELECT 1').pluck()
     this.#upsertTransaction = db.transaction((metadata: RunMetadata, archive: string | null) => { this.#write(metadata, archive, false) })
     this.#removeTransaction = db.transaction((runId: string) => { this.#delete(runId) })
-    this.#progress = { phase: this.building ? 'building' : 'catching-up', complete: !this.building, stored_runs: null }
+    this.#catchUp = new CatchUp(this.building, () => this.#count())
   }
 
   /**
@@ -244,7 +239,7 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
 
   async remove (runId: string): Promise<void> {
     const id = runId.toLowerCase()
-    this.#removedDuringCatchUp?.add(id)
+    this.#catchUp.noteRemoved(id)
     this.#change(id, null)
   }
 
@@ -283,21 +278,11 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
   }
 
   async catchUp (source: RunSource, options: { onProgress?: (progress: IndexProgress) => void } = {}): Promise<ReconcileReport> {
-    this.#onProgress = options.onProgress
-    this.#catchingUp ??= (async () => {
-      this.#removedDuringCatchUp = new Set()
-      try {
-        return await catchUpIndex(this, source)
-      } finally {
-        this.#removedDuringCatchUp = null
-        if (!this.#closing) this.#progress = { ...this.#progress, phase: 'ready', complete: true, stored_runs: null }
-      }
-    })()
-    return await this.#catchingUp
+    return await this.#catchUp.run(async () => await catchUpIndex(this, source), options.onProgress)
   }
 
   progress (): IndexProgress {
-    return { ...this.#progress, indexed_runs: this.#count() }
+    return this.#catchUp.progress()
   }
 
   async list (filters: RunListFilters = {}, paging: RunListPaging = {}): Promise<RunListResult> {
@@ -347,8 +332,7 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
       this.#db.close()
       return
     }
-    this.#closing = true
-    await this.#catchingUp?.catch(() => {})
+    await this.#catchUp.stop()
     try {
       this.#retryUnwritten()
       if (this.#unwritten.size > 0 || this.#journalMissed) setMeta(this.#db, 'full_scan', '1')
@@ -386,7 +370,7 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
   // ---- for the catch-up (catch-up.ts) ----
 
   get stopped (): boolean {
-    return this.#closing
+    return this.#catchUp.stopped
   }
 
   get fullScanNeeded (): boolean {
@@ -399,8 +383,7 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
   }
 
   setProgress (progress: Partial<Omit<IndexProgress, 'indexed_runs'>>): void {
-    this.#progress = { ...this.#progress, ...progress }
-    this.#onProgress?.(this.progress())
+    this.#catchUp.setProgress(progress)
   }
 
   /** Indexed live run ids below `below` (all when null), newest first, a chunk at a time. */
@@ -418,7 +401,7 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
   applyStored (entries: StoredEntry[], marks: { buildBelow?: string, built?: boolean, fullScanDone?: boolean } = {}): StoredResults {
     return this.#db.transaction(() => {
       const results = entries.map((entry) => {
-        if (this.#removedDuringCatchUp?.has(entry.run_id.toLowerCase()) === true) return 'same' as const
+        if (this.#catchUp.removedMeanwhile(entry.run_id.toLowerCase())) return 'same' as const
         if (entry.metadata === null) {
           this.#delete(entry.run_id.toLowerCase())
           return 'updated' as const
@@ -457,7 +440,7 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
       for (const { metadata, archive } of entries) {
         const id = metadata.run_id.toLowerCase()
         const row = this.#statement('SELECT archived FROM runs WHERE run_id = ?').get(id) as { archived: number } | undefined
-        if (this.#removedDuringCatchUp?.has(id) === true || row?.archived === 0) continue
+        if (this.#catchUp.removedMeanwhile(id) || row?.archived === 0) continue
         this.#write(metadata, archive, false)
         written++
       }

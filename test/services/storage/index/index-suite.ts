@@ -17,7 +17,7 @@ import { tempRunsDir } from '../../../helper.js'
 export type Test = Parameters<typeof tempRunsDir>[0]
 
 /** An index as the suite sees it: the seam, and what the catch-up reads of it. */
-export type AnyIndex = RunIndex & Pick<CatchUpTarget, 'rebuilt'>
+export type AnyIndex = RunIndex & Pick<CatchUpTarget, 'rebuilt' | 'archivedRuns'>
 
 /** One kind of index under the same tests (sqlite.test.ts, postgres.test.ts). */
 export interface IndexDriver {
