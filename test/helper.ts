@@ -72,6 +72,11 @@ export function storeDriver (): 'local' | 's3' {
   return store
 }
 
+/** The settings of the store that the apps built over runsDir use (none for the local disk), for a test that opens that store past build(). */
+export async function storeSettings (runsDir: string): Promise<Record<string, string>> {
+  return await storeEnv(runsDir)
+}
+
 /** What the store of the apps built over runsDir holds, wherever that is. */
 export function storedView (runsDir: string): StoredView {
   return viewOf(runsDir)

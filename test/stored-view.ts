@@ -29,6 +29,13 @@ export async function storedMetadata (view: StoredView, runId: string): Promise<
   return JSON.parse((await view.read(runId, 'metadata.json')).toString('utf8'))
 }
 
+/** Every stored file of a run, by name. */
+export async function runFiles (view: StoredView, runId: string): Promise<Map<string, Buffer>> {
+  const files = new Map<string, Buffer>()
+  for (const name of await view.list(runId)) files.set(name, await view.read(runId, name))
+  return files
+}
+
 // The run index (.index.sqlite*) and the lock of the store's owner live in the storage root too.
 const notStored = (name: string): boolean => name.startsWith('.index.sqlite') || name === '.runstore.lock'
 

@@ -7,8 +7,9 @@ import { fileURLToPath } from 'node:url'
 import { cli as runstore } from './run-cli.js'
 import { createRunstore } from '../../runstore.js'
 import { StoreLockedError } from '../../services/storage/store-lock.js'
-import { folder, OLD, storeWithOldRuns as store } from '../archive-store.js'
+import { OLD, storeWithOldRuns as store } from '../archive-store.js'
 import { testConfig } from '../helper.js'
+import { localView, runFiles } from '../stored-view.js'
 
 // The maintenance commands archive after 30 days unless a test says otherwise.
 const cli = async (argv: string[], env: Record<string, string> = {}, options: { tty?: boolean } = {}): ReturnType<typeof runstore> =>
@@ -18,7 +19,7 @@ const DAY_MS = 24 * 60 * 60 * 1000
 
 t.test('archive, prune and restore from the command line: dry runs change nothing, restore is byte-identical', async (t) => {
   const { runsDir, old, recent } = await store(t)
-  const copies = new Map(await Promise.all(old.map(async (id) => [id, await folder(join(runsDir, id))] as const)))
+  const copies = new Map(await Promise.all(old.map(async (id) => [id, await runFiles(localView(runsDir), id)] as const)))
 
   const dry = await cli(['--runs-dir', runsDir, 'archive', '--dry-run'])
   t.equal(dry.code, 0, dry.stderr)
@@ -42,12 +43,12 @@ t.test('archive, prune and restore from the command line: dry runs change nothin
   const restored = await cli(['--runs-dir', runsDir, 'restore', old[1]!])
   t.equal(restored.code, 0, restored.stderr)
   t.equal(restored.stdout, `${old[1]}: restored\n1 runs restored; 0 skipped\n`)
-  t.same(await folder(join(runsDir, old[1]!)), copies.get(old[1]!), 'byte-identical')
+  t.same(await runFiles(localView(runsDir), old[1]!), copies.get(old[1]!), 'byte-identical')
   const again = await cli(['--runs-dir', runsDir, 'restore', old[1]!])
   t.same([again.code, again.stderr], [1, `runstore: a run ${old[1]} exists already; nothing was restored over it\n`])
   const month = await cli(['--runs-dir', runsDir, 'restore', '2025-03', '--json'])
   t.same(JSON.parse(month.stdout), { restored: [old[0]], skipped: [] })
-  t.same(await folder(join(runsDir, old[0]!)), copies.get(old[0]!), 'byte-identical')
+  t.same(await runFiles(localView(runsDir), old[0]!), copies.get(old[0]!), 'byte-identical')
   t.same((await cli(['--runs-dir', runsDir, 'restore', '2025-03'])).code, 1, 'nothing left of that month')
 
   await cli(['--runs-dir', runsDir, 'archive'])

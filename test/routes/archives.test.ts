@@ -1,8 +1,9 @@
 import t from 'tap'
 import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { folder, storeWithOldRuns } from '../archive-store.js'
-import { build } from '../helper.js'
+import { storeWithOldRuns } from '../archive-store.js'
+import { build, storedView } from '../helper.js'
+import { runFiles } from '../stored-view.js'
 
 const ADMIN_TOKEN = 'a-long-admin-token-for-tests'
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}` }
@@ -10,7 +11,8 @@ const ARCHIVE = 'runs-2025-03.zip'
 
 t.test('archive over HTTP: listed with archived=, 404 RUN_ARCHIVED, restored byte-identical, pruned', async (t) => {
   const { runsDir, old, recent } = await storeWithOldRuns(t)
-  const copies = new Map(await Promise.all(old.map(async (id) => [id, await folder(join(runsDir, id))] as const)))
+  const view = storedView(runsDir)
+  const copies = new Map(await Promise.all(old.map(async (id) => [id, await runFiles(view, id)] as const)))
   const app = await build(t, { RUNS_DIR: runsDir, ADMIN_TOKEN, ARCHIVE_AFTER_DAYS: '30', RETENTION_DAYS: '30' })
   const post = async (url: string, payload: unknown) => await app.inject({ method: 'POST', url, headers: admin, payload: payload as object })
 
@@ -37,7 +39,7 @@ t.test('archive over HTTP: listed with archived=, 404 RUN_ARCHIVED, restored byt
   const restored = await post('/api/archives/restore', { run_id: old[1] })
   t.equal(restored.statusCode, 200)
   t.same(restored.json(), { restored: [old[1]], skipped: [] })
-  t.same(await folder(join(runsDir, old[1]!)), copies.get(old[1]!), 'byte-identical')
+  t.same(await runFiles(view, old[1]!), copies.get(old[1]!), 'byte-identical')
   t.equal((await app.inject({ url: `/api/runs/${old[1]}` })).json().run_id, old[1])
   t.match((await app.inject({ url: `/api/media/image/${old[1]}` })).statusCode, 200)
   t.match((await post('/api/archives/restore', { run_id: old[1] })).json(), { statusCode: 409, code: 'RUN_EXISTS' })

@@ -6,17 +6,11 @@ import { ZipReader } from '../../../../services/storage/archive/zip-reader.js'
 import type { RunEvent } from '../../../../services/storage/run-events.js'
 import { fixtures } from '../../../fixtures/media.js'
 import { tempRunsDir, testConfig } from '../../../helper.js'
+import { localView, runFiles } from '../../../stored-view.js'
 
 const DAY_MS = 24 * 60 * 60 * 1000
 // "Now" for the archive: 40 days after the runs were made, so ARCHIVE_AFTER_DAYS=30 takes them.
 const later = (days = 40): Date => new Date(Date.now() + days * DAY_MS)
-
-/** Every file of a folder, by name. */
-async function folder (dir: string): Promise<Map<string, Buffer>> {
-  const files = new Map<string, Buffer>()
-  for (const name of (await readdir(dir)).sort()) files.set(name, await readFile(join(dir, name)))
-  return files
-}
 
 /** A store with three finished runs (an image each, one with a file copied in by hand) and one still running. */
 async function store (t: Test, env: Record<string, string> = {}): Promise<{ runsDir: string, runstore: Runstore, finished: string[], running: string, heard: string[], copies: Map<string, Map<string, Buffer>> }> {
@@ -37,7 +31,7 @@ async function store (t: Test, env: Record<string, string> = {}): Promise<{ runs
   await writeFile(join(runsDir, finished[0]!, 'notes.txt'), 'copied in by hand')
   const running = (await runstore.storage.createRun({ schema: 'dada', execution_mode: 'eco', input_text: 'läuft', status: 'running' })).run_id
   const copies = new Map<string, Map<string, Buffer>>()
-  for (const id of finished) copies.set(id, await folder(join(runsDir, id)))
+  for (const id of finished) copies.set(id, await runFiles(localView(runsDir), id))
   heard.length = 0
   return { runsDir, runstore, finished, running, heard, copies }
 }
@@ -91,7 +85,7 @@ t.test('restore brings a run back byte-identical and out of its archive; a month
   heard.length = 0
 
   t.same(await runstore.archives.restore(second.toUpperCase()), { restored: [second], skipped: [] })
-  t.same(await folder(join(runsDir, second)), copies.get(second), 'byte-identical')
+  t.same(await runFiles(localView(runsDir), second), copies.get(second), 'byte-identical')
   t.same(heard, [`run.restored ${second}`])
   t.equal((await runstore.storage.getMetadata(second)).transformed_text, 'Blüte 1')
   t.same((await runstore.index.list({ archived: 'include' })).runs.map((r) => [r.run_id, r.archive]), [[running, null], [third, name], [second, null], [first, name]])
@@ -103,7 +97,7 @@ t.test('restore brings a run back byte-identical and out of its archive; a month
   await t.rejects(runstore.archives.restore('not a run'), { code: 'INVALID_RUN_ID' })
 
   t.same(await runstore.archives.restore(month()), { restored: [first, third], skipped: [] })
-  for (const id of finished) t.same(await folder(join(runsDir, id)), copies.get(id), `${id} byte-identical`)
+  for (const id of finished) t.same(await runFiles(localView(runsDir), id), copies.get(id), `${id} byte-identical`)
   t.same(await runstore.archives.listArchives(), [], 'an archive left empty is removed')
   t.same((await runstore.index.list({ archived: 'only' })).runs, [])
   await t.rejects(runstore.archives.restore(first), { code: 'RUN_EXISTS' })
@@ -154,7 +148,7 @@ t.test('a pass cut off after its archive was written finds the runs archived alr
   const repacked = await runstore.archives.archive({ now: later() })
   t.same(repacked.archives.map((a) => [a.archive, a.runs]), [[`runs-${month()}-2.zip`, [finished[0], finished[1]]]])
   await runstore.archives.restore(finished[1]!)
-  t.same(await folder(join(runsDir, finished[1]!)), new Map([...copies.get(finished[1]!)!, ['notes.txt', Buffer.from('new')]]), 'the newest copy comes back')
+  t.same(await runFiles(localView(runsDir), finished[1]!), new Map([...copies.get(finished[1]!)!, ['notes.txt', Buffer.from('new')]]), 'the newest copy comes back')
   t.same((await runstore.archives.listArchivedRuns()).map((r) => r.run_id).sort(), [finished[0]!, finished[2]!].sort(), 'and the older copy is gone too')
 })
 
