@@ -2,7 +2,7 @@ import {
   COUNT_LIMIT, decodeCursor, pageLimit, parseInstant, sortKeyOfMs,
   type RunListFilters, type RunListOrder, type RunListPaging
 } from './run-index.js'
-import { facetKey, fold } from './sqlite-listing.js'
+import { facetKey, fold } from './index-entry.js'
 
 /** One listing as SQL with positional parameters: the page (one more row than asked, to know whether a next page exists) and the capped count. */
 export interface PostgresListingQuery {

@@ -6,10 +6,10 @@ import { KeyedLock } from '../keyed-lock.js'
 import { CatchUp, catchUpIndex, describe, type CatchUpTarget, type StoredEntry, type StoredResults } from './catch-up.js'
 import { pgText, postgresListingQuery } from './postgres-listing.js'
 import {
-  COUNT_LIMIT, distinctOutputs, encodeCursor, preferredSortKey,
+  COUNT_LIMIT, encodeCursor, preferredSortKey,
   type IndexProgress, type ReconcileReport, type RunIndex, type RunIndexEntry, type RunIndexStats, type RunListFilters, type RunListPaging, type RunListResult, type RunSource
 } from './run-index.js'
-import { countedByStatus, facetKey, fold } from './sqlite-listing.js'
+import { countedByStatus, facetsOf, fold, indexEntry } from './index-entry.js'
 
 export interface PostgresRunIndexOptions {
   /** postgres://user:password@host:port/database */
@@ -441,23 +441,10 @@ export class PostgresRunIndex implements RunIndex, CatchUpTarget {
     const known = (await client.query<{ seq: string, updated_at: string, archive: string | null }>('SELECT seq, updated_at, archive FROM runs WHERE run_id = $1 FOR UPDATE', [runId])).rows[0]
     if (known !== undefined && (known.updated_at > metadata.updated_at || (onlyIfNewer && known.updated_at === metadata.updated_at))) return 'same'
     const keptArchive = archive === undefined ? known?.archive ?? null : archive
-    const entry: RunIndexEntry = {
-      run_id: runId,
-      timestamp: metadata.timestamp,
-      updated_at: metadata.updated_at,
-      status: metadata.status,
-      schema: metadata.schema,
-      execution_mode: metadata.execution_mode,
-      user_id: metadata.user_id ?? null,
-      input_text: metadata.input_text,
-      transformed_text: metadata.transformed_text ?? null,
-      ...distinctOutputs(metadata),
-      archive: keptArchive
-    }
-    const facets = [...new Set(metadata.outputs.flatMap((o) => [facetKey(o.type, undefined), facetKey(undefined, o.backend), facetKey(o.type, o.backend)]))]
+    const entry = indexEntry(metadata, keptArchive)
     const row = [
       runId, metadata.updated_at, pgText(metadata.status), pgText(metadata.schema), entry.user_id === null ? null : pgText(entry.user_id),
-      keptArchive !== null, keptArchive === null ? null : pgText(keptArchive), facets.map(pgText),
+      keptArchive !== null, keptArchive === null ? null : pgText(keptArchive), facetsOf(metadata).map(pgText),
       pgText(fold(metadata.input_text)), pgText(fold(metadata.transformed_text ?? '')), JSON.stringify(entry), writer
     ]
     let result: 'added' | 'updated' = 'updated'

@@ -244,12 +244,3 @@ export function preferredSortKey (runId: string, timestamp: string): number {
   const counter = Number.parseInt(runId.slice(15, 18), 16)
   return sortKeyOfMs(Date.parse(timestamp)) + (Number.isNaN(counter) ? 0 : counter % KEYS_PER_MS)
 }
-
-/** Each distinct value once, in the order of the run's outputs: what an entry keeps of them. */
-export function distinctOutputs (metadata: RunMetadata): Pick<RunIndexEntry, 'media_types' | 'backends' | 'output_count'> {
-  return {
-    output_count: metadata.outputs.length,
-    media_types: [...new Set(metadata.outputs.map((o) => o.type))],
-    backends: [...new Set(metadata.outputs.map((o) => o.backend))]
-  }
-}

@@ -2,6 +2,7 @@ import {
   COUNT_LIMIT, decodeCursor, pageLimit, parseInstant, sortKeyOfMs,
   type RunListFilters, type RunListOrder, type RunListPaging
 } from './run-index.js'
+import { facetKey, fold } from './index-entry.js'
 
 /** One listing as SQL: the page (LIMIT @limit, one more than asked, to know whether a next page exists) and the capped count. */
 export interface ListingQuery {
@@ -14,16 +15,6 @@ export interface ListingQuery {
 
 export const ENTRY_COLUMNS = 'r.seq, r.run_id, r.timestamp, r.updated_at, r.status, r.schema, r.execution_mode, r.user_id, r.input_text, r.transformed_text, r.output_count, r.media_types, r.backends, r.archive'
 
-/** The facet row that says a run has an output of this type, of this backend, or both in one output. */
-export function facetKey (mediaType: string | undefined, backend: string | undefined): string {
-  if (mediaType !== undefined && backend !== undefined) return `tb:${mediaType}\u001f${backend}`
-  return mediaType !== undefined ? `t:${mediaType}` : `b:${backend ?? ''}`
-}
-
-/** The same text for "Über", "über" and a decomposed "ü". */
-export function fold (text: string): string {
-  return text.normalize('NFC').toLowerCase()
-}
 
 /**
  * Every listing walks one ordered structure from the cursor on and stops
@@ -90,9 +81,4 @@ export function listingQuery (filters: RunListFilters, paging: RunListPaging): L
   const pageWhere = [...where, ...cursorBound]
   const page = `SELECT ${ENTRY_COLUMNS} FROM ${from}${pageWhere.length > 0 ? ` WHERE ${pageWhere.join(' AND ')}` : ''} ORDER BY ${key} ${order === 'asc' ? 'ASC' : 'DESC'} LIMIT @limit`
   return { page, count, params, limit, order }
-}
-
-/** Whether the listing has no filter but archived/status: its total comes from the kept counts, not from counting rows. */
-export function countedByStatus (filters: RunListFilters): boolean {
-  return Object.entries(filters).every(([name, value]) => value === undefined || name === 'status' || name === 'archived')
 }

@@ -8,10 +8,11 @@ import { IndexDamagedError } from '../../errors.js'
 import { CatchUp, catchUpIndex, describe, type CatchUpTarget, type StoredEntry, type StoredResults } from './catch-up.js'
 import { checkIndexFile } from './integrity-check.js'
 import {
-  COUNT_LIMIT, MAX_LIST_LIMIT, distinctOutputs, encodeCursor, preferredSortKey,
+  COUNT_LIMIT, MAX_LIST_LIMIT, encodeCursor, preferredSortKey,
   type IndexProgress, type ReconcileReport, type RunIndex, type RunIndexEntry, type RunIndexStats, type RunListFilters, type RunListPaging, type RunListResult, type RunSource
 } from './run-index.js'
-import { countedByStatus, facetKey, fold, listingQuery } from './sqlite-listing.js'
+import { countedByStatus, facetsOf, fold, indexEntry } from './index-entry.js'
+import { listingQuery } from './sqlite-listing.js'
 
 /** Bumped whenever the tables or what a row holds change: an index of another version is rebuilt. */
 export const SQLITE_INDEX_VERSION = 4
@@ -521,23 +522,8 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
     const known = this.#statement('SELECT seq, updated_at, archive FROM runs WHERE run_id = ?').get(runId) as { seq: number, updated_at: string, archive: string | null } | undefined
     // A run that came back from its archive unchanged is still news: it is live now.
     if (onlyIfNewer && known !== undefined && known.updated_at >= metadata.updated_at && known.archive === archive) return 'same'
-    const { output_count: outputCount, media_types: mediaTypes, backends } = distinctOutputs(metadata)
-    const row = {
-      run_id: runId,
-      timestamp: metadata.timestamp,
-      updated_at: metadata.updated_at,
-      status: metadata.status,
-      schema: metadata.schema,
-      execution_mode: metadata.execution_mode,
-      user_id: metadata.user_id ?? null,
-      input_text: metadata.input_text,
-      transformed_text: metadata.transformed_text ?? null,
-      output_count: outputCount,
-      media_types: JSON.stringify(mediaTypes),
-      backends: JSON.stringify(backends),
-      archived: archive === null ? 0 : 1,
-      archive
-    }
+    const entry = indexEntry(metadata, archive)
+    const row = { ...entry, media_types: JSON.stringify(entry.media_types), backends: JSON.stringify(entry.backends), archived: archive === null ? 0 : 1 }
     let seq = known?.seq
     if (seq === undefined) {
       seq = preferredSortKey(runId, metadata.timestamp)
@@ -552,9 +538,8 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
       this.#statement('DELETE FROM run_facets WHERE seq = ?').run(seq)
       this.#statement('DELETE FROM run_texts WHERE rowid = ?').run(seq)
     }
-    const facets = new Set(metadata.outputs.flatMap((o) => [facetKey(o.type, undefined), facetKey(undefined, o.backend), facetKey(o.type, o.backend)]))
     const insertFacet = this.#statement('INSERT INTO run_facets (facet, seq) VALUES (?, ?)')
-    for (const facet of facets) insertFacet.run(facet, seq)
+    for (const facet of facetsOf(metadata)) insertFacet.run(facet, seq)
     this.#statement('INSERT INTO run_texts (rowid, input_text, transformed_text) VALUES (?, ?, ?)')
       .run(seq, fold(metadata.input_text), metadata.transformed_text == null ? null : fold(metadata.transformed_text))
     this.#statement('DELETE FROM journal WHERE run_id = ?').run(runId)
