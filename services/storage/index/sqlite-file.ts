@@ -9,11 +9,20 @@ export const SQLITE_INDEX_VERSION = 4
 /**
  * Files of these versions are brought to the current one in place (a new
  * B-tree index: a second or two at a million runs) instead of being built
- * again from the store. 3 → 4: one user's runs are walked with the archived
+ * again from the store; only for versions whose tables and rows are the
+ * current ones (see isReadableVersion). 3 → 4: one user's runs are walked with the archived
  * flag in the index, so a listing checks a run's text without reading its row.
  */
 const UPGRADES: Record<number, string> = {
   3: 'DROP INDEX runs_by_user; CREATE INDEX runs_by_user ON runs (user_id, archived);'
+}
+
+/**
+ * Whether a file of this version can be read as it is (by a tool that must not write it): the
+ * current one, and those UPGRADES lists, which differ from it in an index only, never in tables or rows.
+ */
+export function isReadableVersion (version: number): boolean {
+  return version === SQLITE_INDEX_VERSION || version in UPGRADES
 }
 
 // seq is the sort key (the timestamp's milliseconds × 1024 + a tiebreak) and the rowid that the

@@ -12,7 +12,7 @@ import {
   type IndexProgress, type ReconcileReport, type RunIndex, type RunIndexEntry, type RunIndexStats, type RunListFilters, type RunListPaging, type RunListResult, type RunSource
 } from './run-index.js'
 import { countedByStatus, facetsOf, fold, indexEntry } from './index-entry.js'
-import { getMeta, isDamage, openChecked, removeDatabaseFiles, SCHEMA, setMeta, SQLITE_INDEX_VERSION } from './sqlite-file.js'
+import { getMeta, isDamage, isReadableVersion, openChecked, removeDatabaseFiles, SCHEMA, setMeta, SQLITE_INDEX_VERSION } from './sqlite-file.js'
 import { listingQuery } from './sqlite-listing.js'
 
 export interface SqliteRunIndexOptions {
@@ -143,7 +143,7 @@ export class SqliteRunIndex implements RunIndex, CatchUpTarget {
       db = new Database(path, { readonly: true, fileMustExist: true })
       db.pragma('busy_timeout = 5000')
       let unusable: string | null = null
-      if (db.pragma('user_version', { simple: true }) !== SQLITE_INDEX_VERSION) unusable = 'the index file is of another version'
+      if (!isReadableVersion(db.pragma('user_version', { simple: true }) as number)) unusable = 'the index file is of another version'
       else if (getMeta(db, 'damaged') === '1') unusable = 'the index file is damaged'
       else if (getMeta(db, 'built') !== '1') unusable = 'the index is still being built'
       if (unusable !== null) {

@@ -130,6 +130,15 @@ t.test('an index file of version 3 is upgraded in place, not built again', async
   raw.pragma('user_version = 3')
   raw.close()
 
+  // A tool that only reads (the CLI beside a service not yet upgraded) reads it as it is.
+  const reader = SqliteRunIndex.openReadOnly(indexPath)
+  if (!('index' in reader)) throw new Error(reader.unusable)
+  t.same(await ids(reader.index, { user_id: 'A', q: 'blume' }), expected, 'read as version 3')
+  await reader.index.close()
+  const untouched = new Database(indexPath, { readonly: true })
+  t.equal(untouched.pragma('user_version', { simple: true }), 3, 'and left at version 3')
+  untouched.close()
+
   const upgraded = await openIndex(t, runsDir)
   t.match(upgraded.openReport, { rebuilt: null, added: 0 }, 'nothing read from the store again')
   t.same(await ids(upgraded, { user_id: 'A', q: 'blume' }), expected)
