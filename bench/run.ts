@@ -17,6 +17,7 @@ import { measureLoad, type MeasuredLoad } from './load.js'
 import { noisyPng } from './png.js'
 import { benchPipeline } from './pipeline.js'
 import { benchThumbnails } from './thumbnails.js'
+import { benchS3Media } from './s3-media.js'
 import { benchIndexScaleFromEnv } from './index-scale.js'
 import { median, ms, positiveInteger, printTable } from './report.js'
 import { writeFileSynced } from '../services/storage/blob/durable-fs.js'
@@ -139,6 +140,7 @@ async function main (): Promise<boolean> {
     await timeStores(storage, runsDir, large, originUrl, config.MAX_IMAGE_PIXELS)
     ok = await benchPipeline() && ok
     ok = await benchThumbnails() && ok
+    ok = await benchS3Media() && ok
     ok = await benchIndexScaleFromEnv() && ok
 
     console.log()
