@@ -57,25 +57,30 @@ export async function benchS3Media (): Promise<boolean> {
         const output = await app.storage.addMedia(run.run_id, bytes, { config: 'bench', backend: 'bench', media_type: 'image' })
         const urls = { route: `${base}/api/media/image/${run.run_id}`, bucket: `${endpoint}/${BUCKET}/${PREFIX}/${run.run_id}/${output.filename}` }
         const job = { connections, warmupSeconds, durationSeconds: seconds, bodyBytes: bytes.length }
-        const measure = async (url: string): Promise<{ load: MeasuredLoad, perAnswer: number }> => {
-          const before = bucketRequests
-          const response = await fetch(url)
-          if (response.status !== 200 || !Buffer.from(await response.arrayBuffer()).equals(bytes)) throw new Error(`${url} did not answer the stored bytes (${response.status})`)
-          const perAnswer = bucketRequests - before
+        /** Two GETs that must answer the stored bytes, each with the bucket requests it made (the first fills the media cache), then the load. */
+        const measure = async (url: string): Promise<{ load: MeasuredLoad, perAnswer: string }> => {
+          const counts: number[] = []
+          for (let i = 0; i < 2; i++) {
+            const before = bucketRequests
+            const response = await fetch(url)
+            if (response.status !== 200 || !Buffer.from(await response.arrayBuffer()).equals(bytes)) throw new Error(`${url} did not answer the stored bytes (${response.status})`)
+            counts.push(bucketRequests - before)
+          }
           const load = await measureLoad({ ...job, url })
           for (const problem of load.problems) console.log(`  FAILURE ${url}: ${problem}`)
           ok &&= load.problems.length === 0
-          return { load, perAnswer }
+          return { load, perAnswer: counts.join(' then ') }
         }
         const bucket = await measure(urls.bucket)
         const route = await measure(urls.route)
         rows.push([label, 'media route over s3', route.load.requestsPerSecond.toFixed(0), String(route.load.latencyP50Ms), String(route.load.latencyP99Ms),
-          route.load.serverCpuMicrosPerRequest.toFixed(1), String(route.perAnswer), `${(route.load.requestsPerSecond / bucket.load.requestsPerSecond).toFixed(2)}x`])
+          route.load.serverCpuMicrosPerRequest.toFixed(1), route.perAnswer, `${(route.load.requestsPerSecond / bucket.load.requestsPerSecond).toFixed(2)}x`])
         rows.push(['', 'bucket GET (reference)', bucket.load.requestsPerSecond.toFixed(0), String(bucket.load.latencyP50Ms), String(bucket.load.latencyP99Ms),
-          bucket.load.serverCpuMicrosPerRequest.toFixed(1), String(bucket.perAnswer), '1.00x'])
+          bucket.load.serverCpuMicrosPerRequest.toFixed(1), bucket.perAnswer, '1.00x'])
       }
       printTable(rows)
-      console.log('  S3 requests/answer: what one GET of it asked of the bucket, counted at the S3 server; cpu us/req: this process, where the app and the S3 server run')
+      console.log('  S3 requests/answer: what the first GET and the next asked of the bucket, counted at the S3 server (the media cache keeps')
+      console.log('  the bytes after the first; metadata.json is read every time); cpu us/req: this process, where the app and the S3 server run')
       return ok
     } finally {
       await app.close()
