@@ -12,7 +12,7 @@ import { loadConfig } from '../config.js'
 import { BuiltinBackend } from '../services/backends/builtin/backend.js'
 import type { GenerationRequest, GeneratorBackend, MediaItem } from '../services/backends/types.js'
 import type { RunStorage } from '../services/storage/run-storage.js'
-import { median, ms, percentile, positiveInteger, printTable } from './report.js'
+import { loadSettings, median, ms, percentile, positiveInteger, printTable } from './report.js'
 
 const TARGET_OVERHEAD_MS = 10
 const CONFIGS = new URL('../../configs/', import.meta.url)
@@ -60,8 +60,7 @@ class TimedBackend implements GeneratorBackend {
 export async function benchPipeline (): Promise<boolean> {
   const runs = positiveInteger('BENCH_PIPELINE_RUNS', 200)
   const warmupRuns = Math.max(10, Math.round(runs / 10))
-  const connections = positiveInteger('BENCH_CONNECTIONS', 32)
-  const seconds = positiveInteger('BENCH_SECONDS', 5)
+  const { connections, seconds } = loadSettings()
   const runsDir = await mkdtemp(join(tmpdir(), 'runstore-bench-pipeline-'))
   const configsDir = await mkdtemp(join(tmpdir(), 'runstore-bench-configs-'))
   try {

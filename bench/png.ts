@@ -1,5 +1,13 @@
 import { PNG } from 'pngjs'
 
+/** The two images every media bench serves: 65 533 bytes (128×170) and 1 048 617 bytes (512×682). */
+export function servedImages (): { small: { label: string, bytes: Buffer }, large: { label: string, bytes: Buffer } } {
+  return {
+    small: { label: '64 KiB', bytes: noisyPng(64 * 1024, 128, 64) },
+    large: { label: '1 MiB', bytes: noisyPng(1024 * 1024, 512, 1024) }
+  }
+}
+
 /**
  * A real RGB PNG of about `targetBytes`. The pixels are noise from a seeded
  * generator: deflate cannot shrink them, so the file size follows the pixel

@@ -9,6 +9,15 @@ export function positiveInteger (name: string, fallback: number): number {
   return value
 }
 
+/** How every load measurement runs: BENCH_CONNECTIONS, BENCH_SECONDS and BENCH_WARMUP_SECONDS, or their defaults. */
+export function loadSettings (): { connections: number, seconds: number, warmupSeconds: number } {
+  return {
+    connections: positiveInteger('BENCH_CONNECTIONS', 32),
+    seconds: positiveInteger('BENCH_SECONDS', 5),
+    warmupSeconds: positiveInteger('BENCH_WARMUP_SECONDS', 1)
+  }
+}
+
 /** The value below which a share p of the values lie (nearest rank); NaN for none. */
 export function percentile (values: number[], p: number): number {
   if (values.length === 0) return Number.NaN

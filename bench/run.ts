@@ -14,18 +14,16 @@ import { loadConfig } from '../config.js'
 import { probeMediaFile } from '../services/storage/probe.js'
 import type { RunStorage } from '../services/storage/run-storage.js'
 import { measureLoad, type MeasuredLoad } from './load.js'
-import { noisyPng } from './png.js'
+import { servedImages } from './png.js'
 import { benchPipeline } from './pipeline.js'
 import { benchThumbnails } from './thumbnails.js'
 import { benchS3Media } from './s3-media.js'
 import { benchIndexScaleFromEnv } from './index-scale.js'
-import { median, ms, positiveInteger, printTable } from './report.js'
+import { loadSettings, median, ms, positiveInteger, printTable } from './report.js'
 import { writeFileSynced } from '../services/storage/blob/durable-fs.js'
 
 const LOG_LEVEL = 'warn'
-const CONNECTIONS = positiveInteger('BENCH_CONNECTIONS', 32)
-const SECONDS = positiveInteger('BENCH_SECONDS', 5)
-const WARMUP_SECONDS = positiveInteger('BENCH_WARMUP_SECONDS', 1)
+const { connections: CONNECTIONS, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS } = loadSettings()
 const ROUNDS = positiveInteger('BENCH_ROUNDS', 1)
 const REPETITIONS = positiveInteger('BENCH_REPETITIONS', 20)
 const STORE_WARMUP_REPETITIONS = 2
@@ -51,10 +49,8 @@ async function main (): Promise<boolean> {
   const runsDir = await mkdtemp(join(tmpdir(), 'runstore-bench-'))
   const closables: Closable[] = []
   try {
-    const subjects: Subject[] = [
-      { label: '64 KiB', bytes: noisyPng(64 * 1024, 128, 64), target: 5 },
-      { label: '1 MiB', bytes: noisyPng(1024 * 1024, 512, 1024), target: 3 }
-    ]
+    const images = servedImages()
+    const subjects: Subject[] = [{ ...images.small, target: 5 }, { ...images.large, target: 3 }]
 
     const config = loadConfig({
       RUNS_DIR: runsDir,

@@ -11,17 +11,15 @@ import { fileURLToPath } from 'node:url'
 import { buildApp } from '../app.js'
 import { loadConfig } from '../config.js'
 import { measureLoad, type MeasuredLoad } from './load.js'
-import { noisyPng } from './png.js'
-import { positiveInteger, printTable } from './report.js'
+import { servedImages } from './png.js'
+import { loadSettings, printTable } from './report.js'
 
 const BUCKET = 'runstore-bench'
 const PREFIX = 'runs'
 
 /** Prints the S3 rows; true when every answer had the stored bytes (there is no speed target: it says what a second instance-safe read costs). */
 export async function benchS3Media (): Promise<boolean> {
-  const connections = positiveInteger('BENCH_CONNECTIONS', 32)
-  const seconds = positiveInteger('BENCH_SECONDS', 5)
-  const warmupSeconds = positiveInteger('BENCH_WARMUP_SECONDS', 1)
+  const { connections, seconds, warmupSeconds } = loadSettings()
   const { buildApp: buildS3 } = await import('fauxqs')
   const s3 = buildS3({ logger: false })
   let bucketRequests = 0
@@ -52,7 +50,7 @@ export async function benchS3Media (): Promise<boolean> {
       console.log(`media from an S3 bucket (STORAGE_DRIVER=s3; fauxqs in this process, ${connections} connections, ${seconds} s after ${warmupSeconds} s warm-up):`)
       let ok = true
       const rows = [['file', 'what answers', 'req/s', 'p50 ms', 'p99 ms', 'cpu us/req', 'S3 requests/answer', 'vs bucket GET']]
-      for (const [label, bytes] of [['64 KiB', noisyPng(64 * 1024, 128, 64)], ['1 MiB', noisyPng(1024 * 1024, 512, 1024)]] as const) {
+      for (const { label, bytes } of Object.values(servedImages())) {
         const run = await app.storage.createRun({ schema: 'bench', execution_mode: 'bench', input_text: `s3 ${label}` })
         const output = await app.storage.addMedia(run.run_id, bytes, { config: 'bench', backend: 'bench', media_type: 'image' })
         const urls = { route: `${base}/api/media/image/${run.run_id}`, bucket: `${endpoint}/${BUCKET}/${PREFIX}/${run.run_id}/${output.filename}` }

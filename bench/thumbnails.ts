@@ -10,7 +10,7 @@ import { buildApp } from '../app.js'
 import { loadConfig } from '../config.js'
 import { paintPicture } from '../services/backends/builtin/picture.js'
 import { measureLoad, type MeasuredLoad } from './load.js'
-import { median, ms, percentile, positiveInteger, printTable } from './report.js'
+import { loadSettings, median, ms, percentile, positiveInteger, printTable } from './report.js'
 
 const WIDTH = 320
 const ACCEPT = 'image/avif,image/webp,image/apng,*/*;q=0.8' // a browser's <img>
@@ -21,9 +21,7 @@ const TARGET_CACHED_VS_ORIGINAL = 0.5
 export async function benchThumbnails (): Promise<boolean> {
   const repetitions = positiveInteger('BENCH_REPETITIONS', 20)
   const warmup = 2
-  const connections = positiveInteger('BENCH_CONNECTIONS', 32)
-  const seconds = positiveInteger('BENCH_SECONDS', 5)
-  const warmupSeconds = positiveInteger('BENCH_WARMUP_SECONDS', 1)
+  const { connections, seconds, warmupSeconds } = loadSettings()
   const runsDir = await mkdtemp(join(tmpdir(), 'runstore-bench-thumbnails-'))
   try {
     const app = await buildApp(loadConfig({ RUNS_DIR: runsDir, CONFIGS_DIR: fileURLToPath(new URL('../../configs', import.meta.url)), LOG_LEVEL: 'warn' }))
